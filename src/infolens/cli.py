@@ -1,0 +1,146 @@
+"""``infolens ...`` commands. The CLI only parses, wires and prints; the work lives in the modules.
+
+Bad arguments end with exit code 2 and one line on stderr, never a traceback
+(``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from .experiments import RUNNERS, common_arguments
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError, NotADirectoryError,
+               PermissionError)
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from .models import load_model
+    from .probe import list_layers, resolve_layers
+
+    lm = load_model(args.model, checkpoint=args.checkpoint, device=args.device, pretrained=False)
+    shape = tuple(int(s) for s in args.input_shape.split(",")) if args.input_shape else lm.input_shape
+    rows = list_layers(lm.model, shape, device=args.device)
+    if args.select:
+        keep = set(resolve_layers(lm.model, [s.strip() for s in args.select.split(";")]))
+        rows = [r for r in rows if r.name in keep]
+    width = max([len(r.name) for r in rows] + [4])
+    tw = max([len(r.type) for r in rows] + [4])
+    print(f"{lm.name}: input {tuple(shape)}, {len(rows)} layers")
+    print(f"{'name':<{width}}  {'type':<{tw}}  {'output shape':<20}  params")
+    for r in rows:
+        s = "x".join(str(d) for d in r.output_shape) if r.output_shape else "-"
+        print(f"{r.name:<{width}}  {r.type:<{tw}}  {s:<20}  {r.num_params}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .models import BUILTIN_MODELS, pretrained_builtin, builtin_history
+
+    names = list(BUILTIN_MODELS) if args.model in (None, "all") else args.model.split(",")
+    for name in names:
+        if name not in BUILTIN_MODELS:
+            raise ValueError(f"unknown built-in model {name!r}; choose from {', '.join(BUILTIN_MODELS)}")
+        pretrained_builtin(name, device=args.device, retrain=args.retrain)
+        hist = builtin_history(name)
+        acc = hist[-1]["test_acc"] if hist else float("nan")
+        print(f"{name}: test accuracy {acc:.4f} (cached under the infolens cache)")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    path = build_report(args.result_dir, out=args.output)
+    print(path)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .experiments.demo import run_demo
+
+    path = run_demo(Path(args.out), quick=args.quick, device=args.device, only=args.only,
+                    progress=not args.no_progress)
+    print(f"report: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="infolens", description="What information a vision network uses, keeps "
+                                "and throws away: SROP, information discarding, classifier-tuned autoencoders, "
+                                "FORGrad.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("layers", help="list a model's layers with output shapes")
+    s.add_argument("model")
+    s.add_argument("--checkpoint")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--input-shape", help="C,H,W (default: the model's)")
+    s.add_argument("--select", help="only layers matching this selection (e.g. 'all conv' or 'layer*.conv2')")
+    s.set_defaults(func=_cmd_layers)
+
+    s = sub.add_parser("train", help="train (or reuse) the built-in MNIST models on the embedded data")
+    s.add_argument("model", nargs="?", default="all", help="built-in name(s), comma-separated, or 'all'")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--retrain", action="store_true", help="ignore the cache")
+    s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("demo", help="the main job: every analysis on the embedded default, one report")
+    s.add_argument("--out", default="results/demo")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--quick", action="store_true", help="tiny subsets (seconds; for tests)")
+    s.add_argument("--only", default=None, help="comma-separated sections to run (srop,attribution,discard,signal)")
+    s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("report", help="write report.html for a result folder")
+    s.add_argument("result_dir")
+    s.add_argument("--output", "-o", default=None, help="path of the HTML file (default RESULT_DIR/report.html)")
+    s.set_defaults(func=_cmd_report)
+
+    for name, modname in RUNNERS.items():
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name == modname:
+                continue  # runner not written yet
+            raise
+        s = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        common_arguments(s, model=getattr(mod, "TAKES_MODEL", True))
+        mod.add_arguments(s)
+        s.set_defaults(func=mod.main)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.no_progress:
+        os.environ["INFOLENS_PROGRESS"] = "0"
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except KeyboardInterrupt:
+        print("infolens: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        if args.debug:
+            raise
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"infolens: error: {msg}", file=sys.stderr)
+        return 2
+    if isinstance(rc, Path):
+        print(rc)
+        return 0
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

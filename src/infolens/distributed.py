@@ -1,0 +1,149 @@
+"""Sharding work over processes started by ``torchrun`` (torch.distributed), and gathering result rows.
+
+Without torchrun everything runs as one process through the same code path.
+
+The unit of work is a *global* batch of image indices: ``work_units(n, batch_size)`` cuts
+``0..n-1`` into consecutive chunks whose keys (``"0000000-0000064"``) do not depend on the number of
+processes. Each process takes ``units[rank::world]`` (no padding, unlike ``DistributedSampler``, which
+duplicates images and biases evaluation), writes one part file per finished unit (atomically, keyed by
+its global indices), and after one barrier rank 0 merges the parts into the table, sorted. Because a
+unit holds the same images whatever the world size, and randomness is seeded per image
+(:func:`image_seed`), 1 and N processes, and a killed-then-resumed run, give identical rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from . import _progress
+
+__all__ = [
+    "Unit",
+    "rank_world",
+    "is_main",
+    "init_from_env",
+    "barrier",
+    "work_units",
+    "my_units",
+    "run_units",
+    "gather_table",
+    "image_seed",
+    "image_generators",
+    "per_image_randn",
+    "device_for_rank",
+]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A global batch of images: ``indices`` into the data set, ``key`` names its part file."""
+
+    key: str
+    indices: tuple[int, ...]
+
+
+def rank_world() -> tuple[int, int]:
+    """``(rank, world_size)``: from an initialised process group, else torchrun's environment, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_main() -> bool:
+    return rank_world()[0] == 0
+
+
+def init_from_env(device: str | torch.device = "cpu") -> bool:
+    """Initialise the process group when started by torchrun (``WORLD_SIZE > 1``); gloo on the CPU, nccl
+    on CUDA. Returns True when running distributed."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world <= 1:
+        return False
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if str(device).startswith("cuda") and torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    return True
+
+
+def device_for_rank(device: str | torch.device) -> torch.device:
+    """``cuda`` becomes ``cuda:LOCAL_RANK`` under torchrun (one process per GPU); others unchanged."""
+    d = torch.device(device)
+    if d.type == "cuda" and d.index is None:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return d
+
+
+def barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def work_units(n: int, batch_size: int, *, indices: Sequence[int] | None = None) -> list[Unit]:
+    """Cut ``indices`` (default ``range(n)``) into consecutive global batches of ``batch_size``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    idx = list(range(n)) if indices is None else list(indices)
+    units = []
+    for s in range(0, len(idx), batch_size):
+        chunk = tuple(idx[s:s + batch_size])
+        units.append(Unit(key=f"{chunk[0]:07d}-{chunk[-1] + 1:07d}", indices=chunk))
+    return units
+
+
+def my_units(units: Sequence[Unit]) -> list[Unit]:
+    """This process's share: ``units[rank::world]``."""
+    rank, world = rank_world()
+    return list(units[rank::world])
+
+
+def run_units(run: Any, table: str, units: Sequence[Unit], fn: Callable[[Unit], list[dict[str, Any]]], *,
+              desc: str = "", progress: bool = True) -> int:
+    """Compute this process's units that have no part file yet and write each part atomically.
+
+    ``run`` is a :class:`infolens.results.RunDir`; ``fn(unit)`` returns the unit's rows. Returns the
+    number of units computed (0 when everything was already done: a resumed run redoes nothing).
+    """
+    todo = [u for u in my_units(units) if not run.has_part(table, u.key)]
+    for u in _progress.track(todo, desc=desc or table, total=len(todo), progress=progress):
+        run.write_part(table, u.key, fn(u))
+    return len(todo)
+
+
+def gather_table(run: Any, table: str, *, sort_by: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Barrier, then rank 0 merges the parts into ``tables/TABLE.csv``; every rank returns the rows."""
+    barrier()
+    if is_main():
+        run.merge(table, sort_by=sort_by)
+    barrier()
+    return run.read_table(table)
+
+
+def image_seed(seed: int, index: int, salt: str = "") -> int:
+    """A 63-bit seed for one image: the same for a given (seed, global index, salt) on every process."""
+    h = hashlib.blake2b(f"{seed}:{index}:{salt}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & ((1 << 63) - 1)
+
+
+def image_generators(seed: int, indices: Sequence[int], salt: str = "") -> list[torch.Generator]:
+    """One CPU generator per image, seeded by :func:`image_seed`."""
+    return [torch.Generator().manual_seed(image_seed(seed, int(i), salt)) for i in indices]
+
+
+def per_image_randn(shape: Sequence[int], seed: int, indices: Sequence[int], *, salt: str = "",
+                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal noise of shape ``(len(indices), *shape)``, each image's slice drawn from its own
+    seed (CPU generator, then moved), so it does not depend on batch composition or process count."""
+    gens = image_generators(seed, indices, salt)
+    noise = torch.stack([torch.randn(tuple(shape), generator=g, dtype=dtype) for g in gens])
+    return noise.to(device)
+
+
+def summarize_env() -> Mapping[str, Any]:
+    rank, world = rank_world()
+    return {"rank": rank, "world_size": world}

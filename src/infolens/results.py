@@ -1,0 +1,318 @@
+"""Result folders: tidy tables, metadata, figures; atomic writes and resume of interrupted runs.
+
+A run writes one folder::
+
+    RUN/
+      meta.json            versions, device, seed, every parameter, model identity, timings
+      tables/NAME.csv      tidy tables (one row per image x layer x method x parameter)
+      parts/NAME/KEY.csv   finished units of work (resume; one per shard, batch or model)
+      figures/NAME.png     figures made from the tables
+      summary.json         the headline numbers the report shows first
+
+Every file is written to a temporary name in the same folder and renamed (``os.replace``), so a
+killed run never leaves a half-written file. A run started again with the same parameters skips the
+units whose part files exist; :meth:`RunDir.merge` joins the parts into the final table, sorted, so
+an interrupted-and-resumed run and an uninterrupted one give identical tables. Tables are CSV, read
+by ``pandas.read_csv``; the core writes them with the standard library (no pandas needed).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_torch_save",
+    "write_csv",
+    "read_csv",
+    "environment",
+    "RunDir",
+    "rows_from_columns",
+]
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` through a temporary file and a rename."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        v = v.item() if v.numel() == 1 else v.tolist()
+    if hasattr(v, "item") and not isinstance(v, (list, tuple, str)):
+        try:
+            v = v.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(v)
+    return v
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], *,
+              columns: Sequence[str] | None = None) -> Path:
+    """Write ``rows`` (dicts) as CSV atomically. Floats keep full precision (``repr``); NaN is empty."""
+    if columns is None:
+        columns = []
+        for r in rows:
+            for k in r:
+                if k not in columns:
+                    columns.append(k)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _cell(r.get(k, "")) for k in columns})
+    return atomic_write_text(path, buf.getvalue())
+
+
+def _parse(v: str) -> Any:
+    if v == "":
+        return float("nan")
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    if v in ("True", "False"):
+        return v == "True"
+    return v
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a table written by :func:`write_csv` (numbers parsed, empty cells as NaN)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no table at {path}")
+    with open(path, newline="") as f:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def environment(device: torch.device | str | None = None) -> dict[str, Any]:
+    """Versions and machine facts recorded in every ``meta.json``."""
+    from . import __version__
+
+    env: dict[str, Any] = {
+        "infolens": __version__,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    try:
+        import numpy
+
+        env["numpy"] = numpy.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    if device is not None:
+        env["device"] = str(device)
+        if str(device).startswith("cuda") and torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (torch.device, torch.dtype)):
+        return str(obj)
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "item"):
+        try:
+            return obj.item()
+        except (ValueError, AttributeError):
+            pass
+    return repr(obj)
+
+
+class RunDir:
+    """One result folder: parameters fixed at creation, parts for resume, tables, figures, metadata.
+
+    Parameters
+    ----------
+    root : the folder (created if missing).
+    analysis : what wrote it (``"srop"``, ``"forgrad"``, ...); the report uses it as the section key.
+    params : every parameter that determines the numbers. A folder that already holds a run with other
+        parameters is refused (pass ``overwrite=True`` to start it afresh), so resumed parts always
+        belong to the same computation.
+    title, description : shown by the report.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, analysis: str, params: Mapping[str, Any],
+                 title: str | None = None, description: str = "", seed: int | None = None,
+                 device: torch.device | str | None = None, overwrite: bool = False) -> None:
+        self.root = Path(root)
+        self.analysis = analysis
+        self.params = _jsonable(dict(params))
+        meta_path = self.root / "meta.json"
+        if meta_path.is_file():
+            old = json.loads(meta_path.read_text())
+            if (old.get("params") != self.params or old.get("analysis") != analysis) and not overwrite:
+                diff = sorted(k for k in set(old.get("params", {})) | set(self.params)
+                              if old.get("params", {}).get(k) != self.params.get(k))
+                raise ValueError(
+                    f"result folder {self.root} holds a {old.get('analysis')} run with other parameters "
+                    f"(differing: {', '.join(diff) or 'analysis'}); choose another --out folder or pass --overwrite")
+            if overwrite and old.get("params") != self.params:
+                import shutil
+
+                for sub in ("parts", "tables", "figures"):
+                    shutil.rmtree(self.root / sub, ignore_errors=True)
+            self.meta = old
+            self.meta["resumed"] = int(old.get("resumed", 0)) + (0 if overwrite else 1)
+        else:
+            self.meta = {"resumed": 0}
+        self.meta.update({
+            "analysis": analysis,
+            "title": title or analysis,
+            "description": description,
+            "params": self.params,
+            "seed": seed,
+            "environment": environment(device),
+            "started": self.meta.get("started") or _now(),
+        })
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.write_meta()
+
+    # -- metadata -------------------------------------------------------------------------------
+    def write_meta(self, **extra: Any) -> None:
+        self.meta.update(_jsonable(extra))
+        atomic_write_text(self.root / "meta.json", json.dumps(self.meta, indent=2, sort_keys=True))
+
+    def finish(self, summary: Mapping[str, Any] | None = None, **extra: Any) -> None:
+        """Record the end of the run (and the headline numbers in ``summary.json``)."""
+        if summary is not None:
+            self.write_json("summary", summary)
+        self.write_meta(finished=_now(), **extra)
+
+    # -- parts (resume) --------------------------------------------------------------------------
+    def _part(self, table: str, key: str) -> Path:
+        return self.root / "parts" / table / f"{key}.csv"
+
+    def has_part(self, table: str, key: str) -> bool:
+        return self._part(table, key).is_file()
+
+    def write_part(self, table: str, key: str, rows: Sequence[Mapping[str, Any]]) -> Path:
+        return write_csv(self._part(table, key), rows)
+
+    def read_part(self, table: str, key: str) -> list[dict[str, Any]]:
+        return read_csv(self._part(table, key))
+
+    def part_keys(self, table: str) -> list[str]:
+        d = self.root / "parts" / table
+        return sorted(p.stem for p in d.glob("*.csv")) if d.is_dir() else []
+
+    def merge(self, table: str, *, sort_by: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Join every part of ``table`` into ``tables/TABLE.csv`` (sorted by ``sort_by``) and return rows."""
+        rows: list[dict[str, Any]] = []
+        for key in self.part_keys(table):
+            rows.extend(self.read_part(table, key))
+        if sort_by:
+            rows.sort(key=lambda r: tuple(_sort_key(r.get(k)) for k in sort_by))
+        self.write_table(table, rows)
+        return rows
+
+    # -- tables, json, figures ---------------------------------------------------------------------
+    def table_path(self, name: str) -> Path:
+        return self.root / "tables" / f"{name}.csv"
+
+    def write_table(self, name: str, rows: Sequence[Mapping[str, Any]], *,
+                    columns: Sequence[str] | None = None) -> Path:
+        return write_csv(self.table_path(name), rows, columns=columns)
+
+    def read_table(self, name: str) -> list[dict[str, Any]]:
+        return read_csv(self.table_path(name))
+
+    def has_table(self, name: str) -> bool:
+        return self.table_path(name).is_file()
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        return atomic_write_text(self.root / f"{name}.json", json.dumps(_jsonable(obj), indent=2))
+
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.root / f"{name}.json").read_text())
+
+    def figure_path(self, name: str) -> Path:
+        return self.root / "figures" / f"{name}.png"
+
+    def save_figure(self, fig: Any, name: str, *, dpi: int = 110) -> Path:
+        """Save a matplotlib figure atomically as ``figures/NAME.png`` and close it."""
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        try:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+        except ImportError:  # pragma: no cover
+            pass
+        return atomic_write_bytes(self.figure_path(name), buf.getvalue())
+
+
+def _sort_key(v: Any) -> tuple[int, Any]:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, v)
+    return (1, str(v))
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def rows_from_columns(columns: Mapping[str, Iterable[Any]]) -> list[dict[str, Any]]:
+    """Columns of equal length (lists or 1-D tensors) to a list of row dicts."""
+    cols = {k: (v.tolist() if isinstance(v, torch.Tensor) else list(v)) for k, v in columns.items()}
+    lengths = {len(v) for v in cols.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"columns have different lengths: { {k: len(v) for k, v in cols.items()} }")
+    n = lengths.pop() if lengths else 0
+    return [{k: cols[k][i] for k in cols} for i in range(n)]
