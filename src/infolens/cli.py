@@ -126,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if hasattr(args, "device"):
+            from .distributed import device_for_rank, init_from_env
+
+            args.device = str(device_for_rank(args.device))  # cuda -> cuda:LOCAL_RANK under torchrun
+            init_from_env(args.device)  # a no-op unless started by torchrun with WORLD_SIZE > 1
         rc = args.func(args)
     except KeyboardInterrupt:
         print("infolens: interrupted; run the same command again to resume", file=sys.stderr)

@@ -128,11 +128,16 @@ def _section_html(sec: Path, root: Path) -> tuple[str, str, str]:
 
 def build_report(result_dir: str | Path, *, out: str | Path | None = None, title: str = "infolens report") -> Path:
     """Write ``report.html`` (default inside ``result_dir``) and return its path."""
+    from .distributed import is_main
+
     root = Path(result_dir)
+    target = Path(out) if out else root / "report.html"
+    if not is_main():  # under torchrun only rank 0 writes the page
+        return target
     sections = [_section_html(s, root) for s in find_sections(root)]
     nav = " ".join(f"<a href='#{a}'>{html.escape(t)}</a>" for a, t, _ in sections)
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
             f"<p class=meta>{html.escape(str(root.resolve()))}</p><nav>{nav}</nav>"
             + "\n".join(body for _, _, body in sections) + "</body></html>")
-    return atomic_write_text(Path(out) if out else root / "report.html", page)
+    return atomic_write_text(target, page)

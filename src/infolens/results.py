@@ -226,12 +226,19 @@ class RunDir:
 
     # -- metadata -------------------------------------------------------------------------------
     def write_meta(self, **extra: Any) -> None:
+        """Update ``meta.json`` (written by rank 0 only when running under torchrun)."""
         self.meta.update(_jsonable(extra))
+        from .distributed import is_main
+
+        if not is_main():
+            return
         atomic_write_text(self.root / "meta.json", json.dumps(self.meta, indent=2, sort_keys=True))
 
     def finish(self, summary: Mapping[str, Any] | None = None, **extra: Any) -> None:
         """Record the end of the run (and the headline numbers in ``summary.json``)."""
-        if summary is not None:
+        from .distributed import is_main
+
+        if summary is not None and is_main():
             self.write_json("summary", summary)
         self.write_meta(finished=_now(), **extra)
 

@@ -1,0 +1,112 @@
+"""Several real processes (gloo on the CPU) give exactly the rows of one process; a run killed midway
+and started again gives exactly the rows of an uninterrupted run (issue: scale out with torchrun)."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from infolens.models import build_builtin
+
+pytestmark = pytest.mark.timeout(600)
+
+# (command, extra arguments): small, fast runs of each runner that shards images.
+CASES = {
+    "srop": ["--layers", "all conv", "--check", "none"],
+    "attribution": ["--methods", "saliency,smoothgrad", "--metrics", "deletion,insertion", "--forgrad", "3"],
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "mnist_allconv.pt"
+    torch.save(build_builtin("mnist_allconv", seed=1).state_dict(), path)
+    return path
+
+
+def _cmd(command: str, out: Path, checkpoint: Path, limit: int = 24) -> list[str]:
+    return ["infolens", "--no-progress", command, "mnist_allconv", "--checkpoint", str(checkpoint), "--data", "mnist",
+            "--limit", str(limit), "--batch-size", "4", "--out", str(out), "--no-report", *CASES[command]]
+
+
+def _run(argv: list[str], env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    code = "import sys; from infolens.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *argv[1:]], env=env, capture_output=True, text=True,
+                          timeout=500)
+
+
+def _run_world(argv: list[str], world: int) -> None:
+    port = str(_free_port())
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank),
+               "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+        code = "import sys; from infolens.cli import main; sys.exit(main(sys.argv[1:]))"
+        procs.append(subprocess.Popen([sys.executable, "-c", code, *argv[1:]], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=500) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+
+
+def _tables(out: Path) -> list[Path]:
+    return sorted((out / "tables").glob("*.csv"))
+
+
+def _assert_same_tables(a: Path, b: Path) -> None:
+    ta, tb = _tables(a), _tables(b)
+    assert [p.name for p in ta] == [p.name for p in tb] and ta
+    for pa, pb in zip(ta, tb):
+        assert filecmp.cmp(pa, pb, shallow=False), f"{pa.name} differs between {a} and {b}"
+
+
+@pytest.mark.parametrize("command", list(CASES))
+def test_two_processes_give_the_rows_of_one(tmp_path, checkpoint, command):
+    one, two = tmp_path / "one", tmp_path / "two"
+    r = _run(_cmd(command, one, checkpoint))
+    assert r.returncode == 0, r.stderr[-2000:]
+    _run_world(_cmd(command, two, checkpoint), world=2)
+    _assert_same_tables(one, two)
+
+
+def test_killed_run_resumes_to_identical_tables(tmp_path, checkpoint):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    r = _run(_cmd("srop", full, checkpoint, limit=64))
+    assert r.returncode == 0, r.stderr[-2000:]
+    argv = _cmd("srop", killed, checkpoint, limit=64)
+    code = "import sys; from infolens.cli import main; sys.exit(main(sys.argv[1:]))"
+    p = subprocess.Popen([sys.executable, "-c", code, *argv[1:]], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    parts = killed / "parts"
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and len(list(parts.glob("*/*.csv"))) < 2:
+        time.sleep(0.05)
+    was_running = p.poll() is None
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    n_before = len(list(parts.glob("*/*.csv")))
+    if was_running:
+        assert not _tables(killed) or n_before < 16  # it really stopped midway
+    before = {q: q.stat().st_mtime_ns for q in parts.glob("*/*.csv")}
+    r = _run(argv)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for q, mtime in before.items():  # finished units were not redone
+        assert q.stat().st_mtime_ns == mtime
+    _assert_same_tables(full, killed)
