@@ -83,8 +83,9 @@ _IDX_DTYPES = {
 }
 
 _LOCK = threading.Lock()
-_VERIFIED: set[str] = set()  # resolved paths whose checksum matched in this process
-_MNIST_CACHE: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+_FileKey = tuple[str, int, int]  # (resolved path, size, mtime in ns)
+_VERIFIED: set[_FileKey] = set()  # files whose checksum matched in this process
+_MNIST_CACHE: dict[tuple[_FileKey, _FileKey], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 # --------------------------------------------------------------------------- IDX / MNIST
@@ -127,17 +128,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _verified_mnist_file(filename: str) -> Path:
-    """Path of a shipped MNIST file, its SHA-256 checked once per process."""
+def _file_key(path: Path) -> _FileKey:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _verified_mnist_file(filename: str) -> tuple[Path, _FileKey]:
+    """Path of a shipped MNIST file, its SHA-256 checked once per process (and again if the
+    file's size or modification time changes)."""
     path = Path(MNIST_DIR) / filename
-    key = str(path.resolve())
-    if key in _VERIFIED:
-        return path
     if not path.is_file():
         raise FileNotFoundError(
             f"MNIST file {filename!r} is missing from {str(Path(MNIST_DIR))!r}; reinstall infolens "
             f"(the four MNIST IDX .gz files ship in infolens/_data/mnist)"
         )
+    key = _file_key(path)
+    if key in _VERIFIED:
+        return path, key
     digest = _sha256(path)
     if digest != MNIST_SHA256[filename]:
         raise ValueError(
@@ -145,7 +152,7 @@ def _verified_mnist_file(filename: str) -> Path:
             f"{MNIST_SHA256[filename][:16]}...; reinstall infolens to restore the original file"
         )
     _VERIFIED.add(key)
-    return path
+    return path, key
 
 
 def _check_split(split: str) -> None:
@@ -167,9 +174,9 @@ def mnist_tensors(split: str = "test", limit: int | None = None) -> tuple[torch.
     _check_split(split)
     _check_limit(limit)
     img_file, lbl_file = MNIST_FILES[split]
-    img_path = _verified_mnist_file(img_file)
-    lbl_path = _verified_mnist_file(lbl_file)
-    key = (str(img_path.resolve()), str(lbl_path.resolve()))
+    img_path, img_key = _verified_mnist_file(img_file)
+    lbl_path, lbl_key = _verified_mnist_file(lbl_file)
+    key = (img_key, lbl_key)
     with _LOCK:
         cached = _MNIST_CACHE.get(key)
         if cached is None:
@@ -305,8 +312,10 @@ def resize_center_crop(img, size: int):
     from PIL import Image
 
     w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if w <= h:
+        nw, nh = size, int(size * h / w)
+    else:
+        nw, nh = int(size * w / h), size
     if (nw, nh) != (w, h):
         img = img.resize((nw, nh), Image.Resampling.BILINEAR)
     left = int(round((nw - size) / 2.0))
