@@ -1,0 +1,327 @@
+"""Tests of infolens.srop (layer-wise SROP statistics, input variants, cascading randomisation,
+correlation) and of the ``infolens srop`` runner, against independent references: srop_2d on known
+maps, NumPy/SciPy statistics, hand-made models with known feature maps, and invariants (batched equals
+per-image, no hooks left behind, the caller's model untouched)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from infolens.spectral import srop_2d
+from infolens.srop import (INPUT_VARIANTS, LayerSROPs, cascading_randomization, correlation, input_variant,
+                           layer_srops, srop_statistics, summarize_image_rows)
+
+torch.set_num_threads(2)
+
+
+class TwoConv(nn.Module):
+    """conv a: channel 0 copies the input, channel 1 is dead (zero weights, zero bias), channel 2 is a
+    constant map (bias only); conv b (stride 2) copies channel 0 again, then a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 3, 1)
+        self.b = nn.Conv2d(3, 2, 1, stride=2)
+        self.head = nn.Linear(2 * 8 * 8, 3)
+        with torch.no_grad():
+            self.a.weight.zero_()
+            self.a.bias.zero_()
+            self.a.weight[0, 0] = 1.0
+            self.a.bias[2] = 0.7
+            self.b.weight.zero_()
+            self.b.bias.zero_()
+            self.b.weight[0, 0] = 2.0
+            self.b.weight[1, 0] = 1.0
+            self.b.weight[1, 2] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.b(self.a(x)), 1))
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(6, 1, 16, 16, generator=g)
+
+
+def test_layer_srops_known_feature_maps(images):
+    model = TwoConv()
+    res = layer_srops(model, images, "all conv")
+    assert res.layers == ["a", "b"] and res.shapes == {"a": (16, 16), "b": (8, 8)}
+    assert res.strides == {"a": 1.0, "b": 2.0}
+    va, vb = res.values["a"], res.values["b"]
+    assert va.shape == (6, 3) and vb.shape == (6, 2)
+    torch.testing.assert_close(va[:, 0], srop_2d(images[:, 0]), atol=1e-6, rtol=0)  # a copy of the input
+    assert torch.isnan(va[:, 1]).all()  # dead channel: missing, never 0
+    assert (va[:, 2] == 0).all()  # a constant map has SROP 0
+    sub = images[:, 0, ::2, ::2]  # the stride-2 1x1 conv subsamples
+    torch.testing.assert_close(vb[:, 0], srop_2d(2 * sub), atol=1e-6, rtol=0)
+    torch.testing.assert_close(vb[:, 1], srop_2d(sub + 0.7), atol=1e-6, rtol=0)
+    torch.testing.assert_close(res.per_input_pixel()["b"], vb / 2)
+    assert res.dead()["a"][:, 1].all() and not res.dead()["b"].any()
+
+
+def test_statistics_exclude_and_count_dead_channels(images):
+    res = layer_srops(TwoConv(), images, ["a", "b"])
+    st = srop_statistics(res, bins=10)
+    va = res.values["a"].double().numpy()
+    np.testing.assert_allclose(st.per_image["mean"][:, 0].numpy(), np.nanmean(va, 1), rtol=1e-12)
+    np.testing.assert_allclose(st.per_image["median"][:, 0].numpy(), np.nanmedian(va, 1), rtol=1e-12)
+    np.testing.assert_allclose(st.per_image["std"][:, 0].numpy(), np.nanstd(va, 1), rtol=1e-12)
+    np.testing.assert_allclose(st.per_image["q25"][:, 0].numpy(), np.nanquantile(va, 0.25, axis=1), rtol=1e-12)
+    assert st.per_image["n_dead"][:, 0].tolist() == [1] * 6 and st.aggregated["n_dead"][0] == 6
+    assert st.aggregated["n_channels"].tolist() == [18, 12]
+    edges = st.edges.numpy()
+    for i in range(6):
+        live = va[i][~np.isnan(va[i])]
+        np.testing.assert_array_equal(st.histogram[i, 0].numpy(), np.histogram(live, bins=edges)[0])
+    assert int(st.histogram[:, 0].sum()) == 12  # dead channels are in no bin
+    rows = st.layer_rows()
+    assert rows[0]["n_images"] == 6 and not any(isinstance(v, float) and math.isnan(v) for v in rows[0].values())
+
+
+def test_pooled_and_per_image_aggregation_agree_with_numpy(images):
+    res = layer_srops(TwoConv(), images, "all conv")
+    vb = res.values["b"].double().numpy()
+    pooled = srop_statistics(res, aggregate="pooled").aggregated
+    assert float(pooled["median"][1]) == pytest.approx(float(np.median(vb)), abs=1e-12)
+    per = srop_statistics(res, aggregate="images").aggregated
+    assert float(per["median"][1]) == pytest.approx(float(np.median(vb, axis=1).mean()), abs=1e-12)
+
+
+def test_all_dead_layer_gives_missing_statistics_not_nan_means():
+    res = LayerSROPs(layers=["x"], values={"x": torch.tensor([[float("nan")] * 3, [0.2, 0.4, float("nan")]])},
+                     shapes={"x": (4, 4)}, strides={"x": 1.0}, input_shape=(4, 4))
+    st = srop_statistics(res)
+    assert math.isnan(float(st.per_image["mean"][0, 0]))
+    assert float(st.aggregated["mean"][0]) == pytest.approx(0.3)  # the all-dead image is left out ...
+    assert int(st.aggregated["n_images"][0]) == 1 and int(st.aggregated["n_dead"][0]) == 4  # ... and counted
+
+
+def test_batched_equals_per_image_and_leaves_no_hooks(quick_mnist_model, mnist_test_small):
+    x = mnist_test_small[0][:12]
+    model = quick_mnist_model
+    model.train()
+    full = layer_srops(model, x, "all conv", batch_size=12)
+    one = layer_srops(model, x, "all conv", batch_size=1)
+    assert model.training  # mode restored
+    model.eval()
+    for k in full.layers:
+        assert torch.equal(torch.nan_to_num(full.values[k], 9.0), torch.nan_to_num(one.values[k], 9.0))
+    assert all(not m._forward_hooks for m in model.modules())
+    cat = LayerSROPs.concat([layer_srops(model, x[:5]), layer_srops(model, x[5:])])
+    assert all(torch.equal(torch.nan_to_num(cat.values[k], 9.0), torch.nan_to_num(full.values[k], 9.0))
+               for k in full.layers)
+
+
+def test_streaming_keeps_only_srops(quick_mnist_model, mnist_test_small):
+    """The hook reduces each map to its SROPs at once; nothing of the size of a feature map survives."""
+    res = layer_srops(quick_mnist_model, mnist_test_small[0][:4], "all conv")
+    total = sum(v.numel() for v in res.values.values())
+    assert total == 4 * sum(v.shape[1] for v in res.values.values()) and total < 4 * 200
+
+
+def test_errors(images):
+    model = TwoConv()
+    with pytest.raises(ValueError, match="2-D maps"):
+        layer_srops(model, images, "head")
+    with pytest.raises(ValueError, match="unknown layer"):
+        layer_srops(model, images, "nope")
+    with pytest.raises(ValueError, match="non-finite"):
+        layer_srops(model, images.clone().fill_(float("nan")), "a")
+    with pytest.raises(ValueError, match="kappa"):
+        layer_srops(model, images, "a", kappa=0)
+    with pytest.raises(TypeError):
+        layer_srops("model", images, "a")
+    with pytest.raises(ValueError, match="variant"):
+        input_variant(images, "blurred")
+
+
+def test_first_layer_follows_the_input_spectrum(quick_mnist_model, mnist_test_small):
+    """The paper's input check on the first convolution of a trained net: removing high frequencies lowers
+    the SROP, shuffling the pixels (all structure gone, white-ish spectrum) raises it."""
+    x = mnist_test_small[0][:64]
+    means = {}
+    for v in ("original", "lowpass", "shuffled"):
+        res = layer_srops(quick_mnist_model, input_variant(x, v, seed=0), "features.0")
+        means[v] = float(srop_statistics(res).aggregated["mean"][0])
+    assert means["lowpass"] < means["original"] < means["shuffled"]
+
+
+# --------------------------------------------------------------------------- input variants
+
+
+def test_input_variants_properties():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(5, 3, 20, 24, generator=g)
+    assert input_variant(x, "original") is x
+    for v in INPUT_VARIANTS:
+        out = input_variant(x, v, indices=range(10, 15), seed=3)
+        assert out.shape == x.shape and out.dtype == x.dtype and float(out.min()) >= 0 and float(out.max()) <= 1
+    sh = input_variant(x, "shuffled", seed=3)
+    torch.testing.assert_close(sh.flatten(2).sort(-1).values, x.flatten(2).sort(-1).values)  # same pixels
+    # per-image seeds: the variant of an image does not depend on its batch
+    for v in ("shuffled", "noise"):
+        alone = input_variant(x[3:4], v, indices=[13], seed=3)
+        assert torch.equal(input_variant(x, v, indices=range(10, 15), seed=3)[3:4], alone)
+        assert not torch.equal(input_variant(x[3:4], v, indices=[14], seed=3), alone)
+    low = input_variant(x, "lowpass", cutoff=0.25)
+    assert float(srop_2d(low[:, 0].double()).max()) <= 0.25 + 1e-9
+    const = torch.full((1, 1, 8, 8), 0.3)
+    torch.testing.assert_close(input_variant(const, "lowpass"), const)
+    cr = input_variant(x, "center_removed")
+    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], -1).mean(-1)
+    torch.testing.assert_close(cr[..., 10, 12], border)
+    assert torch.equal(cr[..., 0, :], x[..., 0, :])
+
+
+# --------------------------------------------------------------------------- cascading randomisation
+
+
+def test_cascading_randomization_from_the_top():
+    model = TwoConv()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    steps = [(name, {k: v.clone() for k, v in m.state_dict().items()}) for name, m in cascading_randomization(model)]
+    assert [s[0] for s in steps] == ["none", "head", "b", "a"]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the caller's model untouched
+    assert all(torch.equal(before[k], v) for k, v in steps[0][1].items())
+    changed = [{k.split(".")[0] for k in before if not torch.equal(before[k], s[k])} for _, s in steps]
+    assert changed == [set(), {"head"}, {"head", "b"}, {"head", "b", "a"}]
+    again = [{k: v.clone() for k, v in m.state_dict().items()} for _, m in cascading_randomization(model)]
+    assert all(torch.equal(a[k], s[1][k]) for a, s in zip(again, steps) for k in a)  # seeded
+
+
+def test_cascading_randomization_takes_batchnorm_with_its_conv():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))
+    with torch.no_grad():
+        for bn in (net[1], net[4]):
+            bn.running_mean.fill_(0.5)
+            bn.weight.fill_(2.0)
+    names, bn_means = [], []
+    for name, m in cascading_randomization(net, seed=1):
+        names.append(name)
+        bn_means.append((float(m[1].running_mean[0]), float(m[4].running_mean[0])))
+    assert names == ["none", "3", "0"]
+    assert bn_means == [(0.5, 0.5), (0.5, 0.0), (0.0, 0.0)]  # each BatchNorm goes with the conv before it
+
+
+# --------------------------------------------------------------------------- tables and correlation
+
+
+def test_correlation_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=9)
+    y = 0.5 * x + rng.normal(size=9)
+    y[2] = y[5]  # a tie
+    c = correlation(x.tolist(), y.tolist())
+    assert c["pearson"] == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-12)
+    assert c["spearman"] == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-12)
+    c = correlation([1, 2, float("nan"), 4], [2, 4, 5, 8])
+    assert c["n"] == 3 and c["pearson"] == pytest.approx(1.0)
+    assert math.isnan(correlation([1, 1, 1], [1, 2, 3])["pearson"])
+
+
+def test_summarize_image_rows_equals_statistics_aggregate(images):
+    res = layer_srops(TwoConv(), images, "all conv")
+    st = srop_statistics(res)
+    table = summarize_image_rows(st.image_rows(decimals=None), decimals=None)
+    for row, ref in zip(table, st.layer_rows(decimals=None)):
+        for k in ("mean", "median", "std", "q10", "q90", "n_images", "n_channels", "n_dead", "mean_input"):
+            assert row[k] == pytest.approx(ref[k], abs=1e-12)
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+@pytest.fixture(scope="module")
+def allconv_ckpt(tmp_path_factory):
+    from infolens.models import build_builtin
+
+    path = tmp_path_factory.mktemp("srop-ckpt") / "allconv.pt"
+    torch.save(build_builtin("mnist_allconv", seed=1).state_dict(), path)
+    return path
+
+
+def test_cli_writes_tables_figures_and_report(tmp_path, allconv_ckpt):
+    from infolens.cli import main
+    from infolens.results import read_csv
+
+    out = tmp_path / "run"
+    rc = main(["--no-progress", "srop", "mnist_allconv", "--checkpoint", str(allconv_ckpt), "--data", "mnist",
+               "--limit", "6", "--batch-size", "4", "--out", str(out), "--check", "input,architecture,randomization",
+               "--variants", "original,noise", "--layers", "features.0;features.3"])
+    assert rc == 0
+    for t in ("images", "histogram", "layers", "summary"):
+        assert (out / "tables" / f"{t}.csv").is_file()
+    for f in ("srop_input", "srop_architecture", "srop_randomization"):
+        assert (out / "figures" / f"{f}.png").is_file()
+    assert (out / "report.html").is_file()
+    rows = read_csv(out / "tables" / "images.csv")
+    assert {r["layer"] for r in rows} == {"features.0", "features.3"}
+    assert len([r for r in rows if r["check"] == "input"]) == 6 * 2 * 2
+    hist = read_csv(out / "tables" / "histogram.csv")
+    layers = read_csv(out / "tables" / "layers.csv")
+    for lr in layers:  # the summed histogram holds every live channel of every image
+        n = sum(h["count"] for h in hist if (h["check"], h["variant"], h["layer"]) ==
+                (lr["check"], lr["variant"], lr["layer"]))
+        assert n == lr["n_channels"] - lr["n_dead"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["mean SROP (input)"]["mnist_allconv"]) == {"original", "noise"}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--check", "bogus"], "--check"),
+    (["--layers", "features.99"], "unknown layer"),
+    (["--variants", "blur"], "--variants"),
+    (["--check", "training"], "--stages"),
+])
+def test_cli_bad_arguments_exit_2(tmp_path, allconv_ckpt, capsys, argv, message):
+    from infolens.cli import main
+
+    rc = main(["--no-progress", "srop", "mnist_allconv", "--checkpoint", str(allconv_ckpt), "--limit", "2",
+               "--out", str(tmp_path / "x"), "--no-report", *argv])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_training_check_from_a_stages_file(tmp_path, allconv_ckpt):
+    from infolens.cli import main
+    from infolens.models import build_builtin
+    from infolens.results import read_csv, write_csv
+
+    ck0 = tmp_path / "s0.pt"
+    torch.save(build_builtin("mnist_allconv", seed=5).state_dict(), ck0)
+    write_csv(tmp_path / "stages.csv", [{"checkpoint": str(ck0), "epoch": 0.0, "test_acc": 0.1},
+                                        {"checkpoint": str(allconv_ckpt), "epoch": 0.5, "test_acc": 0.5},
+                                        {"checkpoint": str(ck0), "epoch": 1.0, "test_acc": 0.9}])
+    out = tmp_path / "train"
+    rc = main(["--no-progress", "srop", "mnist_allconv", "--checkpoint", str(allconv_ckpt), "--limit", "4",
+               "--out", str(out), "--no-report", "--check", "training", "--stages", str(tmp_path / "stages.csv")])
+    assert rc == 0
+    summary = read_csv(out / "tables" / "summary.csv")
+    assert [r["epoch"] for r in summary] == [0.0, 0.5, 1.0] and summary[0]["srop_mean"] == summary[2]["srop_mean"]
+    corr = read_csv(out / "tables" / "correlation.csv")
+    row = next(r for r in corr if r["layer"] == "mean over layers" and r["statistic"] == "mean"
+               and r["stages"] == "all")
+    ref = correlation([r["srop_mean"] for r in summary], [0.1, 0.5, 0.9])
+    assert row["pearson"] == pytest.approx(ref["pearson"], abs=1e-4) and row["n_stages"] == 3
+
+
+@pytest.mark.slow
+def test_quick_demo_section(tmp_path):
+    from infolens.experiments.srop import demo
+
+    out = demo(tmp_path / "srop", quick=True, progress=False)
+    summary = json.loads((out / "summary.json").read_text())
+    assert "training: correlation of SROP with test accuracy" in summary
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["order"] == 10 and set(meta["figures"]) == {"srop_input", "srop_training"}
