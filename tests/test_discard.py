@@ -208,6 +208,7 @@ def test_reconstruction_uncertainty_closed_form_and_decoder():
     r = InformationDiscarding(model, "0", grid=7, steps=20, samples=4).attribute(x)
     rec = reconstruction_uncertainty(model, {"0": nn.Identity()}, x, r, samples=256)
     torch.testing.assert_close(rec.uncertainty, r.layer_entropy, atol=0.02, rtol=0)
+    torch.testing.assert_close(rec.induced, r.layer_entropy, atol=0.02, rtol=0)  # identity: spread = noise
     # a trained decoder: more noise at the input gives a less certain reconstruction
     net = conv_net()
     train_x = torch.rand(128, 1, 28, 28, generator=torch.Generator().manual_seed(9))

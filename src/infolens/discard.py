@@ -637,12 +637,17 @@ class ReconstructionResult:
     """``uncertainty`` (N, L): mean over pixels of the Gaussian entropy ``1/2 log(2 pi e v + 1e-6)`` of
     the reconstruction residual, ``v = E_eps[(g(h(x')) - x)^2]`` at the selected sigma (nats per pixel);
     ``clean`` (N, L): the same with ``v = (g(h(x)) - x)^2`` (no noise: the decoder's own error);
+    ``induced`` (N, L): the same with ``v = E_eps[(g(h(x')) - g(h(x)))^2]``, the spread of the
+    reconstruction caused by the discarded noise alone (the decoder's own bias removed: on MNIST a deep
+    decoder reproduces the black background exactly, so ``uncertainty`` is dominated by the floor there
+    while ``induced`` still grows with what the layer discards);
     ``uncertainty_map`` (N, L, H, W): the per-pixel entropy (channel mean). NaN where no decoder."""
 
     layers: list[str]
     uncertainty: Tensor
     clean: Tensor
     uncertainty_map: Tensor
+    induced: Tensor
 
 
 def reconstruction_uncertainty(model: nn.Module, decoders: Mapping[str, nn.Module], images: Tensor,
@@ -662,6 +667,7 @@ def reconstruction_uncertainty(model: nn.Module, decoders: Mapping[str, nn.Modul
     L = len(result.layers)
     unc = torch.full((N, L), float("nan"), device=dev)
     cln = torch.full((N, L), float("nan"), device=dev)
+    ind = torch.full((N, L), float("nan"), device=dev)
     umap = torch.full((N, L, H, W), float("nan"), device=dev)
     with _Frozen(model), torch.no_grad():
         for l, name in enumerate(result.layers):
@@ -680,4 +686,7 @@ def reconstruction_uncertainty(model: nn.Module, decoders: Mapping[str, nn.Modul
             umap[:, l] = ent.mean(1)
             r0 = dec(_features(model, x, [name])[name])
             cln[:, l] = (0.5 * torch.log(2 * math.pi * math.e * (r0 - x).pow(2) + floor)).flatten(1).mean(1)
-    return ReconstructionResult(layers=list(result.layers), uncertainty=unc, clean=cln, uncertainty_map=umap)
+            vi = (rec - r0.unsqueeze(1)).pow(2).mean(1)
+            ind[:, l] = (0.5 * torch.log(2 * math.pi * math.e * vi + floor)).flatten(1).mean(1)
+    return ReconstructionResult(layers=list(result.layers), uncertainty=unc, clean=cln, uncertainty_map=umap,
+                                induced=ind)

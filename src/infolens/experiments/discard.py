@@ -129,7 +129,7 @@ def analyse(run: RunDir, model: nn.Module, model_name: str, images: torch.Tensor
                                              seed=settings.get("seed", 0))
             rrows = [{"model": model_name, "stage": stage, "index": i, "layer": layer, "depth": depth[layer],
                       "entropy": float(r.layer_entropy[j, l]), "uncertainty": float(rec.uncertainty[j, l]),
-                      "clean": float(rec.clean[j, l])}
+                      "clean": float(rec.clean[j, l]), "induced": float(rec.induced[j, l])}
                      for j, i in enumerate(idx) for l, layer in enumerate(r.layers) if layer in decoders]
             run.write_part("reconstruction", u.key, rrows)
         first = [j for j, i in enumerate(idx) if i < n_maps]
@@ -182,7 +182,8 @@ def recon_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{"model": k[0], "stage": k[1], "depth": k[2], "layer": k[3], "images": len(v),
              "entropy_mean": sum(float(r["entropy"]) for r in v) / len(v),
              "uncertainty_mean": sum(float(r["uncertainty"]) for r in v) / len(v),
-             "clean_mean": sum(float(r["clean"]) for r in v) / len(v)}
+             "clean_mean": sum(float(r["clean"]) for r in v) / len(v),
+             "induced_mean": sum(float(r.get("induced", "nan")) for r in v) / len(v)}
             for k, v in sorted(acc.items(), key=lambda kv: (_model_key(kv[0][0]), str(kv[0][1]), kv[0][2]))]
 
 
@@ -239,7 +240,8 @@ def finish_run(run: RunDir, *, t0: float, order: int | None = None, extra_summar
             run.save_figure(dplots.reconstruction_figure(recon_summary(recon)), "reconstruction")
             figures["reconstruction"] = ("Reconstruction uncertainty per layer: Gaussian entropy of the residual of a "
                                          "decoder fed with the noisy feature (nats per pixel), beside the decoder's own "
-                                         "error on clean features and the layer's discarded entropy.")
+                                         "error on clean features and the spread of the reconstruction caused by the noise alone (the "
+                                         "decoder's bias removed).")
     except ImportError:
         pass
     tables = ["layers"] + (["stages"] if stage_rows else []) + (["reconstruction_summary"] if recon else [])

@@ -116,6 +116,9 @@ def reconstruction_figure(summary: Sequence[Mapping[str, Any]]):
         x = list(range(len(rs)))
         ax.plot(x, [float(r["uncertainty_mean"]) for r in rs], marker="o", label="under the learnt noise")
         ax.plot(x, [float(r["clean_mean"]) for r in rs], marker="s", ls="--", label="clean features")
+        if all("induced_mean" in r for r in rs):
+            ax.plot(x, [float(r["induced_mean"]) for r in rs], marker="^", ls=":",
+                    label="noise-induced spread")
         ax.set_xticks(x)
         ax.set_xticklabels([str(r["layer"]) for r in rs], rotation=30, fontsize=7)
         ax.set_ylabel("residual entropy (nats / pixel)")
