@@ -61,3 +61,11 @@ def test_merge_sorts_parts_whatever_their_write_order(tmp_path):
     rows = run.merge("t", sort_by=["image"])
     assert [r["image"] for r in rows] == [0, 1, 4, 5]
     assert run.read_table("t") == rows
+
+
+def test_name_columns_stay_strings(tmp_path):
+    # nn.Sequential layers are called "0", "1", ...: a name, not a number
+    write_csv(tmp_path / "t.csv", [{"layer": "1", "model": "007", "value": "2.5", "method": ""}])
+    (row,) = read_csv(tmp_path / "t.csv")
+    assert row["layer"] == "1" and row["model"] == "007" and row["value"] == 2.5
+    assert row["method"] != row["method"]  # empty cell: NaN as everywhere

@@ -119,13 +119,18 @@ def _parse(v: str) -> Any:
     return v
 
 
+#: Columns that hold names, never numbers (a layer called ``"1"`` in an ``nn.Sequential`` stays a string).
+TEXT_COLUMNS = frozenset({"layer", "model", "method", "metric", "variant"})
+
+
 def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a table written by :func:`write_csv` (numbers parsed, empty cells as NaN)."""
+    """Read a table written by :func:`write_csv` (numbers parsed, empty cells as NaN; non-empty
+    cells of the :data:`TEXT_COLUMNS` are kept as strings)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no table at {path}")
     with open(path, newline="") as f:
-        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: (v if k in TEXT_COLUMNS and v else _parse(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def environment(device: torch.device | str | None = None) -> dict[str, Any]:
