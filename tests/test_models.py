@@ -283,13 +283,16 @@ def test_pretrained_builtin_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_quick_builtin_is_cached_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFOLENS_CACHE", str(tmp_path))
+    # a smaller quick training so the test is fast; the cache logic is the same
+    monkeypatch.setattr(models, "QUICK_TRAIN", models.QUICK_TRAIN | {"train_limit": 1500, "test_limit": 500})
     m = models.pretrained_builtin("mnist_allconv", progress=False, quick=True)
     assert (tmp_path / "models" / "mnist_allconv-quick" / "history.json").is_file()
     assert not (tmp_path / "models" / "mnist_allconv").exists()  # the full model is not trained
     hist = models.builtin_history("mnist_allconv", quick=True)
     assert [h["epoch"] for h in hist] == models.QUICK_TRAIN["checkpoint_at"]
-    x, y = data.mnist_tensors("test", limit=2000)
-    assert models.evaluate(m, x, y) == pytest.approx(hist[-1]["test_acc"]) and hist[-1]["test_acc"] > 0.5  # learnt (chance: 0.1)
+    x, y = data.mnist_tensors("test", limit=500)
+    assert models.evaluate(m, x, y) == pytest.approx(hist[-1]["test_acc"])
+    assert hist[-1]["test_acc"] > hist[0]["test_acc"] + 0.1  # it learnt something
     calls = []
     real_train = models.train
     monkeypatch.setattr(models, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))

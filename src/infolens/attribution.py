@@ -1,0 +1,776 @@
+"""Attribution maps for a batch, FORGrad low-pass filtering, spectra of maps, per-model cut-off selection.
+
+Methods follow Captum's calling convention (``Saliency(model).attribute(inputs, target=...)``) so users
+can switch between the two, but every method is implemented here, batched, in plain autograd: one
+backward pass per chunk of images x copies (noisy samples, path points, masks, windows), with memory
+bounded by two knobs (``../shared/DESIGN.md``): ``batch_size`` (images per step) and
+``internal_batch_size`` (perturbed / noisy / interpolated copies in flight). Captum is not needed at run
+time; ``tests/test_attribution.py`` checks that every method Captum also has gives Captum's numbers
+(Saliency, InputXGradient, IntegratedGradients, NoiseTunnel smoothgrad / smoothgrad_sq / vargrad,
+GuidedBackprop, LayerGradCam + bilinear interpolation, Occlusion). We implement rather than wrap
+because Captum's NoiseTunnel draws its noise from the global generator (results then depend on batch
+composition), while ours draws each image's noise from its own seed
+(:func:`infolens.distributed.per_image_randn`), and because gradient methods that share passes
+(Saliency / Gradient x Input; SmoothGrad / SquareGrad / VarGrad) can then share them
+(:func:`attribute_many`).
+
+FORGrad (Muzellec et al., arXiv 2307.09591, "Saliency strikes back", Eq. 2; Xplique
+``commons.forgrad``): average the map over colour channels, take the absolute value, low-pass filter
+it with an ideal circular mask of radius ``sigma`` frequency steps around DC
+(:func:`infolens.spectral.lowpass_filter`), invert, take the absolute value. Unlike Xplique, exact sizes
+are kept for odd and non-square maps (no bicubic resize), and the cut-off may also be given as a
+fraction of Nyquist (``unit="nyquist"``) or as the width of a Gaussian window.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._checks import check_images, check_targets
+from .distributed import per_image_randn
+from .probe import capture_hooks, resolve_layers
+from .spectral import RadialProfile, lowpass_filter, radial_profile
+
+__all__ = [
+    "Attribution",
+    "Saliency",
+    "GradientXInput",
+    "IntegratedGradients",
+    "SmoothGrad",
+    "SquareGrad",
+    "VarGrad",
+    "GuidedBackprop",
+    "GradCAM",
+    "Occlusion",
+    "RISE",
+    "FORGrad",
+    "METHODS",
+    "method_kind",
+    "make_method",
+    "attribute_many",
+    "forgrad",
+    "to_map",
+    "attribution_spectrum",
+    "default_cutoffs",
+    "max_cutoff",
+    "CutoffSelection",
+    "select_cutoff",
+    "save_cutoffs",
+    "load_cutoffs",
+]
+
+Score = Literal["logit", "softmax", "log_softmax"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def model_scores(output: Tensor, target: Tensor, score: Score = "logit") -> Tensor:
+    """The scalar each image is explained by: ``output[i, target[i]]`` after an optional (log-)softmax."""
+    if isinstance(output, (tuple, list)):
+        output = output[0]
+    if output.ndim != 2:
+        raise ValueError(f"the model must return (N, classes) scores, got shape {tuple(output.shape)}")
+    if score == "softmax":
+        output = output.softmax(1)
+    elif score == "log_softmax":
+        output = output.log_softmax(1)
+    elif score != "logit":
+        raise ValueError(f"score must be 'logit', 'softmax' or 'log_softmax', got {score!r}")
+    return output.gather(1, target.to(output.device)[:, None])[:, 0]
+
+
+def _input_grad(model: nn.Module, x: Tensor, target: Tensor, score: Score) -> Tensor:
+    """``d score(model(x))[target] / dx`` for a batch (one forward and one backward pass)."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        s = model_scores(model(x), target, score)
+        (g,) = torch.autograd.grad(s.sum(), x)
+    return g
+
+
+def _groups(n_copies: int, n_images: int, internal_batch_size: int) -> Iterator[range]:
+    """Copies per pass so that ``n_images * len(group) <= internal_batch_size`` (at least one copy)."""
+    per = max(1, internal_batch_size // max(1, n_images))
+    for s in range(0, n_copies, per):
+        yield range(s, min(n_copies, s + per))
+
+
+def _check_positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def to_map(attributions: Tensor, *, name: str = "attributions") -> Tensor:
+    """An attribution tensor as one 2-D map per image, ``(N, H, W)``: the channel mean of ``(N, C, H, W)``
+    (Xplique's convention for metrics and FORGrad); ``(N, H, W)`` passes through."""
+    if not isinstance(attributions, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (N, C, H, W) or (N, H, W), got {type(attributions).__name__}")
+    if attributions.ndim == 4:
+        return attributions.mean(1)
+    if attributions.ndim == 3:
+        return attributions
+    raise ValueError(f"{name} must have shape (N, C, H, W) or (N, H, W), got {tuple(attributions.shape)}")
+
+
+# --------------------------------------------------------------------------- methods
+
+
+class Attribution:
+    """Base class: settings in the constructor, data in :meth:`attribute` (Captum's convention).
+
+    Parameters
+    ----------
+    model : a frozen ``nn.Module`` taking ``(N, C, H, W)`` images and returning ``(N, classes)``; its
+        mode is not changed (pass it in eval mode).
+    batch_size : images per step.
+    internal_batch_size : model inputs per pass for the methods that expand each image into copies.
+    score : what is explained: the target ``logit`` (default, as Captum and Xplique), or its
+        ``softmax`` / ``log_softmax``.
+    """
+
+    kind: str = "gradient"
+    name: str = ""
+
+    def __init__(self, model: nn.Module, *, batch_size: int = 64, internal_batch_size: int = 256,
+                 score: Score = "logit") -> None:
+        if not isinstance(model, nn.Module) and not callable(model):
+            raise TypeError(f"model must be an nn.Module or callable, got {type(model).__name__}")
+        self.model = model
+        self.batch_size = _check_positive_int(batch_size, "batch_size")
+        self.internal_batch_size = _check_positive_int(internal_batch_size, "internal_batch_size")
+        if score not in ("logit", "softmax", "log_softmax"):
+            raise ValueError(f"score must be 'logit', 'softmax' or 'log_softmax', got {score!r}")
+        self.score = score
+
+    def attribute(self, inputs: Tensor, target: Tensor | int | Sequence[int] | None = None, *,
+                  indices: Sequence[int] | Tensor | None = None) -> Tensor:
+        """Attribution maps for ``inputs`` (N, C, H, W) with respect to ``target`` (class per image, or
+        one int; default the predicted class). ``indices`` are the images' global indices in the data
+        set (default ``0..N-1``): they seed per-image randomness, so numbers never depend on batching.
+        Returns (N, C, H, W) for pixel-wise gradient methods, (N, 1, H, W) for the others."""
+        inputs = check_images(inputs, name="inputs")
+        n = inputs.shape[0]
+        t = check_targets(target, n)
+        if t is None:
+            t = self._predict(inputs)
+        t = t.to(inputs.device)
+        idx = _indices(indices, n)
+        outs = []
+        for s in range(0, n, self.batch_size):
+            sl = slice(s, s + self.batch_size)
+            outs.append(self._attribute(inputs[sl], t[sl], idx[sl]).detach())
+        return torch.cat(outs)
+
+    __call__ = attribute
+
+    def _predict(self, inputs: Tensor) -> Tensor:
+        with torch.no_grad():
+            return torch.cat([self.model(inputs[s:s + self.batch_size]).argmax(1)
+                              for s in range(0, inputs.shape[0], self.batch_size)])
+
+    def _attribute(self, x: Tensor, t: Tensor, idx: list[int]) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _indices(indices: Sequence[int] | Tensor | None, n: int) -> list[int]:
+    if indices is None:
+        return list(range(n))
+    idx = [int(i) for i in (indices.tolist() if isinstance(indices, Tensor) else indices)]
+    if len(idx) != n:
+        raise ValueError(f"indices must give one global index per image ({n}), got {len(idx)}")
+    return idx
+
+
+class Saliency(Attribution):
+    """``|d y_target / d x|`` (Simonyan et al. 2014), as Captum's ``Saliency(abs=True)``."""
+
+    name = "saliency"
+
+    def __init__(self, model: nn.Module, *, abs: bool = True, **kw: Any) -> None:  # noqa: A002
+        super().__init__(model, **kw)
+        self.abs = abs
+
+    def _attribute(self, x, t, idx):
+        g = _input_grad(self.model, x, t, self.score)
+        return g.abs() if self.abs else g
+
+
+class GradientXInput(Attribution):
+    """``x * d y_target / d x`` (Shrikumar et al. 2016), as Captum's ``InputXGradient``."""
+
+    name = "gradient_x_input"
+
+    def _attribute(self, x, t, idx):
+        return x * _input_grad(self.model, x, t, self.score)
+
+
+def _ig_nodes(n_steps: int, method: str) -> tuple[Tensor, Tensor]:
+    """Path positions ``alpha_k`` and weights ``w_k`` (sum 1), with Captum's positions. The trapezoid
+    weights are the exact rule ``1/(n-1)`` (Captum uses ``1/n``, so its trapezoid IG is ours times
+    ``(n-1)/n``); Gauss-Legendre and the left/middle/right rules equal Captum's."""
+    if method == "gausslegendre":
+        x, w = np.polynomial.legendre.leggauss(n_steps)
+        return torch.as_tensor(0.5 * (x + 1), dtype=torch.float64), torch.as_tensor(0.5 * w, dtype=torch.float64)
+    k = torch.arange(n_steps, dtype=torch.float64)
+    if method == "riemann_trapezoid":
+        a = torch.linspace(0, 1, n_steps, dtype=torch.float64)
+        w = torch.full((n_steps,), 1.0 / (n_steps - 1), dtype=torch.float64)
+        w[0] = w[-1] = 0.5 / (n_steps - 1)
+        return a, w
+    offsets = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}
+    if method not in offsets:
+        raise ValueError(f"method must be gausslegendre, riemann_trapezoid, riemann_left, riemann_right or "
+                         f"riemann_middle, got {method!r}")
+    return (k + offsets[method]) / n_steps, torch.full((n_steps,), 1.0 / n_steps, dtype=torch.float64)
+
+
+class IntegratedGradients(Attribution):
+    """``(x - b) * sum_k w_k d y / d x (b + alpha_k (x - b))`` (Sundararajan et al. 2017, Eq. 3).
+
+    Defaults as Captum: 50 Gauss-Legendre nodes, baseline 0 (black image).
+    """
+
+    name = "integrated_gradients"
+
+    def __init__(self, model: nn.Module, *, n_steps: int = 50, method: str = "gausslegendre",
+                 baseline: float = 0.0, **kw: Any) -> None:
+        super().__init__(model, **kw)
+        self.n_steps = _check_positive_int(n_steps, "n_steps")
+        if method == "riemann_trapezoid" and self.n_steps < 2:
+            raise ValueError("n_steps must be >= 2 for riemann_trapezoid")
+        self.alphas, self.weights = _ig_nodes(self.n_steps, method)
+        self.baseline = float(baseline)
+
+    def _attribute(self, x, t, idx):
+        b = torch.full_like(x, self.baseline)
+        total = torch.zeros_like(x)
+        for grp in _groups(self.n_steps, x.shape[0], self.internal_batch_size):
+            a = self.alphas[list(grp)].to(x.dtype).to(x.device)
+            w = self.weights[list(grp)].to(x.dtype).to(x.device)
+            pts = (b[:, None] + a[None, :, None, None, None] * (x - b)[:, None]).flatten(0, 1)
+            g = _input_grad(self.model, pts, t.repeat_interleave(len(grp)), self.score)
+            total += (g.view(x.shape[0], len(grp), *x.shape[1:]) * w[None, :, None, None, None]).sum(1)
+        return (x - b) * total
+
+
+NOISE_SALT = "noise_tunnel"
+"""Salt of the per-image seeds of SmoothGrad's noise: copy ``k`` of image ``i`` uses
+``per_image_randn(..., seed, [i], salt=f"noise_tunnel:{k}")``."""
+
+
+def noise_tunnel_moments(model: nn.Module, x: Tensor, t: Tensor, idx: Sequence[int], *, n_samples: int,
+                         stdev: float, seed: int, score: Score = "logit",
+                         internal_batch_size: int = 256) -> tuple[Tensor, Tensor]:
+    """First and second moments ``(E[g], E[g^2])`` of the input gradient under Gaussian input noise
+    ``N(0, stdev^2)`` (SmoothGrad, Smilkov et al. 2017), each image's noise from its own seed."""
+    m1 = torch.zeros_like(x)
+    m2 = torch.zeros_like(x)
+    for grp in _groups(n_samples, x.shape[0], internal_batch_size):
+        noise = torch.stack([per_image_randn(x.shape[1:], seed, idx, salt=f"{NOISE_SALT}:{k}",
+                                             device=x.device, dtype=x.dtype) for k in grp], 1)
+        pts = (x[:, None] + stdev * noise).flatten(0, 1)
+        g = _input_grad(model, pts, t.repeat_interleave(len(grp)), score).view(x.shape[0], len(grp), *x.shape[1:])
+        m1 += g.sum(1)
+        m2 += g.square().sum(1)
+    return m1 / n_samples, m2 / n_samples
+
+
+class _NoiseTunnel(Attribution):
+    """Shared settings of SmoothGrad / SquareGrad / VarGrad.
+
+    ``stdev`` is absolute, in input units (default 0.15 on [0, 1] images: the 10-20% of the input range
+    that SmoothGrad recommends); ``n_samples`` defaults to 25 (Xplique's SmoothGrad default is 50; 25
+    halves the cost with a small change of the map).
+    """
+
+    def __init__(self, model: nn.Module, *, n_samples: int = 25, stdev: float = 0.15, seed: int = 0,
+                 **kw: Any) -> None:
+        super().__init__(model, **kw)
+        self.n_samples = _check_positive_int(n_samples, "n_samples")
+        if not stdev >= 0:
+            raise ValueError(f"stdev must be >= 0, got {stdev}")
+        self.stdev = float(stdev)
+        self.seed = int(seed)
+
+    def moments(self, x: Tensor, t: Tensor, idx: Sequence[int]) -> tuple[Tensor, Tensor]:
+        return noise_tunnel_moments(self.model, x, t, idx, n_samples=self.n_samples, stdev=self.stdev,
+                                    seed=self.seed, score=self.score, internal_batch_size=self.internal_batch_size)
+
+    @staticmethod
+    def combine(m1: Tensor, m2: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _attribute(self, x, t, idx):
+        return self.combine(*self.moments(x, t, idx))
+
+
+class SmoothGrad(_NoiseTunnel):
+    """``E[grad(x + eps)]`` (Smilkov et al. 2017); Captum ``NoiseTunnel(Saliency(abs=False), 'smoothgrad')``."""
+
+    name = "smoothgrad"
+
+    @staticmethod
+    def combine(m1, m2):
+        return m1
+
+
+class SquareGrad(_NoiseTunnel):
+    """``E[grad(x + eps)^2]`` (Hooker et al. 2019); Captum's ``smoothgrad_sq``."""
+
+    name = "squaregrad"
+
+    @staticmethod
+    def combine(m1, m2):
+        return m2
+
+
+class VarGrad(_NoiseTunnel):
+    """``Var[grad(x + eps)] = E[g^2] - E[g]^2`` (Adebayo et al. 2018); Captum's ``vargrad``."""
+
+    name = "vargrad"
+
+    @staticmethod
+    def combine(m1, m2):
+        return m2 - m1.square()
+
+
+class GuidedBackprop(Attribution):
+    """Gradient with negative gradients zeroed at every ReLU on the way back (Springenberg et al. 2015).
+
+    As Captum: a full backward hook on each ``nn.ReLU`` (and ``nn.ReLU6``, gated the same way) replaces
+    its input gradient by ``relu(grad)``. In-place ReLUs are switched to out-of-place for the pass.
+    Functional ReLUs (``F.relu`` in ``forward``) cannot be hooked and are passed through unchanged.
+    """
+
+    name = "guided_backprop"
+
+    def _attribute(self, x, t, idx):
+        relus = [m for m in self.model.modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
+        handles, inplace = [], [getattr(m, "inplace", False) for m in relus]
+
+        def hook(module, grad_input, grad_output):
+            return tuple(F.relu(g) if g is not None else None for g in grad_input)
+
+        try:
+            for m in relus:
+                m.inplace = False
+                handles.append(m.register_full_backward_hook(hook))
+            return _input_grad(self.model, x, t, self.score)
+        finally:
+            for h in handles:
+                h.remove()
+            for m, ip in zip(relus, inplace):
+                m.inplace = ip
+
+
+def default_cam_layer(model: nn.Module) -> str:
+    """The last ``nn.Conv2d`` in module order (Grad-CAM's usual choice: the last convolutional layer)."""
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError("the model has no nn.Conv2d layer for Grad-CAM; pass layer= explicitly")
+    return convs[-1]
+
+
+class GradCAM(Attribution):
+    """Grad-CAM (Selvaraju et al. 2017, Eqs. 1-2): ``relu(sum_c mean_hw(dy/dA_c) A_c)`` at ``layer``,
+    upsampled bilinearly to the input size. Same numbers as Captum's ``LayerGradCam(relu_attributions=True)``
+    followed by ``LayerAttribution.interpolate(..., 'bilinear')``.
+
+    ``layer`` : a dotted name or module (see :func:`infolens.probe.resolve_layers`); default the last Conv2d.
+    """
+
+    name = "gradcam"
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
+                 upsample: str = "bilinear", **kw: Any) -> None:
+        super().__init__(model, **kw)
+        names = resolve_layers(model, layer) if layer is not None else [default_cam_layer(model)]
+        if len(names) != 1:
+            raise ValueError(f"layer must select exactly one layer for Grad-CAM, got {names}")
+        self.layer = names[0]
+        self.relu = relu
+        self.upsample = upsample
+
+    def _attribute(self, x, t, idx):
+        with torch.enable_grad(), capture_hooks(self.model, [self.layer], detach=False) as cap:
+            xg = x.detach().requires_grad_(True)
+            s = model_scores(self.model(xg), t, self.score)
+            a = cap.outputs[self.layer]
+            (g,) = torch.autograd.grad(s.sum(), a)
+        if a.ndim != 4:
+            raise ValueError(f"Grad-CAM layer {self.layer!r} gives shape {tuple(a.shape)}; choose a layer with "
+                             f"(N, C, H, W) output")
+        cam = (g.mean((2, 3), keepdim=True) * a.detach()).sum(1, keepdim=True)
+        if self.relu:
+            cam = F.relu(cam)
+        return F.interpolate(cam, size=x.shape[-2:], mode=self.upsample,
+                             **({} if self.upsample == "nearest" else {"align_corners": False}))
+
+
+class Occlusion(Attribution):
+    """Sliding-window occlusion (Zeiler & Fergus 2014), as Captum's ``Occlusion``: every window of
+    ``window x window`` pixels (all channels) at ``stride`` is set to ``baseline``; a pixel's attribution is
+    the mean, over the windows covering it, of ``y(x) - y(x_occluded)`` (0 where no window covers it).
+
+    Defaults: ``window = ceil(min(H, W) / 8)`` (4 px at 28, 28 px at 224) and ``stride = window`` (Xplique's
+    default stride equals the patch size; Xplique's 3-pixel patch would cost 5,600 passes at 224).
+    """
+
+    kind = "prediction"
+    name = "occlusion"
+
+    def __init__(self, model: nn.Module, *, window: int | None = None, stride: int | None = None,
+                 baseline: float = 0.0, **kw: Any) -> None:
+        super().__init__(model, **kw)
+        self.window = None if window is None else _check_positive_int(window, "window")
+        self.stride = None if stride is None else _check_positive_int(stride, "stride")
+        self.baseline = float(baseline)
+
+    def windows(self, h: int, w: int, device: torch.device | str = "cpu") -> Tensor:
+        """Window indicator maps ``(n_windows, h, w)`` in Captum's order (row-major over offsets)."""
+        k = self.window or math.ceil(min(h, w) / 8)
+        s = self.stride or k
+        if k > min(h, w):
+            raise ValueError(f"window {k} is larger than the image {h}x{w}")
+        ys = torch.arange(0, h - k + 1, s, device=device)
+        xs = torch.arange(0, w - k + 1, s, device=device)
+        rows = (torch.arange(h, device=device)[None, :] - ys[:, None])
+        cols = (torch.arange(w, device=device)[None, :] - xs[:, None])
+        in_r = (rows >= 0) & (rows < k)
+        in_c = (cols >= 0) & (cols < k)
+        return (in_r[:, None, :, None] & in_c[None, :, None, :]).flatten(0, 1).float()
+
+    def _attribute(self, x, t, idx):
+        n, c, h, w = x.shape
+        masks = self.windows(h, w, x.device).to(x.dtype)
+        with torch.no_grad():
+            base = model_scores(self.model(x), t, self.score)
+            diffs = []
+            for grp in _groups(masks.shape[0], n, self.internal_batch_size):
+                m = masks[grp.start:grp.stop][None, :, None]
+                pert = (x[:, None] * (1 - m) + self.baseline * m).flatten(0, 1)
+                s = model_scores(self.model(pert), t.repeat_interleave(len(grp)), self.score)
+                diffs.append(base[:, None] - s.view(n, len(grp)))
+            d = torch.cat(diffs, 1)
+        counts = masks.sum(0)
+        attr = (d @ masks.flatten(1)).view(n, 1, h, w)
+        return torch.where(counts > 0, attr / counts.clamp(min=1), torch.zeros_like(attr))
+
+
+class RISE(Attribution):
+    """RISE (Petsiuk et al. 2018, Eq. 6): ``S = 1/(N p) sum_m y(x * M_m) M_m`` over ``n_masks`` random masks:
+    a ``grid x grid`` binary grid (cells kept with probability ``p``), upsampled bilinearly to
+    ``(grid + 1) * cell`` and cropped at a random shift. Paper defaults: 4,000 masks, grid 7, p = 0.5, the
+    softmax score. One mask set (seeded by ``seed``) serves every image, as in the paper, so numbers do
+    not depend on batching.
+    """
+
+    kind = "prediction"
+    name = "rise"
+
+    def __init__(self, model: nn.Module, *, n_masks: int = 4000, grid: int = 7, p: float = 0.5, seed: int = 0,
+                 score: Score = "softmax", **kw: Any) -> None:
+        super().__init__(model, score=score, **kw)
+        self.n_masks = _check_positive_int(n_masks, "n_masks")
+        self.grid = _check_positive_int(grid, "grid")
+        if not 0 < p <= 1:
+            raise ValueError(f"p (the keep probability) must lie in (0, 1], got {p}")
+        self.p = float(p)
+        self.seed = int(seed)
+
+    def masks(self, h: int, w: int, sel: range, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> Tensor:
+        """Masks ``sel`` of the seeded set, ``(len(sel), 1, h, w)``; the random grid and shifts of the
+        whole set are drawn first, so any slice gives the same masks."""
+        g = torch.Generator().manual_seed(self.seed)
+        cells = (torch.rand(self.n_masks, 1, self.grid, self.grid, generator=g) < self.p).to(dtype)
+        ch, cw = math.ceil(h / self.grid), math.ceil(w / self.grid)
+        dy = torch.randint(0, ch, (self.n_masks,), generator=g)
+        dx = torch.randint(0, cw, (self.n_masks,), generator=g)
+        sub = list(sel)
+        up = F.interpolate(cells[sub].to(device), size=((self.grid + 1) * ch, (self.grid + 1) * cw),
+                           mode="bilinear", align_corners=False)
+        rows = (dy[sub][:, None] + torch.arange(h)[None]).to(device)
+        cols = (dx[sub][:, None] + torch.arange(w)[None]).to(device)
+        m = torch.arange(len(sub), device=device)
+        return up[m[:, None, None], 0, rows[:, :, None], cols[:, None, :]][:, None]
+
+    def _attribute(self, x, t, idx):
+        n, c, h, w = x.shape
+        out = torch.zeros(n, 1, h, w, device=x.device, dtype=x.dtype)
+        with torch.no_grad():
+            for grp in _groups(self.n_masks, n, self.internal_batch_size):
+                m = self.masks(h, w, grp, x.device, x.dtype)  # (g, 1, h, w)
+                pert = (x[:, None] * m[None]).flatten(0, 1)
+                s = model_scores(self.model(pert), t.repeat_interleave(len(grp)), self.score).view(n, len(grp))
+                out += torch.einsum("ng,ghw->nhw", s, m[:, 0])[:, None]
+        return out / (self.n_masks * self.p)
+
+
+METHODS: dict[str, type[Attribution]] = {
+    "saliency": Saliency,
+    "gradient_x_input": GradientXInput,
+    "integrated_gradients": IntegratedGradients,
+    "smoothgrad": SmoothGrad,
+    "squaregrad": SquareGrad,
+    "vargrad": VarGrad,
+    "guided_backprop": GuidedBackprop,
+    "gradcam": GradCAM,
+    "occlusion": Occlusion,
+    "rise": RISE,
+}
+"""Method name -> class. ``kind`` is ``"gradient"`` (white/gray box) or ``"prediction"`` (black box)."""
+
+_ALIASES = {"gxi": "gradient_x_input", "inputxgradient": "gradient_x_input", "ig": "integrated_gradients",
+            "grad_cam": "gradcam", "guidedbackprop": "guided_backprop", "gbp": "guided_backprop"}
+
+
+def _canonical(name: str) -> str:
+    key = str(name).strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in METHODS:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(METHODS), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown attribution method {name!r}{hint} (known: {', '.join(METHODS)})")
+    return key
+
+
+def method_kind(name: str) -> str:
+    """``"gradient"`` or ``"prediction"`` for a method name (the two families FORGrad compares)."""
+    return METHODS[_canonical(name)].kind
+
+
+def make_method(name: str, model: nn.Module, **kwargs: Any) -> Attribution:
+    """Build a method by name; keyword arguments the class does not take are refused with a clear error."""
+    import inspect
+
+    cls = METHODS[_canonical(name)]
+    allowed = set()
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        allowed |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "model", "kw")}
+    bad = sorted(set(kwargs) - allowed)
+    if bad:
+        raise TypeError(f"{cls.__name__} takes no argument(s) {', '.join(bad)}; it takes {', '.join(sorted(allowed))}")
+    return cls(model, **kwargs)
+
+
+def attribute_many(model: nn.Module, methods: Mapping[str, Attribution] | Sequence[str], inputs: Tensor,
+                   target: Tensor | int | None = None, *, indices: Sequence[int] | None = None,
+                   **kwargs: Any) -> dict[str, Tensor]:
+    """Maps of several methods for the same batch, sharing passes where the methods allow: Saliency and
+    Gradient x Input share one gradient; SmoothGrad, SquareGrad and VarGrad share their noisy gradients
+    (when built with the same settings). Equal to calling each method's ``attribute``.
+
+    ``methods`` : names (built with ``kwargs``) or a mapping label -> built method.
+    """
+    built = {m: make_method(m, model, **kwargs) for m in methods} if not isinstance(methods, Mapping) \
+        else dict(methods)
+    inputs = check_images(inputs, name="inputs")
+    n = inputs.shape[0]
+    t = check_targets(target, n)
+    any_m = next(iter(built.values()))
+    if t is None:
+        t = any_m._predict(inputs)
+    t = t.to(inputs.device)
+    idx = _indices(indices, n)
+    out: dict[str, list[Tensor]] = {k: [] for k in built}
+    bs = min(m.batch_size for m in built.values())
+    for s in range(0, n, bs):
+        x, tt, ii = inputs[s:s + bs], t[s:s + bs], idx[s:s + bs]
+        shared: dict[tuple, Any] = {}
+        for label, m in built.items():
+            if type(m) in (Saliency, GradientXInput):
+                key = ("grad", id(m.model), m.score)
+                if key not in shared:
+                    shared[key] = _input_grad(m.model, x, tt, m.score)
+                g = shared[key]
+                r = (g.abs() if m.abs else g) if isinstance(m, Saliency) else x * g
+            elif isinstance(m, _NoiseTunnel):
+                key = ("noise", id(m.model), m.score, m.n_samples, m.stdev, m.seed)
+                if key not in shared:
+                    shared[key] = m.moments(x, tt, ii)
+                r = m.combine(*shared[key])
+            else:
+                r = m._attribute(x, tt, ii)
+            out[label].append(r.detach())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------- FORGrad
+
+
+def max_cutoff(h: int, w: int, unit: Literal["steps", "nyquist"] = "steps") -> float:
+    """The smallest cut-off that keeps every frequency bin of an ``h x w`` map (the filter is then the
+    identity): the corner radius ``sqrt((h//2)^2 + (w//2)^2)`` steps, or ``sqrt(2)`` of Nyquist."""
+    return math.hypot(h // 2, w // 2) if unit == "steps" else math.sqrt(2.0)
+
+
+def forgrad(attributions: Tensor, cutoff: float = 15.0, *, unit: Literal["steps", "nyquist"] = "steps",
+            window: Literal["ideal", "gaussian"] = "ideal") -> Tensor:
+    """FORGrad filtering (arXiv 2307.09591, Eq. 2, as Xplique's ``commons.forgrad``): channel mean,
+    ``|.|``, low-pass (:func:`infolens.spectral.lowpass_filter`), ``|.|``. Returns ``(N, 1, H, W)``.
+
+    ``cutoff`` : the radius kept, in frequency steps (``unit="steps"``; the paper's default 15 is for
+    224 x 224 maps) or as a fraction of Nyquist (``unit="nyquist"``, which transfers across sizes);
+    ``math.inf`` (or ``None``) skips the filter (only mean and ``|.|``). ``window="gaussian"`` uses the
+    Gaussian ``exp(-r^2 / 2 cutoff^2)`` instead of the ideal disc.
+    """
+    maps = to_map(attributions).abs()
+    if cutoff is None or math.isinf(float(cutoff)):
+        return maps[:, None]
+    if not float(cutoff) > 0:
+        raise ValueError(f"cutoff must be positive (or inf for no filtering), got {cutoff}")
+    return lowpass_filter(maps, float(cutoff), unit=unit, window=window).abs()[:, None]
+
+
+class FORGrad(Attribution):
+    """Any attribution method followed by :func:`forgrad` filtering (``FORGrad(Saliency(model), 4)``)."""
+
+    def __init__(self, method: Attribution, cutoff: float = 15.0, *, unit: Literal["steps", "nyquist"] = "steps",
+                 window: Literal["ideal", "gaussian"] = "ideal") -> None:
+        if not isinstance(method, Attribution):
+            raise TypeError(f"method must be an Attribution, got {type(method).__name__}")
+        self.method, self.cutoff, self.unit, self.window = method, cutoff, unit, window
+        self.model, self.batch_size = method.model, method.batch_size
+        self.kind, self.name = method.kind, f"{method.name}+forgrad"
+
+    def attribute(self, inputs: Tensor, target: Any = None, *, indices: Any = None) -> Tensor:
+        maps = self.method.attribute(inputs, target, indices=indices)
+        return forgrad(maps, self.cutoff, unit=self.unit, window=self.window)
+
+    __call__ = attribute
+
+
+def attribution_spectrum(attributions: Tensor, *, normalize: bool = True, n_bins: int | None = None,
+                         max_radius: float = 1.0) -> RadialProfile:
+    """Radially averaged power spectrum of each map (channel mean), via
+    :func:`infolens.spectral.radial_profile`; ``values`` is ``(N, n_bins)``, frequencies as fractions of
+    Nyquist. With ``normalize`` each map's profile is divided by its sum, so maps of different scales
+    (gradients vs output differences) compare by where their power lies."""
+    maps = to_map(attributions).to(torch.float64)
+    prof = radial_profile(maps, q=2.0, n_bins=n_bins, max_radius=max_radius)
+    vals = prof.values
+    if normalize:
+        vals = vals / vals.sum(-1, keepdim=True).clamp(min=1e-300)
+    return RadialProfile(values=vals.to(attributions.dtype), frequencies=prof.frequencies.to(attributions.dtype),
+                         edges=prof.edges.to(attributions.dtype))
+
+
+# --------------------------------------------------------------------------- cut-off selection
+
+
+def default_cutoffs(h: int, w: int, *, n: int = 8, unit: Literal["steps", "nyquist"] = "steps") -> list[float]:
+    """A log-spaced grid of cut-offs from 1 frequency step to the identity (:func:`max_cutoff`); in steps
+    the values are whole numbers (duplicates dropped), in Nyquist units ``1/min(h//2, w//2)`` to ``sqrt 2``."""
+    top = max_cutoff(h, w, unit)
+    low = 1.0 if unit == "steps" else 1.0 / max(1, min(h // 2, w // 2))
+    grid = np.geomspace(low, top, n)
+    if unit == "steps":
+        vals = sorted({float(round(v)) for v in grid[:-1]} | {round(float(top), 4)})
+    else:
+        vals = sorted({round(float(v), 4) for v in grid})
+    return [v for v in vals if v > 0]
+
+
+@dataclass
+class CutoffSelection:
+    """Result of :func:`select_cutoff`: the whole curve and the best cut-off.
+
+    ``scores[k]`` is the mean selection score at ``cutoffs[k]`` (the sum of each metric's mean, with a
+    minus sign for metrics where lower is better); ``per_metric[name][k]`` each metric's mean.
+    ``identity`` is the cut-off that keeps every bin (so choosing it means "do not filter").
+    """
+
+    cutoffs: list[float]
+    scores: list[float]
+    per_metric: dict[str, list[float]]
+    best: float
+    unit: str
+    window: str
+    identity: float
+    n_images: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cutoff": self.best, "unit": self.unit, "window": self.window, "cutoffs": self.cutoffs,
+                "scores": self.scores, "per_metric": self.per_metric, "identity": self.identity,
+                "n_images": self.n_images, **self.extra}
+
+
+def select_cutoff(attributions: Tensor, inputs: Tensor, targets: Tensor, metrics: Any | Sequence[Any], *,
+                  cutoffs: Sequence[float] | None = None, unit: Literal["steps", "nyquist"] = "steps",
+                  window: Literal["ideal", "gaussian"] = "ideal", indices: Sequence[int] | None = None
+                  ) -> CutoffSelection:
+    """Choose the FORGrad cut-off for one model and one method (arXiv 2307.09591, Sec. 4: sigma* maximises
+    the mean faithfulness on held-out images).
+
+    ``attributions`` are the method's maps on held-out ``inputs`` (never the images results are reported
+    on). Each cut-off of the grid (default :func:`default_cutoffs`, log-spaced, ending with the identity)
+    filters them and is scored by ``metrics`` (a :mod:`infolens.faithfulness` metric or a list; the score
+    is the sum of their means, negated for lower-is-better ones: the default pair Insertion + Deletion
+    gives Insertion - Deletion, our reading of the paper's combined score). Returns the whole curve.
+    """
+    inputs = check_images(inputs, name="inputs")
+    h, w = inputs.shape[-2:]
+    grid = list(cutoffs) if cutoffs is not None else default_cutoffs(h, w, unit=unit)
+    if not grid:
+        raise ValueError("cutoffs is empty; give at least one cut-off")
+    mets = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+    per: dict[str, list[float]] = {getattr(m, "name", type(m).__name__.lower()): [] for m in mets}
+    maps = [forgrad(attributions, c, unit=unit, window=window) for c in grid]
+    scores = [0.0] * len(grid)
+    for m, key in zip(mets, per):
+        # every cut-off's maps in shared batches (metrics without score_many are called per map)
+        res = m.score_many(inputs, targets, maps, indices=indices) if hasattr(m, "score_many") else \
+            [m(inputs, targets, f, indices=indices) for f in maps]
+        sign = 1.0 if getattr(m, "higher_is_better", True) else -1.0
+        for k, r in enumerate(res):
+            per[key].append(float(r.mean))
+            scores[k] += sign * float(r.mean)
+    best = grid[int(np.nanargmax(scores))]
+    return CutoffSelection(cutoffs=[float(c) for c in grid], scores=scores, per_metric=per, best=float(best),
+                           unit=unit, window=window, identity=max_cutoff(h, w, unit), n_images=inputs.shape[0])
+
+
+def save_cutoffs(path: str | os.PathLike, model: str, selections: Mapping[str, CutoffSelection | Mapping]) -> Path:
+    """Store the chosen cut-offs of ``model`` (method -> selection) in a JSON file, merged with what the
+    file already holds for other models, written atomically."""
+    from .results import atomic_write_text
+
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.setdefault(model, {})
+    for method, sel in selections.items():
+        data[model][method] = sel.to_dict() if isinstance(sel, CutoffSelection) else dict(sel)
+    atomic_write_text(path, json.dumps(data, indent=2))
+    return path
+
+
+def load_cutoffs(path: str | os.PathLike, model: str) -> dict[str, dict[str, Any]]:
+    """Cut-offs saved by :func:`save_cutoffs` for ``model`` (method -> dict with ``cutoff``, ``unit``...);
+    an empty dict when the file or the model is absent."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text()).get(model, {})
+
