@@ -9,6 +9,26 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import spectral  # noqa: E402
+from .attribution import (  # noqa: E402
+    FORGrad,
+    GradCAM,
+    GradientXInput,
+    GuidedBackprop,
+    IntegratedGradients,
+    Occlusion,
+    RISE,
+    Saliency,
+    SmoothGrad,
+    SquareGrad,
+    VarGrad,
+    attribution_spectrum,
+    forgrad,
+    select_cutoff,
+)
+from .discard import InformationDiscarding, gaussian_entropy, reconstruction_uncertainty  # noqa: E402
+from .faithfulness import Deletion, FaithfulnessResult, Insertion, MuFidelity  # noqa: E402
+from .signal import finetune_through_classifier, mutual_information, nmi, pretrain_autoencoder  # noqa: E402
+from .srop import layer_srops, srop_statistics  # noqa: E402
 from .probe import Capture, LayerInfo, capture, list_layers, resolve_layers  # noqa: E402
 from .results import RunDir, read_csv, write_csv  # noqa: E402
 from .spectral import (  # noqa: E402
@@ -39,4 +59,35 @@ __all__ = [
     "radial_profile",
     "rolloff_1d",
     "srop_2d",
+    # method 1: SROP
+    "layer_srops",
+    "srop_statistics",
+    # method 2: information discarding
+    "InformationDiscarding",
+    "gaussian_entropy",
+    "reconstruction_uncertainty",
+    # method 3: input signal
+    "pretrain_autoencoder",
+    "finetune_through_classifier",
+    "mutual_information",
+    "nmi",
+    # method 4: attributions, FORGrad, faithfulness
+    "Saliency",
+    "GradientXInput",
+    "IntegratedGradients",
+    "SmoothGrad",
+    "SquareGrad",
+    "VarGrad",
+    "GuidedBackprop",
+    "GradCAM",
+    "Occlusion",
+    "RISE",
+    "FORGrad",
+    "forgrad",
+    "attribution_spectrum",
+    "select_cutoff",
+    "Deletion",
+    "Insertion",
+    "MuFidelity",
+    "FaithfulnessResult",
 ]
