@@ -336,22 +336,27 @@ def evaluate(
 
 @torch.no_grad()
 def recalibrate_batchnorm(
-    model: nn.Module, images: torch.Tensor, *, batch_size: int = 128, device: str | torch.device = "cpu"
+    model: nn.Module, images: torch.Tensor, *, batch_size: int = 128, device: str | torch.device = "cpu",
+    scope: Sequence[nn.Module] | None = None,
 ) -> nn.Module:
-    """Re-estimate every BatchNorm layer's running mean/variance on ``images`` ("precise BN").
+    """Re-estimate the BatchNorm running mean/variance on ``images`` ("precise BN", Wu & Johnson 2021).
 
     The statistics become exact averages over the batches of ``images`` (cumulative moving
-    average); weights are untouched. A model without BatchNorm is returned unchanged.
+    average); weights are untouched. Only the BatchNorm layers inside ``scope`` (default: the whole
+    model) are recalibrated; every other layer runs in eval mode (dropout off, other BatchNorms
+    frozen). A model without BatchNorm is returned unchanged; its train/eval mode is restored.
     """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = [m for s in (scope if scope is not None else [model]) for m in s.modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns or images.shape[0] == 0:
         return model
     was_training = model.training
     momenta = [m.momentum for m in bns]
+    model.eval()
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the calibration batches
-    model.train()
+        m.train()
     try:
         for i in range(0, images.shape[0], batch_size):
             model(images[i: i + batch_size].to(device))

@@ -190,25 +190,14 @@ def recalibrate_batchnorm(ae: SegNetAE, images: Tensor, *, part: Literal["all", 
     would differ from the one that was trained. ``part="decoder"`` leaves a frozen encoder's statistics
     alone (stage 2). ``models.recalibrate_batchnorm`` does the same for a whole classifier.
     """
+    from .models import recalibrate_batchnorm as _precise_bn
+
     if part not in ("all", "decoder"):
         raise ValueError(f"part must be 'all' or 'decoder', got {part!r}")
     images = check_images(images, allow_3d=False)
     device = torch.device(device) if device is not None else images.device
-    scope = [ae.decoder] if part == "decoder" else [ae]
-    bns = [m for s in scope for m in s.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    was, momenta = ae.training, [m.momentum for m in bns]
-    ae.eval()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the calibration batches
-        m.train()
-    try:
-        for i in range(0, images.shape[0], batch_size):
-            ae(images[i:i + batch_size].to(device))
-    finally:
-        for m, mom in zip(bns, momenta):
-            m.momentum = mom
-        ae.train(was)
+    _precise_bn(ae, images, batch_size=batch_size, device=device,
+                scope=[ae.decoder] if part == "decoder" else None)
     return ae
 
 
@@ -457,32 +446,30 @@ def finetune_through_classifier(ae: SegNetAE, classifier: nn.Module, images: Ten
 
 
 @torch.no_grad()
+def _eval_batched(module: nn.Module, images: Tensor, batch_size: int, device: str | torch.device | None) -> Tensor:
+    """``module(images)`` in eval mode (its mode restored after), in batches, on ``device``."""
+    images = check_images(images, allow_3d=False)
+    device = torch.device(device) if device is not None else images.device
+    was = module.training
+    module.eval()
+    try:
+        return torch.cat([module(images[i:i + batch_size].to(device)) for i in range(0, images.shape[0], batch_size)])
+    finally:
+        module.train(was)
+
+
+@torch.no_grad()
 def reconstruct(ae: nn.Module, images: Tensor, *, batch_size: int = 512,
                 device: str | torch.device | None = None) -> Tensor:
     """``ae(images)`` in eval mode, in batches, on ``device`` (default: the images' device)."""
-    images = check_images(images, allow_3d=False)
-    device = torch.device(device) if device is not None else images.device
-    was = ae.training
-    ae.eval()
-    try:
-        return torch.cat([ae(images[i:i + batch_size].to(device)) for i in range(0, images.shape[0], batch_size)])
-    finally:
-        ae.train(was)
+    return _eval_batched(ae, images, batch_size, device)
 
 
 @torch.no_grad()
 def classify(classifier: nn.Module, images: Tensor, *, batch_size: int = 512,
              device: str | torch.device | None = None) -> Tensor:
     """The classifier's logits for ``images`` (eval mode, batched, no gradients), on ``device``."""
-    images = check_images(images, allow_3d=False)
-    device = torch.device(device) if device is not None else images.device
-    was = classifier.training
-    classifier.eval()
-    try:
-        return torch.cat([classifier(images[i:i + batch_size].to(device))
-                          for i in range(0, images.shape[0], batch_size)])
-    finally:
-        classifier.train(was)
+    return _eval_batched(classifier, images, batch_size, device)
 
 
 def predict(classifier: nn.Module, images: Tensor, *, batch_size: int = 512,
