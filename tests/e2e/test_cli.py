@@ -42,11 +42,16 @@ def test_layers_lists_every_layer_with_shapes():
     assert "resnet18" in lines[0] and "(3, 224, 224)" in lines[0]
     row = next(line for line in lines if line.startswith("layer4.1.conv2 "))
     assert "512x7x7" in row and "Conv2d" in row
-    assert len(lines) == 2 + 68  # header lines + every named module of resnet18
+    from torchvision.models import resnet18
+
+    modules = [n for n, _ in resnet18().named_modules() if n]  # 67: every named module, containers too
+    assert len(lines) == 2 + len(modules)  # title and column header, then one row per module
+    assert [line.split()[0] for line in lines[2:]] == modules
 
 
 @pytest.mark.parametrize("args, message", [
-    (["layers", "resnet18", "--select", "layer9.conv"], "matches no layer"),
+    (["layers", "resnet18", "--select", "layer9.conv"], "closest names: layer4"),
+    (["layers", "resnet18", "--select", "layer9*"], "matches no layer"),
     (["layers", "no_such_model_xyz"], "no_such_model_xyz"),
     (["report", "/nonexistent/folder"], "does not exist"),
     (["layers", "mnist_vgg", "--checkpoint", "/nonexistent/ckpt.pt"], "ckpt.pt"),
