@@ -23,6 +23,7 @@ pytestmark = pytest.mark.timeout(600)
 CASES = {
     "srop": ["--layers", "all conv", "--check", "none"],
     "attribution": ["--methods", "saliency,smoothgrad", "--metrics", "deletion,insertion", "--forgrad", "3"],
+    "discard": ["--layers", "features.5,features.14", "--steps", "20", "--samples", "4", "--decoders", "0"],
 }
 
 
