@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from .results import atomic_torch_save, atomic_write_text
+
 __all__ = [
     "BUILTIN_MODELS",
     "DEFAULT_CHECKPOINTS",
@@ -371,32 +373,6 @@ def _epoch_tag(epoch: float) -> str:
     return f"{epoch:g}"
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def train(
     model_or_name: nn.Module | str,
     *,
@@ -488,7 +464,7 @@ def train(
         path = None
         if save and out is not None:
             path = out / f"{name}_ep{_epoch_tag(epoch)}.pt"
-            _atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+            atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
         row = {
             "epoch": epoch,
             "step": step,
@@ -607,7 +583,7 @@ def _train_into_cache(name: str, device: str | torch.device, progress: bool, qui
             os.replace(row["path"], folder / file)
             history.append({k: v for k, v in row.items() if k != "path"} | {"file": file})
     final = "final.pt"
-    _atomic_save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, folder / final)
+    atomic_torch_save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, folder / final)
     meta = {
         "settings": settings,
         "final": final,
@@ -617,7 +593,7 @@ def _train_into_cache(name: str, device: str | torch.device, progress: bool, qui
         "torch": torch.__version__,
         "history": history,
     }
-    _atomic_write_text(json.dumps(meta, indent=2) + "\n", folder / "history.json")
+    atomic_write_text(folder / "history.json", json.dumps(meta, indent=2) + "\n")
     return meta
 
 

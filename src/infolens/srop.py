@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from . import _progress
 from ._checks import check_images
+from ._stats import rowwise_correlation
 from .distributed import image_generators
 from .probe import LayerSpec, capture, resolve_layers
 from .spectral import lowpass_filter, srop_2d
@@ -522,20 +523,6 @@ def summarize_image_rows(rows: Sequence[Mapping[str, Any]], *, by: Sequence[str]
     return out
 
 
-def _ranks(x: Tensor) -> Tensor:
-    """Ranks from 1, ties given their average rank (as ``scipy.stats.rankdata``)."""
-    order = torch.argsort(x, stable=True)
-    sorted_x = x[order]
-    ranks = torch.empty_like(x)
-    ranks[order] = torch.arange(1, x.numel() + 1, dtype=x.dtype)
-    # average ranks within ties: mean rank of each run of equal values
-    uniq, inverse = torch.unique(sorted_x, return_inverse=True)
-    sums = torch.zeros(uniq.numel(), dtype=x.dtype).index_add_(0, inverse, ranks[order])
-    counts = torch.zeros(uniq.numel(), dtype=x.dtype).index_add_(0, inverse, torch.ones_like(x))
-    ranks[order] = (sums / counts)[inverse]
-    return ranks
-
-
 def correlation(x: Sequence[float] | Tensor, y: Sequence[float] | Tensor) -> dict[str, float]:
     """Pearson and Spearman correlation of two equally long series (NaN pairs dropped).
 
@@ -549,12 +536,7 @@ def correlation(x: Sequence[float] | Tensor, y: Sequence[float] | Tensor) -> dic
     ok = ~(torch.isnan(xt) | torch.isnan(yt))
     xt, yt = xt[ok], yt[ok]
     n = int(xt.numel())
-
-    def pearson(a: Tensor, b: Tensor) -> float:
-        if n < 3:
-            return float("nan")
-        a, b = a - a.mean(), b - b.mean()
-        den = float(a.norm() * b.norm())
-        return float((a * b).sum()) / den if den > 0 else float("nan")
-
-    return {"pearson": pearson(xt, yt), "spearman": pearson(_ranks(xt), _ranks(yt)) if n else float("nan"), "n": n}
+    if n < 3:
+        return {"pearson": float("nan"), "spearman": float("nan"), "n": n}
+    return {"pearson": float(rowwise_correlation(xt[None], yt[None], method="pearson")[0]),
+            "spearman": float(rowwise_correlation(xt[None], yt[None], method="spearman")[0]), "n": n}
