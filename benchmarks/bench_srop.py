@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import append_results, machine, timeit  # noqa: E402
+from _common import append_results, timeit  # noqa: E402
 
 from infolens.probe import capture, resolve_layers  # noqa: E402
 from infolens.spectral import srop_2d  # noqa: E402

@@ -510,7 +510,6 @@ class InformationDiscarding:
         P = s.shape[0]
         M = eps.shape[0] // P
         _, _, H, W = x.shape
-        everyone = list(range(P))
         log_tau = math.log(self.tau)
 
         def log_err(c: Tensor, act: Tensor) -> Tensor:
@@ -568,6 +567,9 @@ class FeatureDecoder(nn.Module):
 
     def __init__(self, feature_shape: Sequence[int], image_shape: Sequence[int], *, width: int = 32) -> None:
         super().__init__()
+        #: constructor arguments, saved beside the state dict so a decoder reloads with weights_only=True
+        self.config = {"feature_shape": [int(v) for v in feature_shape],
+                       "image_shape": [int(v) for v in image_shape], "width": int(width)}
         C, H, W = image_shape
         self.image_hw = (int(H), int(W))
         fs = tuple(int(v) for v in feature_shape)

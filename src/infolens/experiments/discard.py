@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from .. import _progress
-from ..discard import HALF_LOG_2PI_E, InformationDiscarding, reconstruction_uncertainty, train_decoder
+from ..discard import (HALF_LOG_2PI_E, FeatureDecoder, InformationDiscarding, reconstruction_uncertainty,
+                       train_decoder)
 from ..distributed import Unit, gather_table, run_units, work_units
 from ..probe import resolve_layers
 from ..results import RunDir, atomic_torch_save
@@ -85,10 +86,13 @@ def get_decoders(run: RunDir, model: nn.Module, tag: str, layers: Sequence[str],
         path = run.root / "decoders" / f"{tag}-{layer}.pt"
         dec = None
         if path.is_file():
-            dec = torch.load(path, map_location=device, weights_only=False)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            dec = FeatureDecoder(**saved["config"])
+            dec.load_state_dict(saved["state_dict"])
         if dec is None:
             dec = train_decoder(model, layer, train_images, epochs=epochs, width=width, seed=seed, device=device)
-            atomic_torch_save(dec.cpu(), path)
+            atomic_torch_save({"config": dec.config, "state_dict": {k: v.cpu() for k, v in dec.state_dict().items()}},
+                              path)
         out[layer] = dec.to(device).eval()
     return out
 
@@ -227,7 +231,7 @@ def finish_run(run: RunDir, *, t0: float, order: int | None = None, extra_summar
                             "[0, 1] pixel space) at each layer, as measured (solid) and as a cumulative maximum "
                             "(dashed); bars: one standard deviation over images. The dotted line is an isometry's "
                             "level (nothing discarded beyond the 1.5 tolerance).")
-        maps = {p.stem: torch.load(p, weights_only=False) for p in sorted((run.root / "maps").glob("*.pt"))}
+        maps = {p.stem: torch.load(p, weights_only=True) for p in sorted((run.root / "maps").glob("*.pt"))}
         if maps:
             run.save_figure(dplots.maps_figure(maps), "maps")
             figures["maps"] = ("Pixel-wise entropy maps (bright: the layer discards that region's information) "
