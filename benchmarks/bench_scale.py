@@ -27,7 +27,7 @@ from _common import append_results  # noqa: E402
 
 CMDS = {
     "srop": ["--layers", "all conv", "--check", "none"],
-    "attribution": ["--methods", "saliency,smoothgrad", "--metrics", "deletion,insertion", "--forgrad", "3"],
+    "forgrad": ["--methods", "saliency,smoothgrad", "--metrics", "deletion,insertion", "--forgrad", "3"],
 }
 
 

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from infolens import attribution as A
-from infolens.distributed import per_image_randn
+from infolens._torch import per_image_randn
+from infolens.experiments import forgrad as F
 from infolens.faithfulness import Deletion, Insertion
 
 torch.set_num_threads(2)
@@ -62,7 +63,7 @@ def _captum(name, m, x, t, monkeypatch):
         from captum.attr._core.noise_tunnel import NoiseTunnel
 
         n = 6
-        noise = torch.stack([per_image_randn(x.shape[1:], 0, list(range(x.shape[0])), salt=f"{A.NOISE_SALT}:{k}")
+        noise = torch.stack([per_image_randn(x.shape[1:], 0, list(range(x.shape[0])), salt=f"{A.methods.NOISE_SALT}:{k}")
                              for k in range(n)], 1).flatten(0, 1) * 0.15
         monkeypatch.setattr(NoiseTunnel, "_add_noise_to_input",
                             staticmethod(lambda inp, stdev, part: inp.repeat_interleave(part, 0) + noise))
@@ -237,8 +238,8 @@ def test_select_cutoff_curve_and_saved(trained, tmp_path):
         f = A.forgrad(sal, c)
         assert s == pytest.approx(Insertion(m)(x, t, f).mean - Deletion(m)(x, t, f).mean, rel=1e-5, abs=1e-6)
     assert sel.scores[sel.cutoffs.index(sel.best)] == max(sel.scores)
-    path = A.save_cutoffs(tmp_path / "cutoffs.json", "cnn", {"saliency": sel})
-    A.save_cutoffs(path, "other", {"saliency": {"cutoff": 3.0}})
-    back = A.load_cutoffs(path, "cnn")
+    path = F.save_cutoffs(tmp_path / "cutoffs.json", "cnn", {"saliency": sel})
+    F.save_cutoffs(path, "other", {"saliency": {"cutoff": 3.0}})
+    back = F.load_cutoffs(path, "cnn")
     assert back["saliency"]["cutoff"] == sel.best and back["saliency"]["scores"] == sel.scores
-    assert A.load_cutoffs(path, "missing") == {}
+    assert F.load_cutoffs(path, "missing") == {}

@@ -27,7 +27,7 @@ def checkpoint(tmp_path_factory):
 
 
 def _argv(out, checkpoint, *extra):
-    return ["--no-progress", "attribution", "mnist_allconv", "--checkpoint", str(checkpoint), "--data", "mnist",
+    return ["--no-progress", "forgrad", "mnist_allconv", "--checkpoint", str(checkpoint), "--data", "mnist",
             "--limit", "4", "--batch-size", "2", "--out", str(out), "--no-report", "--methods", "saliency,occlusion",
             "--metrics", "deletion,insertion,mufidelity", "--mufidelity-masks", "12", "--occlusion-window", "7",
             "--figures", "none",

@@ -257,7 +257,7 @@ def test_pretrained_builtin_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert models.cache_dir() == tmp_path / "cache"
     # a tiny default training so the test is fast; the cache logic is the same
     monkeypatch.setitem(models._TRAIN_DEFAULTS, "mnist_vgg", {"epochs": 0.05, "lr": 4e-3, "batch_size": 128})
-    monkeypatch.setattr(models, "DEFAULT_CHECKPOINTS", (0.0, 0.02, 0.05))
+    monkeypatch.setattr(models.training, "DEFAULT_CHECKPOINTS", (0.0, 0.02, 0.05))
     m = models.pretrained_builtin("mnist_vgg", progress=False)
     assert not m.training
     folder = tmp_path / "cache" / "models" / "mnist_vgg"
@@ -270,7 +270,7 @@ def test_pretrained_builtin_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     def no_training(*a, **k):  # the second call must reuse the cache
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(models, "train", no_training)
+    monkeypatch.setattr(models.training, "train", no_training)
     again = models.pretrained_builtin("mnist_vgg", progress=False)
     x = torch.rand(2, 1, 28, 28)
     torch.testing.assert_close(again(x), m(x))
@@ -284,7 +284,7 @@ def test_pretrained_builtin_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_quick_builtin_is_cached_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFOLENS_CACHE", str(tmp_path))
     # a smaller quick training so the test is fast; the cache logic is the same
-    monkeypatch.setattr(models, "QUICK_TRAIN", models.QUICK_TRAIN | {"train_limit": 1500, "test_limit": 500})
+    monkeypatch.setattr(models.training, "QUICK_TRAIN", models.QUICK_TRAIN | {"train_limit": 1500, "test_limit": 500})
     m = models.pretrained_builtin("mnist_allconv", progress=False, quick=True)
     assert (tmp_path / "models" / "mnist_allconv-quick" / "history.json").is_file()
     assert not (tmp_path / "models" / "mnist_allconv").exists()  # the full model is not trained
@@ -295,7 +295,7 @@ def test_quick_builtin_is_cached_apart(tmp_path: Path, monkeypatch: pytest.Monke
     assert hist[-1]["test_acc"] > hist[0]["test_acc"] + 0.1  # it learnt something
     calls = []
     real_train = models.train
-    monkeypatch.setattr(models, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    monkeypatch.setattr(models.training, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
     models.pretrained_builtin("mnist_allconv", progress=False, quick=True)
     assert calls == []  # cached
     again = models.pretrained_builtin("mnist_allconv", progress=False, quick=True, retrain=True)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(600)
 # (command, extra arguments): small, fast runs of each runner that shards images.
 CASES = {
     "srop": ["--layers", "all conv", "--check", "none"],
-    "attribution": ["--methods", "saliency,smoothgrad", "--metrics", "deletion,insertion", "--forgrad", "3"],
+    "forgrad": ["--methods", "saliency,smoothgrad", "--metrics", "deletion,insertion", "--forgrad", "3"],
     "discard": ["--layers", "features.5,features.14", "--steps", "20", "--samples", "4", "--decoders", "0"],
 }
 

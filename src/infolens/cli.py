@@ -20,13 +20,13 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError, 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
     from .models import load_model
-    from .probe import list_layers, resolve_layers
+    from .probe import list_layers, parse_layer_selection, resolve_layers
 
     lm = load_model(args.model, checkpoint=args.checkpoint, device=args.device, pretrained=False)
     shape = tuple(int(s) for s in args.input_shape.split(",")) if args.input_shape else lm.input_shape
     rows = list_layers(lm.model, shape, device=args.device)
     if args.select:
-        keep = set(resolve_layers(lm.model, [s.strip() for s in args.select.split(";")]))
+        keep = set(resolve_layers(lm.model, parse_layer_selection(args.select, name="--select")))
         rows = [r for r in rows if r.name in keep]
     width = max([len(r.name) for r in rows] + [4])
     tw = max([len(r.type) for r in rows] + [4])
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="results/demo")
     s.add_argument("--device", default="cpu")
     s.add_argument("--quick", action="store_true", help="tiny subsets (seconds; for tests)")
-    s.add_argument("--only", default=None, help="comma-separated sections to run (srop,attribution,discard,signal)")
+    s.add_argument("--only", default=None, help="comma-separated sections to run (srop,forgrad,discard,signal)")
     s.set_defaults(func=_cmd_demo)
 
     s = sub.add_parser("fetch-data", help="put the official MNIST IDX files in place once (set-up runs it)")

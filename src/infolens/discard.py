@@ -37,7 +37,7 @@ Batching: every (image, layer) pair has its own ``s``, ``sigma_f^2`` and noise; 
 pairs, so one backward pass gives every pair's gradient. Pairs x noise samples form the batch
 (``internal_batch_size`` rows per forward pass bound the memory) and the forward pass stops after the
 deepest requested layer. Noise is drawn per pair from a generator seeded by the image's global index
-(:func:`infolens.distributed.image_seed`), and a pair that has converged is frozen (its ``s`` no longer
+(:func:`infolens._torch.image_seed`), and a pair that has converged is frozen (its ``s`` no longer
 changes), so a batch gives the same numbers as each image alone.
 """
 
@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_images, check_positive
-from .distributed import image_seed
+from ._torch import frozen, image_seed
 from .probe import _Stop, capture_hooks, resolve_layers
 
 __all__ = [
@@ -77,27 +77,6 @@ def gaussian_entropy(sigma: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------- helpers
-
-class _Frozen:
-    """Eval mode and ``requires_grad=False`` on the parameters for the duration (restored after):
-    only the input needs a gradient, so backward skips every weight gradient."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-
-    def __enter__(self) -> nn.Module:
-        self.training = self.model.training
-        self.flags = [(p, p.requires_grad) for p in self.model.parameters()]
-        self.model.eval()
-        for p, _ in self.flags:
-            p.requires_grad_(False)
-        return self.model
-
-    def __exit__(self, *exc: Any) -> None:
-        for p, f in self.flags:
-            p.requires_grad_(f)
-        self.model.train(self.training)
-
 
 def _features(model: nn.Module, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
     """Outputs of ``layers`` for ``x`` (graph kept when grad is enabled), stopping after the last one."""
@@ -326,7 +305,7 @@ class InformationDiscarding:
                 gens.append(g)
         lo, hi = math.log(self.clamp[0]), math.log(self.clamp[1])
 
-        with _Frozen(self.model):
+        with frozen(self.model):
             with torch.no_grad():
                 clean = _features(self.model, x, self.layers)
                 clean = {k: v.detach() for k, v in clean.items()}
@@ -612,14 +591,14 @@ def train_decoder(model: nn.Module, layer: str, images: Tensor, *, epochs: int =
         p = next(model.parameters(), None)
         device = p.device if p is not None else "cpu"
     gen = torch.Generator().manual_seed(seed)
-    with _Frozen(model), torch.no_grad():
+    with frozen(model), torch.no_grad():
         f0 = _features(model, images[:2].to(device), name)[name[0]]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         dec = FeatureDecoder(f0.shape[1:], images.shape[1:], width=width).to(device)
     opt = torch.optim.Adam(dec.parameters(), lr=lr)
     n = images.shape[0]
-    with _Frozen(model):
+    with frozen(model):
         dec.train()
         for _ in range(epochs):
             perm = torch.randperm(n, generator=gen)
@@ -671,7 +650,7 @@ def reconstruction_uncertainty(model: nn.Module, decoders: Mapping[str, nn.Modul
     cln = torch.full((N, L), float("nan"), device=dev)
     ind = torch.full((N, L), float("nan"), device=dev)
     umap = torch.full((N, L, H, W), float("nan"), device=dev)
-    with _Frozen(model), torch.no_grad():
+    with frozen(model), torch.no_grad():
         for l, name in enumerate(result.layers):
             dec = decoders.get(name)
             if dec is None:

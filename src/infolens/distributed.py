@@ -8,14 +8,13 @@ processes. Each process takes ``units[rank::world]`` (no padding, unlike ``Distr
 duplicates images and biases evaluation), writes one part file per finished unit (atomically, keyed by
 its global indices), and after one barrier rank 0 merges the parts into the table, sorted. Because a
 unit holds the same images whatever the world size, and randomness is seeded per image
-(:func:`image_seed`), 1 and N processes, and a killed-then-resumed run, give identical rows.
+(:func:`infolens._torch.image_seed`), 1 and N processes, and a killed-then-resumed run, give identical rows.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +32,6 @@ __all__ = [
     "my_units",
     "run_units",
     "gather_table",
-    "image_seed",
-    "image_generators",
-    "per_image_randn",
     "device_for_rank",
 ]
 
@@ -122,28 +118,3 @@ def gather_table(run: Any, table: str, *, sort_by: Sequence[str] = ()) -> list[d
         run.merge(table, sort_by=sort_by)
     barrier()
     return run.read_table(table)
-
-
-def image_seed(seed: int, index: int, salt: str = "") -> int:
-    """A 63-bit seed for one image: the same for a given (seed, global index, salt) on every process."""
-    h = hashlib.blake2b(f"{seed}:{index}:{salt}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") & ((1 << 63) - 1)
-
-
-def image_generators(seed: int, indices: Sequence[int], salt: str = "") -> list[torch.Generator]:
-    """One CPU generator per image, seeded by :func:`image_seed`."""
-    return [torch.Generator().manual_seed(image_seed(seed, int(i), salt)) for i in indices]
-
-
-def per_image_randn(shape: Sequence[int], seed: int, indices: Sequence[int], *, salt: str = "",
-                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Standard normal noise of shape ``(len(indices), *shape)``, each image's slice drawn from its own
-    seed (CPU generator, then moved), so it does not depend on batch composition or process count."""
-    gens = image_generators(seed, indices, salt)
-    noise = torch.stack([torch.randn(tuple(shape), generator=g, dtype=dtype) for g in gens])
-    return noise.to(device)
-
-
-def summarize_env() -> Mapping[str, Any]:
-    rank, world = rank_world()
-    return {"rank": rank, "world_size": world}

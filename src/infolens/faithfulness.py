@@ -35,8 +35,8 @@ from torch import Tensor, nn
 
 from ._checks import check_images, check_targets
 from ._stats import average_ranks, rowwise_correlation
-from .attribution import Score, _indices, model_scores, to_map
-from .distributed import image_generators
+from .attribution.methods import Score, _indices, model_scores, to_map
+from ._torch import image_generators
 
 __all__ = ["FaithfulnessResult", "Deletion", "Insertion", "MuFidelity", "METRICS", "make_metric",
            "average_ranks", "rowwise_correlation"]

@@ -26,6 +26,7 @@ __all__ = [
     "LayerSpec",
     "list_layers",
     "resolve_layers",
+    "parse_layer_selection",
     "capture",
     "capture_hooks",
 ]
@@ -75,6 +76,18 @@ def _block_names(model: nn.Module) -> list[str]:
     if not names:
         names = [n for n, m in model.named_children() if len(list(m.children())) > 0]
     return names
+
+
+def parse_layer_selection(text: str, *, name: str = "layers") -> str | list[str]:
+    """A layer selection written as text (the command line, a config): one :data:`LayerSpec` string, or
+    several separated by ``;`` or ``,`` (``"conv1; layer*.conv2"``). The one parser every command uses."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a string, got {type(text).__name__}")
+    sep = ";" if ";" in text else ","
+    items = [v.strip() for v in text.split(sep) if v.strip()]
+    if not items:
+        raise ValueError(f"{name} must name at least one layer, got {text!r} (list them with `infolens layers MODEL`)")
+    return items[0] if len(items) == 1 else items
 
 
 def resolve_layers(model: nn.Module, layers: LayerSpec) -> list[str]:

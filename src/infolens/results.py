@@ -27,7 +27,7 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ __all__ = [
     "read_csv",
     "environment",
     "RunDir",
-    "rows_from_columns",
 ]
 
 
@@ -291,9 +290,6 @@ class RunDir:
     def write_json(self, name: str, obj: Any) -> Path:
         return atomic_write_text(self.root / f"{name}.json", json.dumps(_jsonable(obj), indent=2))
 
-    def read_json(self, name: str) -> Any:
-        return json.loads((self.root / f"{name}.json").read_text())
-
     def figure_path(self, name: str) -> Path:
         return self.root / "figures" / f"{name}.png"
 
@@ -318,13 +314,3 @@ def _sort_key(v: Any) -> tuple[int, Any]:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def rows_from_columns(columns: Mapping[str, Iterable[Any]]) -> list[dict[str, Any]]:
-    """Columns of equal length (lists or 1-D tensors) to a list of row dicts."""
-    cols = {k: (v.tolist() if isinstance(v, torch.Tensor) else list(v)) for k, v in columns.items()}
-    lengths = {len(v) for v in cols.values()}
-    if len(lengths) > 1:
-        raise ValueError(f"columns have different lengths: { {k: len(v) for k, v in cols.items()} }")
-    n = lengths.pop() if lengths else 0
-    return [{k: cols[k][i] for k in cols} for i in range(n)]

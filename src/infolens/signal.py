@@ -23,11 +23,10 @@ Readings (the full text could not be read; each is a parameter with this default
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +37,8 @@ from torch.nn import functional as F
 
 from . import _progress
 from ._checks import check_images, check_positive, check_targets
+from ._torch import frozen
+from ._torch import recalibrate_batchnorm as _recalibrate_bn
 from .results import atomic_torch_save
 
 __all__ = [
@@ -141,24 +142,6 @@ def build_autoencoder(in_channels: int = 1, widths: Sequence[int] = (16, 32), *,
 # --------------------------------------------------------------------------- freezing and fingerprints
 
 
-@contextlib.contextmanager
-def frozen(module: nn.Module) -> Iterator[nn.Module]:
-    """Freeze ``module`` inside the block: eval mode (BatchNorm statistics fixed, no dropout) and
-    ``requires_grad=False`` on every parameter; the previous mode and flags are restored afterwards.
-    Gradients still flow *through* it to its input."""
-    flags = [p.requires_grad for p in module.parameters()]
-    was_training = module.training
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        for p, f in zip(module.parameters(), flags):
-            p.requires_grad_(f)
-        module.train(was_training)
-
-
 def _fingerprint(*items: Any) -> str:
     """A short hash of tensors / modules' state dicts / plain values (decides whether a checkpoint fits)."""
     h = hashlib.blake2b(digest_size=12)
@@ -188,15 +171,13 @@ def recalibrate_batchnorm(ae: SegNetAE, images: Tensor, *, part: Literal["all", 
     Why: with the default momentum (0.1) the running averages lag behind the weights after short training
     (tens to hundreds of steps, as in the demo), so the eval-mode autoencoder -- the one that is measured --
     would differ from the one that was trained. ``part="decoder"`` leaves a frozen encoder's statistics
-    alone (stage 2). ``models.recalibrate_batchnorm`` does the same for a whole classifier.
+    alone (stage 2). (:func:`infolens._torch.recalibrate_batchnorm` does the work.)
     """
-    from .models import recalibrate_batchnorm as _precise_bn
-
     if part not in ("all", "decoder"):
         raise ValueError(f"part must be 'all' or 'decoder', got {part!r}")
     images = check_images(images, allow_3d=False)
     device = torch.device(device) if device is not None else images.device
-    _precise_bn(ae, images, batch_size=batch_size, device=device,
+    _recalibrate_bn(ae, images, batch_size=batch_size, device=device,
                 scope=[ae.decoder] if part == "decoder" else None)
     return ae
 

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from . import _progress
 from ._checks import check_images
 from ._stats import rowwise_correlation
-from .distributed import image_generators
+from ._torch import image_generators, model_device
 from .probe import LayerSpec, capture, resolve_layers
 from .spectral import lowpass_filter, srop_2d
 
@@ -67,13 +67,6 @@ def quantile_name(q: float) -> str:
     """Column name of a quantile: 0.1 -> ``q10``, 0.025 -> ``q2.5``."""
     v = round(float(q) * 100, 6)
     return f"q{int(v)}" if v == int(v) else f"q{v:g}"
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    if p is None:
-        p = next(model.buffers(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 @dataclass
@@ -192,7 +185,7 @@ def layer_srops(model: nn.Module, images: Tensor, layers: LayerSpec = "all conv"
         raise ValueError(f"kappa (the energy threshold) must lie in (0, 1], got {kappa}")
     if not float(q) > 0:
         raise ValueError(f"q (the spectrum exponent) must be positive, got {q}")
-    dev = torch.device(device) if device is not None else _model_device(model)
+    dev = torch.device(device) if device is not None else model_device(model)
     names = resolve_layers(model, layers)
     shapes: dict[str, tuple[int, int]] = {}
     chunks: dict[str, list[Tensor]] = {n: [] for n in names}
@@ -400,7 +393,7 @@ def input_variant(images: Tensor, variant: str, *, indices: Sequence[int] | None
       colour of the image's border. Reading: the paper removes the object; without segmentations we
       rely on MNIST digits and the bundled photographs being centred on their object.
 
-    Randomness is drawn per image from ``(seed, global index)`` (:func:`infolens.distributed.image_seed`),
+    Randomness is drawn per image from ``(seed, global index)`` (:func:`infolens._torch.image_seed`),
     so the variant of an image does not depend on the batch it is in or on the process count;
     ``indices`` default to ``0..N-1``.
     """

@@ -7,22 +7,34 @@ Every runner module exposes the same small interface, which the CLI and the demo
 ``add_arguments(parser)``     its own CLI options (the common ones come from :func:`common_arguments`)
 ``main(args) -> Path``        run from parsed CLI arguments, return the result folder
 ``demo(out, *, quick, device, progress) -> Path``   its section of ``infolens demo``
+
+``main`` holds only its paper's protocol: :func:`start_run` does the shared set-up (validate the
+arguments, load the model and the data, open the result folder) and :func:`end_run` the shared ending
+(print the headline, write the report).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
 
 #: CLI command -> runner module (imported lazily, so ``infolens --help`` stays fast).
 RUNNERS: dict[str, str] = {
     "srop": "infolens.experiments.srop",
     "discard": "infolens.experiments.discard",
     "signal": "infolens.experiments.signal",
-    "attribution": "infolens.experiments.forgrad",
+    "forgrad": "infolens.experiments.forgrad",
 }
 
 #: Order of the demo sections.
-DEMO_ORDER = ["srop", "attribution", "discard", "signal"]
+DEMO_ORDER = ["srop", "forgrad", "discard", "signal"]
 
 
 def common_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None:
@@ -45,3 +57,71 @@ def common_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None:
 def default_data(model_source: str) -> str:
     """MNIST for the built-in networks, the bundled photographs for ImageNet models."""
     return "mnist" if model_source == "builtin" else "photos"
+
+
+def slug(s: Any) -> str:
+    """A file-name-safe form of a model name or parameter value."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", str(s)).strip("_") or "x"
+
+
+@dataclass
+class RunSetup:
+    """What every runner's ``main`` starts from (:func:`start_run`)."""
+
+    model: Any  # infolens.models.LoadedModel
+    images: torch.Tensor
+    labels: torch.Tensor
+    names: list[str]
+    data: str
+    run: Any  # infolens.results.RunDir
+    out: Path
+    progress: bool
+    t0: float
+
+
+def start_run(args: argparse.Namespace, *, analysis: str, title: str, description: str,
+              params: Callable[[Any, str], Mapping[str, Any]] | Mapping[str, Any],
+              validate: Callable[[argparse.Namespace], None] | None = None,
+              validate_model: Callable[[Any], None] | None = None, split: str = "test",
+              load_data: bool = True) -> RunSetup:
+    """The shared set-up of an analysis command, in this order so that a bad argument costs nothing and
+    leaves nothing behind: ``validate(args)`` (pure argument checks), load the model, ``validate_model(lm)``
+    (e.g. that the layers exist), load the data, then open the result folder ``--out`` (default
+    ``results/<analysis>-<model>``) with ``params`` (a mapping, or ``params(lm, data_spec)``)."""
+    from .. import _progress, data, models
+    from ..results import RunDir
+
+    if validate is not None:
+        validate(args)
+    lm = models.load_model(args.model, checkpoint=args.checkpoint, device=args.device)
+    if validate_model is not None:
+        validate_model(lm)
+    spec = args.data or default_data(lm.source)
+    if load_data:
+        size = lm.input_shape[-1] if spec != "mnist" else None
+        images, labels, names = data.load_dataset(spec, split=split, limit=args.limit, size=size,
+                                                  channels=lm.input_shape[0])
+    else:
+        images, labels, names = torch.empty(0), torch.empty(0, dtype=torch.long), []
+    p = dict(params(lm, spec) if callable(params) else params)
+    out = Path(args.out or f"results/{analysis}-{slug(lm.name)}")
+    run = RunDir(out, analysis=analysis, params=p, seed=getattr(args, "seed", None), device=args.device,
+                 overwrite=getattr(args, "overwrite", False), title=title, description=description)
+    progress = _progress.enabled(not getattr(args, "no_progress", False))
+    return RunSetup(lm, images, labels, list(names), spec, run, out, progress, time.perf_counter())
+
+
+def end_run(setup: RunSetup, args: argparse.Namespace, headline: Mapping[str, Any] | None = None,
+            lines: Sequence[str] = ()) -> Path:
+    """The shared ending: print the headline numbers (one ``key: value`` line each, then ``lines``) and
+    write ``report.html`` unless ``--no-report``; returns the result folder."""
+    from ..report import build_report
+
+    for k, v in (headline or {}).items():
+        if k != "seconds":
+            print(f"{k}: {v}")
+    for line in lines:
+        print(line)
+    if not getattr(args, "no_report", False):
+        build_report(setup.out)
+    return setup.out

@@ -28,7 +28,7 @@ from .. import _progress
 from ..discard import (HALF_LOG_2PI_E, FeatureDecoder, InformationDiscarding, reconstruction_uncertainty,
                        train_decoder)
 from ..distributed import Unit, gather_table, run_units, work_units
-from ..probe import resolve_layers
+from ..probe import parse_layer_selection, resolve_layers
 from ..results import RunDir, atomic_torch_save
 
 HELP = ("Information discarding (arXiv 1906.04109): pixel-wise entropy maps and the discarded information "
@@ -297,7 +297,7 @@ def main(args: argparse.Namespace) -> Path:
     size = lm.input_shape[-1] if spec != "mnist" else None
     loaded = data.load_dataset(spec, split="test", limit=args.limit, size=size, channels=lm.input_shape[0])
     images, names = loaded[0], list(loaded[2])
-    layers = ([s.strip() for s in args.layers.split(",") if s.strip()] if args.layers
+    layers = (parse_layer_selection(args.layers, name="--layers") if args.layers
               else default_layers(lm.model, lm.name))
     layers = resolve_layers(lm.model, layers)
     settings = settings_from(args, images.shape[-1])

@@ -13,8 +13,10 @@ Work is done in units of global image indices (resumable, torchrun-shardable); t
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,12 @@ import torch
 from torch import nn
 
 from .. import _progress
-from ..attribution import (METHODS, _canonical, attribute_many, attribution_spectrum, default_cutoffs, forgrad,
-                           load_cutoffs, make_method, max_cutoff, method_kind, save_cutoffs, select_cutoff)
+from ..attribution.methods import _canonical
+from ..attribution import (METHODS, CutoffSelection, attribute_many, attribution_spectrum, default_cutoffs, forgrad,
+                           make_method, max_cutoff, method_kind, select_cutoff)
 from ..distributed import Unit, gather_table, is_main, run_units, work_units
 from ..faithfulness import Deletion, Insertion, make_metric
-from ..results import RunDir, atomic_torch_save
+from ..results import RunDir, atomic_torch_save, atomic_write_text
 
 HELP = ("FORGrad (arXiv 2307.09591): attribution maps with/without low-pass filtering, their spectra, and "
         "Deletion / Insertion / MuFidelity with the ranking of methods")
@@ -37,6 +40,28 @@ ANALYSIS = "forgrad"
 
 
 # --------------------------------------------------------------------------- settings
+
+
+
+def save_cutoffs(path: str | os.PathLike, model: str, selections: Mapping[str, CutoffSelection | Mapping]) -> Path:
+    """Store the chosen cut-offs of ``model`` (method -> selection) in a JSON file, merged with what the
+    file already holds for other models, written atomically."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.setdefault(model, {})
+    for method, sel in selections.items():
+        data[model][method] = sel.to_dict() if isinstance(sel, CutoffSelection) else dict(sel)
+    atomic_write_text(path, json.dumps(data, indent=2))
+    return path
+
+
+def load_cutoffs(path: str | os.PathLike, model: str) -> dict[str, dict[str, Any]]:
+    """Cut-offs saved by :func:`save_cutoffs` for ``model`` (method -> dict with ``cutoff``, ``unit``...);
+    an empty dict when the file or the model is absent."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text()).get(model, {})
 
 
 def method_settings(*, ig_steps: int = 50, noise_samples: int = 25, noise_stdev: float = 0.15,
@@ -389,7 +414,7 @@ def main(args: argparse.Namespace) -> Path:
     size = lm.input_shape[-1] if spec != "mnist" else None
     loaded = data.load_dataset(spec, split="test", limit=args.limit, size=size, channels=lm.input_shape[0])
     images, names = loaded[0], list(loaded[2])
-    out = Path(args.out or f"results/attribution-{lm.name}")
+    out = Path(args.out or f"results/forgrad-{lm.name}")
     params = {k: getattr(args, k) for k in ("model", "checkpoint", "data", "limit", "seed", "methods", "metrics",
                                             "forgrad", "cutoff_unit", "window", "select_images", "select_by",
                                             "heldout_data", "steps", "mufidelity_masks", "score", "ig_steps",

@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .. import _progress
-from ..distributed import (Unit, barrier, gather_table, is_main, per_image_randn, rank_world, run_units,
+from .._torch import per_image_randn
+from ..distributed import (Unit, barrier, gather_table, is_main, rank_world, run_units,
                            work_units)
 from ..results import RunDir, atomic_torch_save
 from ..signal import (build_autoencoder, classify, finetune_through_classifier, mutual_information, predict,

@@ -35,6 +35,7 @@ from torch import nn
 
 from .. import _progress
 from ..distributed import Unit, gather_table, is_main, run_units, work_units
+from ..probe import parse_layer_selection
 from ..results import RunDir
 from ..srop import (INPUT_VARIANTS, cascading_randomization, correlation, input_variant, layer_srops,
                     summarize_image_rows)
@@ -340,15 +341,6 @@ def parse_checks(value: str) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def parse_layers(value: str) -> str | list[str]:
-    """A layer selection from the command line: one spec, or several separated by ';' or ','."""
-    sep = ";" if ";" in value else ","
-    items = [v.strip() for v in value.split(sep) if v.strip()]
-    if not items:
-        raise ValueError(f"--layers must name at least one layer, got {value!r}")
-    return items[0] if len(items) == 1 else items
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", default="all conv", help="layers to analyse: 'all conv' (default), names or globs "
                    "separated by ';' or ',' (list them with `infolens layers MODEL`)")
@@ -400,43 +392,41 @@ def _stages_from_file(path: str, spec: str, images: torch.Tensor, labels: torch.
     return stages
 
 
-def main(args: argparse.Namespace) -> Path:
-    from .. import data, models
-    from ..probe import resolve_layers
-    from ..report import build_report
-    from . import default_data
-
-    checks = parse_checks(args.check)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    bad = [v for v in variants if v not in INPUT_VARIANTS]
+def _validate(args: argparse.Namespace) -> None:
+    parse_checks(args.check)
+    bad = [v for v in _variants(args) if v not in INPUT_VARIANTS]
     if bad:
         raise ValueError(f"--variants: unknown {', '.join(bad)}; choose from {', '.join(INPUT_VARIANTS)}")
     if not 0 < args.kappa <= 1 or not args.q > 0 or args.bins < 1:
         raise ValueError(f"--kappa must lie in (0, 1], --q be positive and --bins >= 1; got {args.kappa}, {args.q}, "
                          f"{args.bins}")
-    lm = models.load_model(args.model, checkpoint=args.checkpoint, device=args.device)
-    layers = parse_layers(args.layers)
-    resolve_layers(lm.model, layers)  # an unknown layer fails here, before any work
-    spec = args.data or default_data(lm.source)
-    size = lm.input_shape[-1] if spec != "mnist" else None
-    images, labels, names = data.load_dataset(spec, split="test", limit=args.limit, size=size,
-                                              channels=lm.input_shape[0])
-    progress = _progress.enabled(not getattr(args, "no_progress", False))
-    cfg = Settings(layers=layers, kappa=args.kappa, q=args.q, keep_dc=not args.no_dc, disc=args.disc, bins=args.bins,
-                   batch_size=args.batch_size, seed=args.seed, device=args.device, channels=args.channels,
-                   progress=progress)
+    parse_layer_selection(args.layers, name="--layers")
+
+
+def _variants(args: argparse.Namespace) -> list[str]:
+    return [v.strip() for v in args.variants.split(",") if v.strip()]
+
+
+def main(args: argparse.Namespace) -> Path:
+    from ..probe import resolve_layers
+    from . import end_run, start_run
+
+    layers = parse_layer_selection(args.layers, name="--layers")
     params = {k: getattr(args, k) for k in ("model", "checkpoint", "data", "limit", "seed", "layers", "check",
                                             "variants", "kappa", "q", "no_dc", "disc", "bins", "batch_size",
                                             "channels", "stages")}
-    out = Path(args.out or f"results/srop-{_slug(lm.name)}")
-    run = RunDir(out, analysis=ANALYSIS, params=params, seed=args.seed, device=args.device, overwrite=args.overwrite,
-                 title=f"SROP: {lm.name}", description=__doc__.split("\n\n")[0])
-    t0 = time.perf_counter()
-    for check in checks:
+    s = start_run(args, analysis=ANALYSIS, title=f"SROP: {args.model}", description=__doc__.split("\n\n")[0],
+                  params=params, validate=_validate,
+                  validate_model=lambda lm: resolve_layers(lm.model, layers))  # unknown layers fail before any work
+    lm, images, labels, names, run = s.model, s.images, s.labels, s.names, s.run
+    cfg = Settings(layers=layers, kappa=args.kappa, q=args.q, keep_dc=not args.no_dc, disc=args.disc, bins=args.bins,
+                   batch_size=args.batch_size, seed=args.seed, device=args.device, channels=args.channels,
+                   progress=s.progress)
+    for check in parse_checks(args.check):
         if check == "none":
             check_none(run, lm.model, lm.name, images, names, cfg)
         elif check == "input":
-            check_input(run, lm.model, lm.name, images, names, cfg, variants=variants)
+            check_input(run, lm.model, lm.name, images, names, cfg, variants=_variants(args))
         elif check == "architecture":
             check_architecture(run, lm.model, _random_init(args.model, lm.source, args.seed, args.device), lm.name,
                                images, names, cfg)
@@ -446,19 +436,15 @@ def main(args: argparse.Namespace) -> Path:
             if args.stages:
                 stages = _stages_from_file(args.stages, args.model, images, labels, args.device)
             elif lm.source == "builtin" and args.checkpoint is None:
-                stages = builtin_stages(args.model, device=args.device, progress=progress)
+                stages = builtin_stages(args.model, device=args.device, progress=s.progress)
             else:
                 raise ValueError("--check training needs --stages FILE (checkpoint, epoch, test_acc) for a model "
                                  "other than a cached built-in")
             check_training(run, stages, lm.name, images, names, cfg)
-    head = finish_run(run, t0=t0, channels=args.channels)
-    if head is not None:
-        for k, v in head.items():
-            if k != "seconds":
-                print(f"{k}: {v}")
-        if not args.no_report:
-            build_report(out)
-    return out
+    head = finish_run(run, t0=s.t0, channels=args.channels)
+    if head is None:  # not the main process under torchrun
+        return s.out
+    return end_run(s, args, head)
 
 
 # --------------------------------------------------------------------------- demo

@@ -1,35 +1,25 @@
-"""Attribution maps for a batch, FORGrad low-pass filtering, spectra of maps, per-model cut-off selection.
+"""Attribution maps for a batch: one class per method, Captum's calling convention
+(``Saliency(model).attribute(inputs, target=...)``) so users can switch between the two.
 
-Methods follow Captum's calling convention (``Saliency(model).attribute(inputs, target=...)``) so users
-can switch between the two, but every method is implemented here, batched, in plain autograd: one
-backward pass per chunk of images x copies (noisy samples, path points, masks, windows), with memory
-bounded by two knobs (``../shared/DESIGN.md``): ``batch_size`` (images per step) and
-``internal_batch_size`` (perturbed / noisy / interpolated copies in flight). Captum is not needed at run
-time; ``tests/test_attribution.py`` checks that every method Captum also has gives Captum's numbers
-(Saliency, InputXGradient, IntegratedGradients, NoiseTunnel smoothgrad / smoothgrad_sq / vargrad,
-GuidedBackprop, LayerGradCam + bilinear interpolation, Occlusion). We implement rather than wrap
-because Captum's NoiseTunnel draws its noise from the global generator (results then depend on batch
-composition), while ours draws each image's noise from its own seed
-(:func:`infolens.distributed.per_image_randn`), and because gradient methods that share passes
-(Saliency / Gradient x Input; SmoothGrad / SquareGrad / VarGrad) can then share them
-(:func:`attribute_many`).
+Every method is implemented here, batched, in plain autograd: one backward pass per chunk of images x
+copies (noisy samples, path points, masks, windows), with memory bounded by two knobs
+(``../shared/DESIGN.md``): ``batch_size`` (images per step) and ``internal_batch_size`` (perturbed / noisy /
+interpolated copies in flight). Captum is not needed at run time; ``tests/test_attribution.py`` checks that
+every method Captum also has gives Captum's numbers (Saliency, InputXGradient, IntegratedGradients,
+NoiseTunnel smoothgrad / smoothgrad_sq / vargrad, GuidedBackprop, LayerGradCam + bilinear interpolation,
+Occlusion). We implement rather than wrap because Captum's NoiseTunnel draws its noise from the global
+generator (results then depend on batch composition), while ours draws each image's noise from its own seed
+(:func:`infolens._torch.per_image_randn`), and because gradient methods that share passes (Saliency /
+Gradient x Input; SmoothGrad / SquareGrad / VarGrad) can then share them (:func:`attribute_many`).
 
-FORGrad (Muzellec et al., arXiv 2307.09591, "Saliency strikes back", Eq. 2; Xplique
-``commons.forgrad``): average the map over colour channels, take the absolute value, low-pass filter
-it with an ideal circular mask of radius ``sigma`` frequency steps around DC
-(:func:`infolens.spectral.lowpass_filter`), invert, take the absolute value. Unlike Xplique, exact sizes
-are kept for odd and non-square maps (no bicubic resize), and the cut-off may also be given as a
-fraction of Nyquist (``unit="nyquist"``) or as the width of a Gaussian window.
+A new attribution method subclasses :class:`Attribution` and implements ``_attribute(x, t, idx)``.
 """
+
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -37,10 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_images, check_targets
-from .distributed import per_image_randn
-from .probe import capture_hooks, resolve_layers
-from .spectral import RadialProfile, lowpass_filter, radial_profile
+from .._checks import check_images, check_targets
+from .._torch import per_image_randn
+from ..probe import capture_hooks, resolve_layers
 
 __all__ = [
     "Attribution",
@@ -54,20 +43,12 @@ __all__ = [
     "GradCAM",
     "Occlusion",
     "RISE",
-    "FORGrad",
     "METHODS",
     "method_kind",
     "make_method",
     "attribute_many",
-    "forgrad",
     "to_map",
-    "attribution_spectrum",
-    "default_cutoffs",
-    "max_cutoff",
-    "CutoffSelection",
-    "select_cutoff",
-    "save_cutoffs",
-    "load_cutoffs",
+    "model_scores",
 ]
 
 Score = Literal["logit", "softmax", "log_softmax"]
@@ -614,163 +595,3 @@ def attribute_many(model: nn.Module, methods: Mapping[str, Attribution] | Sequen
                 r = m._attribute(x, tt, ii)
             out[label].append(r.detach())
     return {k: torch.cat(v) for k, v in out.items()}
-
-
-# --------------------------------------------------------------------------- FORGrad
-
-
-def max_cutoff(h: int, w: int, unit: Literal["steps", "nyquist"] = "steps") -> float:
-    """The smallest cut-off that keeps every frequency bin of an ``h x w`` map (the filter is then the
-    identity): the corner radius ``sqrt((h//2)^2 + (w//2)^2)`` steps, or ``sqrt(2)`` of Nyquist."""
-    return math.hypot(h // 2, w // 2) if unit == "steps" else math.sqrt(2.0)
-
-
-def forgrad(attributions: Tensor, cutoff: float = 15.0, *, unit: Literal["steps", "nyquist"] = "steps",
-            window: Literal["ideal", "gaussian"] = "ideal") -> Tensor:
-    """FORGrad filtering (arXiv 2307.09591, Eq. 2, as Xplique's ``commons.forgrad``): channel mean,
-    ``|.|``, low-pass (:func:`infolens.spectral.lowpass_filter`), ``|.|``. Returns ``(N, 1, H, W)``.
-
-    ``cutoff`` : the radius kept, in frequency steps (``unit="steps"``; the paper's default 15 is for
-    224 x 224 maps) or as a fraction of Nyquist (``unit="nyquist"``, which transfers across sizes);
-    ``math.inf`` (or ``None``) skips the filter (only mean and ``|.|``). ``window="gaussian"`` uses the
-    Gaussian ``exp(-r^2 / 2 cutoff^2)`` instead of the ideal disc.
-    """
-    maps = to_map(attributions).abs()
-    if cutoff is None or math.isinf(float(cutoff)):
-        return maps[:, None]
-    if not float(cutoff) > 0:
-        raise ValueError(f"cutoff must be positive (or inf for no filtering), got {cutoff}")
-    return lowpass_filter(maps, float(cutoff), unit=unit, window=window).abs()[:, None]
-
-
-class FORGrad(Attribution):
-    """Any attribution method followed by :func:`forgrad` filtering (``FORGrad(Saliency(model), 4)``)."""
-
-    def __init__(self, method: Attribution, cutoff: float = 15.0, *, unit: Literal["steps", "nyquist"] = "steps",
-                 window: Literal["ideal", "gaussian"] = "ideal") -> None:
-        if not isinstance(method, Attribution):
-            raise TypeError(f"method must be an Attribution, got {type(method).__name__}")
-        self.method, self.cutoff, self.unit, self.window = method, cutoff, unit, window
-        self.model, self.batch_size = method.model, method.batch_size
-        self.kind, self.name = method.kind, f"{method.name}+forgrad"
-
-    def attribute(self, inputs: Tensor, target: Any = None, *, indices: Any = None) -> Tensor:
-        maps = self.method.attribute(inputs, target, indices=indices)
-        return forgrad(maps, self.cutoff, unit=self.unit, window=self.window)
-
-    __call__ = attribute
-
-
-def attribution_spectrum(attributions: Tensor, *, normalize: bool = True, n_bins: int | None = None,
-                         max_radius: float = 1.0) -> RadialProfile:
-    """Radially averaged power spectrum of each map (channel mean), via
-    :func:`infolens.spectral.radial_profile`; ``values`` is ``(N, n_bins)``, frequencies as fractions of
-    Nyquist. With ``normalize`` each map's profile is divided by its sum, so maps of different scales
-    (gradients vs output differences) compare by where their power lies."""
-    maps = to_map(attributions).to(torch.float64)
-    prof = radial_profile(maps, q=2.0, n_bins=n_bins, max_radius=max_radius)
-    vals = prof.values
-    if normalize:
-        vals = vals / vals.sum(-1, keepdim=True).clamp(min=1e-300)
-    return RadialProfile(values=vals.to(attributions.dtype), frequencies=prof.frequencies.to(attributions.dtype),
-                         edges=prof.edges.to(attributions.dtype))
-
-
-# --------------------------------------------------------------------------- cut-off selection
-
-
-def default_cutoffs(h: int, w: int, *, n: int = 8, unit: Literal["steps", "nyquist"] = "steps") -> list[float]:
-    """A log-spaced grid of cut-offs from 1 frequency step to the identity (:func:`max_cutoff`); in steps
-    the values are whole numbers (duplicates dropped), in Nyquist units ``1/min(h//2, w//2)`` to ``sqrt 2``."""
-    top = max_cutoff(h, w, unit)
-    low = 1.0 if unit == "steps" else 1.0 / max(1, min(h // 2, w // 2))
-    grid = np.geomspace(low, top, n)
-    if unit == "steps":
-        vals = sorted({float(round(v)) for v in grid[:-1]} | {round(float(top), 4)})
-    else:
-        vals = sorted({round(float(v), 4) for v in grid})
-    return [v for v in vals if v > 0]
-
-
-@dataclass
-class CutoffSelection:
-    """Result of :func:`select_cutoff`: the whole curve and the best cut-off.
-
-    ``scores[k]`` is the mean selection score at ``cutoffs[k]`` (the sum of each metric's mean, with a
-    minus sign for metrics where lower is better); ``per_metric[name][k]`` each metric's mean.
-    ``identity`` is the cut-off that keeps every bin (so choosing it means "do not filter").
-    """
-
-    cutoffs: list[float]
-    scores: list[float]
-    per_metric: dict[str, list[float]]
-    best: float
-    unit: str
-    window: str
-    identity: float
-    n_images: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"cutoff": self.best, "unit": self.unit, "window": self.window, "cutoffs": self.cutoffs,
-                "scores": self.scores, "per_metric": self.per_metric, "identity": self.identity,
-                "n_images": self.n_images, **self.extra}
-
-
-def select_cutoff(attributions: Tensor, inputs: Tensor, targets: Tensor, metrics: Any | Sequence[Any], *,
-                  cutoffs: Sequence[float] | None = None, unit: Literal["steps", "nyquist"] = "steps",
-                  window: Literal["ideal", "gaussian"] = "ideal", indices: Sequence[int] | None = None
-                  ) -> CutoffSelection:
-    """Choose the FORGrad cut-off for one model and one method (arXiv 2307.09591, Sec. 4: sigma* maximises
-    the mean faithfulness on held-out images).
-
-    ``attributions`` are the method's maps on held-out ``inputs`` (never the images results are reported
-    on). Each cut-off of the grid (default :func:`default_cutoffs`, log-spaced, ending with the identity)
-    filters them and is scored by ``metrics`` (a :mod:`infolens.faithfulness` metric or a list; the score
-    is the sum of their means, negated for lower-is-better ones: the default pair Insertion + Deletion
-    gives Insertion - Deletion, our reading of the paper's combined score). Returns the whole curve.
-    """
-    inputs = check_images(inputs, name="inputs")
-    h, w = inputs.shape[-2:]
-    grid = list(cutoffs) if cutoffs is not None else default_cutoffs(h, w, unit=unit)
-    if not grid:
-        raise ValueError("cutoffs is empty; give at least one cut-off")
-    mets = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
-    per: dict[str, list[float]] = {getattr(m, "name", type(m).__name__.lower()): [] for m in mets}
-    maps = [forgrad(attributions, c, unit=unit, window=window) for c in grid]
-    scores = [0.0] * len(grid)
-    for m, key in zip(mets, per):
-        # every cut-off's maps in shared batches (metrics without score_many are called per map)
-        res = m.score_many(inputs, targets, maps, indices=indices) if hasattr(m, "score_many") else \
-            [m(inputs, targets, f, indices=indices) for f in maps]
-        sign = 1.0 if getattr(m, "higher_is_better", True) else -1.0
-        for k, r in enumerate(res):
-            per[key].append(float(r.mean))
-            scores[k] += sign * float(r.mean)
-    best = grid[int(np.nanargmax(scores))]
-    return CutoffSelection(cutoffs=[float(c) for c in grid], scores=scores, per_metric=per, best=float(best),
-                           unit=unit, window=window, identity=max_cutoff(h, w, unit), n_images=inputs.shape[0])
-
-
-def save_cutoffs(path: str | os.PathLike, model: str, selections: Mapping[str, CutoffSelection | Mapping]) -> Path:
-    """Store the chosen cut-offs of ``model`` (method -> selection) in a JSON file, merged with what the
-    file already holds for other models, written atomically."""
-    from .results import atomic_write_text
-
-    path = Path(path)
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data.setdefault(model, {})
-    for method, sel in selections.items():
-        data[model][method] = sel.to_dict() if isinstance(sel, CutoffSelection) else dict(sel)
-    atomic_write_text(path, json.dumps(data, indent=2))
-    return path
-
-
-def load_cutoffs(path: str | os.PathLike, model: str) -> dict[str, dict[str, Any]]:
-    """Cut-offs saved by :func:`save_cutoffs` for ``model`` (method -> dict with ``cutoff``, ``unit``...);
-    an empty dict when the file or the model is absent."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text()).get(model, {})
-

