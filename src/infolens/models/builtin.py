@@ -127,11 +127,11 @@ class MnistAllConv(nn.Module):
 
 
 class MnistMLP(nn.Module):
-    """Fully connected MNIST net, 784-64-32-10 with ReLU (about 53 k parameters, about 97.5 % test
+    """Fully connected MNIST net, 784-128-64-10 with ReLU (about 109 k parameters, about 98 % test
     accuracy): the small, weaker member of the MNIST set. Layers ``flatten``, ``fc1``, ``relu1``,
     ``fc2``, ``relu2``, ``fc3``."""
 
-    def __init__(self, hidden: tuple[int, int] = (64, 32), num_classes: int = 10):
+    def __init__(self, hidden: tuple[int, int] = (128, 64), num_classes: int = 10):
         super().__init__()
         h1, h2 = hidden
         self.flatten = nn.Flatten()
