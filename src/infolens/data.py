@@ -442,7 +442,7 @@ def _read_image(path: Path, size: int, channels: int) -> torch.Tensor:
                          dtype=np.uint8)
         out = out[:, :, None] if out.ndim == 2 else out
         return torch.from_numpy(out.copy()).permute(2, 0, 1).float().div_(255.0)
-    planes = [resize_center_crop(Image.fromarray(arr[:, :, c], mode="F"), size) for c in range(arr.shape[2])]
+    planes = [resize_center_crop(Image.fromarray(np.ascontiguousarray(arr[:, :, c], dtype=np.float32)), size) for c in range(arr.shape[2])]
     out = np.stack([np.asarray(p, dtype=np.float32) for p in planes], axis=2)
     return torch.from_numpy(np.clip(out, 0.0, 1.0).copy()).permute(2, 0, 1).contiguous()
 
