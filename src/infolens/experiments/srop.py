@@ -409,7 +409,7 @@ def _variants(args: argparse.Namespace) -> list[str]:
 
 def main(args: argparse.Namespace) -> Path:
     from ..probe import resolve_layers
-    from . import end_run, start_run
+    from . import check_spatial, end_run, start_run
 
     layers = parse_layer_selection(args.layers, name="--layers")
     params = {k: getattr(args, k) for k in ("model", "checkpoint", "data", "limit", "seed", "layers", "check",
@@ -417,7 +417,7 @@ def main(args: argparse.Namespace) -> Path:
                                             "channels", "stages")}
     s = start_run(args, analysis=ANALYSIS, title=f"SROP: {args.model}", description=__doc__.split("\n\n")[0],
                   params=params, validate=_validate,
-                  validate_model=lambda lm: resolve_layers(lm.model, layers))  # unknown layers fail before any work
+                  validate_model=lambda lm: check_spatial(lm, resolve_layers(lm.model, layers)))  # before any work
     lm, images, labels, names, run = s.model, s.images, s.labels, s.names, s.run
     cfg = Settings(layers=layers, kappa=args.kappa, q=args.q, keep_dc=not args.no_dc, disc=args.disc, bins=args.bins,
                    batch_size=args.batch_size, seed=args.seed, device=args.device, channels=args.channels,
