@@ -327,7 +327,7 @@ def test_runner_resumes_and_shards_like_one_process(tmp_path, monkeypatch):
 
     model, x = conv_net(), images(3, seed=4)
     names = [f"img{i}" for i in range(3)]
-    settings = dict(grid=7, steps=4, samples=2, calib_samples=4, check_every=2)
+    settings = dict(grid=7, steps=4, samples=2)
 
     def go(root):
         run = RunDir(root, analysis="discard", params={"t": 1})
@@ -344,12 +344,12 @@ def test_runner_resumes_and_shards_like_one_process(tmp_path, monkeypatch):
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("WORLD_SIZE")
     run2 = RunDir(tmp_path / "two", analysis="discard", params={"t": 1})
-    key = ("model", "stage", "index", "depth")
+    key = ("model", "solver", "stage", "index", "depth")
     a, b = run1.merge("entropy", sort_by=key), run2.merge("entropy", sort_by=key)
     same = lambda u, v: u == v or (isinstance(u, float) and isinstance(v, float) and math.isnan(u) and math.isnan(v))  # noqa: E731
     assert len(a) == 6 and all(r.keys() == q.keys() and all(same(r[k], q[k]) for k in r) for r, q in zip(a, b))
     summ = ex.finish_run(run1, t0=0.0, order=30)
-    assert {str(k) for k in summ["mean entropy per layer (nats), shallow to deep"]["net"]} == {"1", "3"}
+    assert {str(k) for k in summ["mean entropy per layer (nats, noise space), shallow to deep"]["net [release]"]} == {"1", "3"}
     assert (run1.root / "figures" / "depth.png").is_file() and (run1.root / "figures" / "maps.png").is_file()
     assert run1.read_table("layers")[0]["images"] == 3
 
@@ -367,3 +367,22 @@ def test_runner_helpers():
             assert ex.default_layers(model, name) == layers
             assert all(isinstance(dict(model.named_modules())[n], nn.ReLU) for n in layers)
     assert ex.default_layers(conv_net(), "other") == ["1", "3"]
+
+
+def test_ink_gap_cells_and_claim_rows():
+    """D1's cells: background = no ink, stroke = mean ink above 0.2; the gap is background minus stroke."""
+    from infolens.experiments import discard as ex
+
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, :2, :2] = 1.0  # one stroke cell (top left, 2 x 2 grid)
+    x[0, 0, 2, 2] = 0.1   # bottom-right cell: ink share 0.025, neither stroke nor background
+    hmap = torch.tensor([[[[0.0, 2.0], [4.0, 9.0]]]])
+    assert float(ex.ink_gap(x, hmap)[0, 0]) == pytest.approx((2.0 + 4.0) / 2 - 0.0)
+    rows = [{"model": "m", "solver": s, "stage": "final", "index": i, "depth": d, "layer": str(d),
+             "entropy": -3.0 + d * (1 + 0.1 * i), "gap": 0.5 + 0.1 * i} for s in ex.SOLVERS for i in range(6)
+            for d in range(3)]
+    out, gaps = ex.decide_claims(rows, [], [], {}, ["m"], [])
+    d2 = [r for r in out if r["claim"] == "D2" and r["model"] == "m [release]"][0]
+    assert d2["value"] == pytest.approx(1.0) and d2["verdict"] == "reproduced"
+    d1 = [r for r in out if r["claim"] == "D1" and r["model"] == "m [constrained]"][0]
+    assert d1["value"] == pytest.approx(0.75) and d1["verdict"] == "reproduced"

@@ -288,3 +288,34 @@ def reconstruction_uncertainty(model: nn.Module, decoders: Mapping[str, nn.Modul
                                indices: Sequence[int] | None = None, **kwargs: Any) -> ReconstructionResult:
     """``ReconstructionUncertainty(model, decoders, **kwargs).measure(images, indices=indices)``."""
     return ReconstructionUncertainty(model, decoders, **kwargs).measure(images, indices=indices)
+
+
+def reconstruction_at_sigma(model: nn.Module, decoders: Mapping[str, nn.Module], images: Tensor, result: Any, *,
+                            indices: Sequence[int] | None = None, samples: int = 8, seed: int = 0,
+                            relu: bool = True) -> ReconstructionResult:
+    """``mean log(r^2 + 1e-6)`` with ``r = g_l(h(x + sigma * eps)) - x`` at the sigma of a
+    :class:`infolens.discard.DiscardResult` (e.g. the constrained solver's exact optimum) instead of the
+    release's separate optimisation: the reconstruction uncertainty at exactly the constraint level (ours)."""
+    x = check_images(images).to(model_device(model))
+    N, C, H, W = x.shape
+    idx = list(range(N)) if indices is None else [int(i) for i in indices]
+    names = [n for n in result.layers if n in decoders]
+    L = len(result.layers)
+    unc = torch.full((N, L), float("nan"), device=x.device)
+    cln = torch.full((N, L), float("nan"), device=x.device)
+    decs = {n: decoders[n].to(x.device) for n in names}
+    with frozen(model), frozen_all(list(decs.values())), torch.no_grad():
+        pf = PairForward(model, names, x, input_std(model, C, result.space), relu=relu)
+        gens = pf.generators(idx, seed, salt="recon-at")
+        for k, name in enumerate(names):
+            l = result.layers.index(name)
+            act = torch.arange(k * N, (k + 1) * N, device=x.device)
+            eps = pf.draw(gens, act.tolist(), samples)
+            xr = pf.noisy(act, result.sigma[:, l, None].to(x.device), eps, samples)
+            f = pf.feature_rows(act, xr, samples)[0][2]
+            r = decs[name](f) - x.repeat_interleave(samples, dim=0)
+            unc[:, l] = torch.log(r.pow(2) + 1e-6).view(N, -1).mean(1)
+            cln[:, l] = torch.log((decs[name](pf.clean[k]) - x).pow(2) + 1e-6).flatten(1).mean(1)
+    return ReconstructionResult(layers=list(result.layers), indices=idx, uncertainty=unc, clean=cln,
+                                feature_error=result.feature_error, selected_step=result.selected_step,
+                                converged=result.converged)
