@@ -133,13 +133,12 @@ def analyse(run: RunDir, model: nn.Module, model_name: str, images: torch.Tensor
         gap = ink_gap(x, r.entropy_map).tolist()
         rows = [{"model": model_name, "stage": stage, "epoch": epoch, "image": names[row["index"]], **row,
                  "gap": gap[idx.index(row["index"])][row["depth"]]} for row in r.to_rows()]
-        if decoders:
-            rec = ReconstructionUncertainty(model, decoders, **recon_settings(settings, method)).measure(x, indices=idx)
-            rrows = [{"model": model_name, "stage": stage, "solver": "release", **row} for row in rec.to_rows()]
-            if method.solver == "constrained":
-                at = reconstruction_at_sigma(model, decoders, x, r, indices=idx, seed=method.seed)
-                rrows += [{"model": model_name, "stage": stage, "solver": "constrained", **row} for row in at.to_rows()]
-            run.write_part("reconstruction", u.key, rrows)
+        if decoders:  # release: its own sigma optimisation (step_capability_y); constrained: at its sigma
+            rec = (ReconstructionUncertainty(model, decoders, **recon_settings(settings, method)).measure(x, indices=idx)
+                   if method.solver == "release" else
+                   reconstruction_at_sigma(model, decoders, x, r, indices=idx, seed=method.seed, samples=method.samples))
+            run.write_part("reconstruction", u.key, [{"model": model_name, "stage": stage, "solver": method.solver, **row}
+                                                     for row in rec.to_rows()])
         first = [j for j, i in enumerate(idx) if i < n_maps]
         if first:
             atomic_torch_save({"images": x[first].cpu(), "maps": r.entropy_map[first].cpu(), "layers": r.layers,
@@ -365,7 +364,8 @@ def _mnist(quick: bool, device: str) -> tuple[dict[str, Any], Any]:
 
     tb = _testbed()
     if tb is not None:
-        return ({n: (lambda n=n: tb.mnist_model(n, quick=quick, device=device), lambda n=n: tb.mnist_stages(n, quick=quick),
+        return ({n: (lambda n=n: tb.mnist_model(n, quick=quick, device=device, progress=False),
+                     lambda n=n: tb.mnist_stages(n, quick=quick, progress=False),
                      lambda row, n=n: tb.load_stage(n, row, device=device)) for n in tb.MNIST_SET}, tb.mnist_data)
 
     def load_row(row: Mapping[str, Any], n: str) -> nn.Module:
@@ -375,9 +375,15 @@ def _mnist(quick: bool, device: str) -> tuple[dict[str, Any], Any]:
 
     from ..data import mnist_tensors
     names = ("mnist_vgg", "mnist_resnet", "mnist_allconv")
+
+    def data(split: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:  # "val": the last training digits
+        if split == "val":
+            x, y = mnist_tensors("train")
+            return x[-limit:], y[-limit:]
+        return mnist_tensors(split, limit=limit)
     return ({n: (lambda n=n: pretrained_builtin(n, quick=quick, device=device, progress=False),
                  lambda n=n: builtin_history(n, quick=quick, progress=False), lambda row, n=n: load_row(row, n))
-             for n in names}, lambda split, limit: mnist_tensors(split, limit=limit))
+             for n in names}, data)
 
 
 def _imagenet(size: int, quick: bool, device: str) -> tuple[dict[str, Any], torch.Tensor, list[str], torch.Tensor]:
@@ -466,7 +472,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     nets, mnist_data = _mnist(quick, device)
     x, _ = mnist_data("test", cfg["n"])
     names = [f"mnist-test-{i:05d}" for i in range(x.shape[0])]
-    tx, _ = mnist_data("train", cfg["dec_train"] + cfg["dec_val"])
+    tx = torch.cat([mnist_data("train", cfg["dec_train"])[0], mnist_data("val", cfg["dec_val"])[0]])
     base = {"grid": 14, "steps": cfg["steps"], "samples": cfg["samples"]}
     dec_rows, accs = [], {}
     for name, (load, stages, load_stage) in nets.items():
