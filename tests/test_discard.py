@@ -307,7 +307,8 @@ def test_decoder_trains_to_a_plateau_and_batches():
     dec, hist = train_decoder(net, "3", train_x, val_x, width=8, blocks=2, max_epochs=6, batch_size=32)
     assert isinstance(dec, FeatureDecoder) and len(dec.body) > 2
     assert hist["epochs"] == len(hist["val_loss"]) <= 6
-    assert hist["plateau_loss"] == min(hist["val_loss"]) and hist["val_loss"][-1] < hist["val_loss"][0] * 1.5
+    assert min(hist["val_loss"]) <= hist["plateau_loss"] <= min(hist["val_loss"]) * 1.01  # kept: last 1 % gain
+    assert hist["plateau_loss"] < hist["val_loss"][0]
     x = images(2, seed=3)
     kw = dict(grid=7, steps=6, samples=2, seed=2)
     both = ReconstructionUncertainty(net, {"3": dec}, **kw).measure(x, indices=[7, 8])

@@ -124,7 +124,7 @@ def train_decoder(model: nn.Module, layer: str, images: Tensor, held_out: Tensor
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot += float(loss) * b.numel()
+            tot += loss.item() * b.numel()
         dec.eval()
         with torch.no_grad():
             val = sum(float(F.mse_loss(dec(fval[i:i + 256]), xval[i:i + 256], reduction="sum"))

@@ -459,17 +459,20 @@ def isometry_rows(run: RunDir, cfg: Mapping[str, Any], solver: str, device: str)
     return out
 
 
-def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True, only_mnist: bool = False
-           ) -> list[dict]:
+def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True, only_mnist: bool = False,
+           models: Sequence[str] | None = None, imagenet_models: Sequence[str] | None = None) -> list[dict]:
     """Claims D1-D5 of ``../shared/CLAIMS.md`` under both solvers, on the MNIST set (final models, stage
     checkpoints for D4, decoders for D5) and the ImageNet trio (D2); D3 on isometries. Writes ``out``
-    (resumable) and returns the claim rows."""
+    (resumable) and returns the claim rows. ``models``/``imagenet_models`` restrict the testbeds (a
+    partial run, e.g. where the MNIST set is not trained yet); the default is every model."""
     cfg = QUICK_CLAIMS if quick else FULL_CLAIMS
     t0 = time.perf_counter()
-    run = RunDir(out, analysis=ANALYSIS, params={"quick": quick, "cfg": cfg, "only_mnist": only_mnist}, device=device,
+    run = RunDir(out, analysis=ANALYSIS, params={"quick": quick, "cfg": cfg, "only_mnist": only_mnist,
+                                                 "models": models, "imagenet_models": imagenet_models}, device=device,
                  title="Information discarding (arXiv 1906.04109): claims D1-D5",
                  description="")
     nets, mnist_data = _mnist(quick, device)
+    nets = {k: v for k, v in nets.items() if models is None or k in models}
     x, _ = mnist_data("test", cfg["n"])
     names = [f"mnist-test-{i:05d}" for i in range(x.shape[0])]
     tx = torch.cat([mnist_data("train", cfg["dec_train"])[0], mnist_data("val", cfg["dec_val"])[0]])
@@ -497,6 +500,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     imagenet: list[str] = []
     if not only_mnist:
         inets, px, pnames, _src = _imagenet(cfg["photo_size"], quick, device)
+        inets = {k: v for k, v in inets.items() if imagenet_models is None or k in imagenet_models}
         px, pnames = px[:cfg["photos"]], pnames[:cfg["photos"]]
         for name, load in inets.items():
             model = load()
