@@ -33,11 +33,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import _progress
-from ..distributed import Unit, gather_table, is_main, run_units, work_units
-from ..probe import parse_layer_selection
-from ..results import RunDir
-from ..srop import (DEFAULT_AT, INPUT_VARIANTS, MEASUREMENT_POINTS, cascading_randomization, correlation,
+from ... import _progress
+from ...distributed import Unit, gather_table, is_main, run_units, work_units
+from ...probe import parse_layer_selection
+from ...results import RunDir
+from ...srop import (DEFAULT_AT, INPUT_VARIANTS, MEASUREMENT_POINTS, cascading_randomization, correlation,
                     input_variant, layer_srops, summarize_image_rows)
 
 HELP = ("SROP (arXiv 2102.00369): spectral roll-off points of feature maps layer by layer, with the paper's "
@@ -162,7 +162,7 @@ class Stage:
 
 def builtin_stages(name: str, *, quick: bool = False, device: str = "cpu", progress: bool = True) -> list[Stage]:
     """The stage checkpoints of a cached built-in (trained first if needed)."""
-    from ..models import build_builtin, builtin_history, load_checkpoint
+    from ...models import build_builtin, builtin_history, load_checkpoint
 
     def loader(path: str) -> Callable[[], nn.Module]:
         def load() -> nn.Module:
@@ -279,7 +279,7 @@ def make_figures(run: RunDir, layers: list[dict], summary: list[dict], corr: lis
                  only: Sequence[str] | None = None) -> dict[str, str]:
     """One figure per check present (or per check of ``only``), from the tables; returns name -> caption."""
     try:
-        from ..plots import srop as splots
+        from ...plots import srop as splots
     except ImportError:  # pragma: no cover - matplotlib missing
         return {}
     figures = {}
@@ -363,7 +363,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _random_init(spec: str, source: str, seed: int, device: str) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
-        from ..models import build_builtin, load_model
+        from ...models import build_builtin, load_model
 
         if source == "builtin":
             return build_builtin(spec, seed=seed).to(device).eval()
@@ -377,8 +377,8 @@ def _random_init(spec: str, source: str, seed: int, device: str) -> Callable[[],
 
 
 def _stages_from_file(path: str, spec: str, images: torch.Tensor, labels: torch.Tensor, device: str) -> list[Stage]:
-    from ..models import evaluate, load_model
-    from ..results import read_csv
+    from ...models import evaluate, load_model
+    from ...results import read_csv
 
     rows = read_csv(path)
     if not rows or "checkpoint" not in rows[0] or "epoch" not in rows[0]:
@@ -409,8 +409,8 @@ def _validate(args: argparse.Namespace) -> None:
 
 def _validate_points(lm: Any, layers: Any, at: str, device: str) -> None:
     """Unknown layers, or no activation to measure, fail before any work."""
-    from ..probe import resolve_layers
-    from ..srop import plan_points
+    from ...probe import resolve_layers
+    from ...srop import plan_points
 
     resolve_layers(lm.model, layers)
     plan_points(lm.model.eval(), torch.zeros(1, *lm.input_shape, device=device), layers, at)
@@ -421,7 +421,7 @@ def _variants(args: argparse.Namespace) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> Path:
-    from . import end_run, start_run
+    from .. import end_run, start_run
 
     layers = parse_layer_selection(args.layers, name="--layers")
     params = {k: getattr(args, k) for k in ("model", "checkpoint", "data", "limit", "seed", "layers", "at", "check",
@@ -472,9 +472,9 @@ QUICK = {"n_mnist": 32, "n_photos": 0, "n_cascade": 16, "variants": ["original",
 def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool = True) -> Path:
     """The SROP section of ``infolens demo``: the three checks on the built-in MNIST networks (test
     images) and the input check on EfficientNet-Lite0 with the bundled photographs."""
-    from .. import data
-    from ..models import build_builtin
-    from .demo import DEMO_MODELS, demo_models
+    from ... import data
+    from ...models import build_builtin
+    from ..demo import DEMO_MODELS, demo_models
 
     cfg_d = QUICK if quick else DEMO
     run = RunDir(out, analysis=ANALYSIS, params={"quick": quick, **cfg_d}, device=device, overwrite=True,
@@ -500,7 +500,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
         if name in cfg_d["cascade_models"]:
             check_randomization(run, nets[name], name, mx[:cfg_d["n_cascade"]], mnames, cfg)
     if cfg_d["n_photos"]:
-        from ..models import load_model
+        from ...models import load_model
 
         _progress.say("[srop] efficientnet_lite0", progress=progress)
         lm = load_model("efficientnet_lite0", device=device)
@@ -510,3 +510,14 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
                     variants=cfg_d["photo_variants"])
     finish_run(run, t0=t0, order=10, figures=cfg_d.get("figures", True))
     return out
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True) -> list[dict]:
+    """Claims S1-S3 (``../shared/CLAIMS.md``) on the testbed at every measurement point: see
+    :mod:`infolens.experiments.srop.claims`."""
+    from .claims import claims as _claims
+
+    return _claims(out, quick=quick, device=device, progress=progress)
