@@ -144,9 +144,9 @@ def layer_srops_at(model: nn.Module, images: Tensor, layers: LayerSpec = "all co
     with ``settings[i]`` (missing keys take the paper's defaults: kappa 0.85, q 2, DC kept, every bin).
     The model is frozen (eval mode) for the call and left as it was (:func:`infolens._torch.frozen`).
     """
-    images = check_images(images)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    images = check_images(images, model=model)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     points_at = [check_at(a) for a in dict.fromkeys(at)]
@@ -226,7 +226,8 @@ def layer_srops(model: nn.Module, images: Tensor, layers: LayerSpec = "all conv"
 
     Parameters
     ----------
-    model : any ``nn.Module`` taking ``images``; frozen in eval mode for the call and restored after.
+    model : any ``nn.Module`` taking ``images``; it is evaluated in eval mode and comes back exactly as it
+        was passed (every submodule's mode, ``requires_grad`` flag and buffer: :func:`infolens._torch.frozen`).
     images : (N, C, H, W) batch (any device; moved to ``device`` one batch at a time).
     layers : a :data:`infolens.probe.LayerSpec`; default every convolution (``"all conv"``).
     at : measurement point (:mod:`infolens.srop.points`): ``"activation"`` (default: the output of the

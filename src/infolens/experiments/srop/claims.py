@@ -17,7 +17,7 @@
 Intervals: percentile bootstrap over source images (:func:`infolens.claims.bootstrap`, 1,000 resamples,
 seed 0); crops or flips of one photograph share its source. Every point (``conv``, ``activation``,
 ``block``) gets its own rows (model column ``name@point``) and its own "most" rows. Per-model SROPs are
-cached under ``cache/`` in the result folder (resumable).
+cached under ``parts/srop_cache/`` in the result folder (resumable; a run with other parameters starts afresh).
 """
 
 from __future__ import annotations
@@ -78,13 +78,15 @@ class Plan:
     n_mnist: int
     n_heldout: int
     photo_sources: int | None
-    photo_heldout: int | None
+    photo_views: tuple[str, ...]
+    held_views: tuple[str, ...] | None
     batch_size: int = 100
     seed: int = 0
 
 
-QUICK = Plan(n_mnist=48, n_heldout=500, photo_sources=4, photo_heldout=4, batch_size=48)
-FULL = Plan(n_mnist=300, n_heldout=2000, photo_sources=None, photo_heldout=None, batch_size=100)
+QUICK = Plan(n_mnist=48, n_heldout=500, photo_sources=4, photo_views=("full",), held_views=("full",), batch_size=48)
+FULL = Plan(n_mnist=300, n_heldout=2000, photo_sources=None, photo_views=("full", "flip"), held_views=None,
+            batch_size=50)
 
 
 # --------------------------------------------------------------------------- testbed (with fallbacks)
@@ -110,7 +112,7 @@ def mnist_names() -> list[str]:
 def mnist_model(name: str, *, quick: bool, device: str, progress: bool) -> nn.Module:
     tb = _testbed()
     if tb is not None:
-        return tb.mnist_model(name, quick=quick, device=device)
+        return tb.mnist_model(name, quick=quick, device=device, progress=progress)
     from ...models import pretrained_builtin
 
     return pretrained_builtin(name, quick=quick, device=device, progress=progress).eval()
@@ -121,7 +123,7 @@ def mnist_stages(name: str, *, quick: bool, device: str, progress: bool) -> list
     tb = _testbed()
     if tb is not None:
         return [(float(r["epoch"]), float(r["test_acc"]), lambda r=r: tb.load_stage(name, r, device=device))
-                for r in tb.mnist_stages(name, quick=quick)]
+                for r in tb.mnist_stages(name, quick=quick, progress=progress)]
     from ...models import build_builtin, builtin_history, load_checkpoint
 
     def loader(path: str) -> Callable[[], nn.Module]:
@@ -144,16 +146,16 @@ def mnist_test(limit: int) -> tuple[Tensor, Tensor]:
     return mnist_tensors("test", limit=limit)
 
 
-def imagenet_models(device: str) -> tuple[dict[str, nn.Module], list[str]]:
-    """The ImageNet trio that loads here (models take [0, 1] pixels), and a note per missing model."""
+def imagenet_models(device: str) -> tuple[dict[str, Any], list[str]]:
+    """The ImageNet trio that loads here (:class:`infolens.models.LoadedModel`, [0, 1] pixels at its native
+    size), and a note per missing model."""
     tb = _testbed()
     names = list(tb.IMAGENET_TRIO) if tb is not None else ["efficientnet_lite0", "efficientnet_lite1",
                                                             "efficientnet_lite2"]
     out, missing = {}, []
     for n in names:
         try:
-            lm = tb.imagenet_model(n, device=device) if tb is not None else _load(n, device)
-            out[n] = lm.model
+            out[n] = tb.imagenet_model(n, device=device) if tb is not None else _load(n, device)
         except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
             missing.append(f"{n}: not available offline ({str(e).splitlines()[0][:120]})")
     return out, missing
@@ -165,16 +167,29 @@ def _load(name: str, device: str) -> Any:
     return load_model(name, device=device)
 
 
-def photos(*, quick: bool) -> tuple[Tensor, Tensor]:
-    """Photographs (N, 3, 224, 224) in [0, 1] and the source photograph of each."""
+def photos(size: int, *, views: Sequence[str] | None) -> tuple[Tensor, Tensor, list[str]]:
+    """Photographs (N, 3, size, size) in [0, 1], the source photograph of each, and each one's view
+    (``views``: the testbed views to keep; None: all)."""
     tb = _testbed()
     if tb is not None:
-        p = tb.photos(224, quick=quick)
-        return p.images, torch.as_tensor(p.source).long()
+        p = tb.photos(size, quick=False)
+        keep = [i for i, v in enumerate(p.views) if views is None or v in views]
+        return p.images[keep], torch.as_tensor(p.source).long()[keep], [p.views[i] for i in keep]
     from ...data import load_photos
 
-    x, _ = load_photos(size=224)
-    return x, torch.arange(x.shape[0])
+    x, _ = load_photos(size=size)
+    return x, torch.arange(x.shape[0]), ["full"] * x.shape[0]
+
+
+def photo_split(source: Tensor, view: list[str], plan: Plan) -> tuple[Tensor, Tensor]:
+    """Boolean masks: the measured images (views ``plan.photo_views`` of the even-ranked sources) and the
+    held-out images of S1's cut-off rule (every view of the odd-ranked sources), disjoint in source."""
+    uniq = torch.unique(source)
+    meas_src, held_src = uniq[::2], uniq[1::2]
+    if plan.photo_sources is not None:
+        meas_src, held_src = meas_src[:plan.photo_sources], held_src[:plan.photo_sources]
+    in_views = torch.tensor([v in plan.photo_views for v in view])
+    return torch.isin(source, meas_src) & in_views, torch.isin(source, held_src)
 
 
 # --------------------------------------------------------------------------- measuring (cached)
@@ -191,8 +206,8 @@ def _has_maps(model: nn.Module, x: Tensor) -> bool:
 def _measure(run: RunDir, key: str, model: nn.Module | Callable[[], nn.Module], images: Tensor, source: Tensor,
              settings: Sequence[dict[str, Any]], plan: Plan, device: str) -> dict[str, Any]:
     """Per point and setting: per-layer histograms grouped by source ``(S, B)``, per-source sums and counts
-    of each layer's per-image mean SROP, and pooled quantiles per layer. Cached in ``cache/<key>.pt``."""
-    path = run.root / "cache" / f"{key}.pt"
+    of each layer's per-image mean SROP, and pooled quantiles per layer. Cached in ``parts/srop_cache/<key>.pt``."""
+    path = run.root / "parts" / "srop_cache" / f"{key}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
     m = model if isinstance(model, nn.Module) else model()
@@ -384,7 +399,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     plan = QUICK if quick else FULL
     t0 = time.perf_counter()
     run = RunDir(Path(out), analysis=PAPER, params={"claims": True, "quick": quick, **asdict(plan)}, device=device,
-                 seed=plan.seed, title="SROP: claims S1-S3 at every measurement point",
+                 seed=plan.seed, overwrite=True, title="SROP: claims S1-S3 at every measurement point",
                  description=__doc__.split("\n\n")[0])
     tables: dict[str, list] = {"cutoffs": [], "dist": [], "stages": [], "robustness": []}
     s1: dict[str, list] = {"MNIST": [], "ImageNet": []}
@@ -403,19 +418,17 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
         s1["MNIST"] += a
         s2 += b
         s3 += s3_model(run, name, x, plan, quick, device, progress, tables)
-    px, psrc = photos(quick=quick)
-    uniq = torch.unique(psrc)
-    meas_src, held_src = uniq[::2], uniq[1::2]
-    if plan.photo_sources is not None:
-        meas_src, held_src = meas_src[:plan.photo_sources], held_src[:plan.photo_heldout]
-    keep = torch.isin(psrc, meas_src)
-    pxm, psm = px[keep], torch.unique(psrc[keep], return_inverse=True)[1]
-    pheld = px[torch.isin(psrc, held_src)]
     nets, missing = imagenet_models(device)
     skipped += missing
-    for name, model in nets.items():
+    for name, lm in nets.items():
         _progress.say(f"[srop claims] {name}", progress=progress)
-        a, b = s1_s2_model(run, name, model, pxm, psm, pheld, None, plan, device, "ImageNet", tables)
+        px, psrc, pview = photos(int(lm.input_shape[-1]), views=None if plan.held_views is None
+                                 else tuple(set(plan.photo_views) | set(plan.held_views)))
+        meas, held = photo_split(psrc, pview, plan)
+        if plan.held_views is not None:
+            held &= torch.tensor([v in plan.held_views for v in pview])
+        a, b = s1_s2_model(run, name, lm.model, px[meas], torch.unique(psrc[meas], return_inverse=True)[1],
+                           px[held], None, plan, device, "ImageNet", tables)
         s1["ImageNet"] += a
         s2 += b
     rows: list[dict] = []
