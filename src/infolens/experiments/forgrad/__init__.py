@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import _progress
-from ..attribution.methods import _canonical
-from ..attribution import (METHODS, CutoffSelection, attribute_many, attribution_spectrum, default_cutoffs, forgrad,
+from ... import _progress
+from ...attribution.methods import _canonical
+from ...attribution import (METHODS, CutoffSelection, attribute_many, attribution_spectrum, default_cutoffs, forgrad,
                            make_method, max_cutoff, method_kind, select_cutoff)
-from ..distributed import Unit, gather_table, is_main, run_units, work_units
-from ..faithfulness import Deletion, Insertion, make_metric
-from ..results import RunDir, atomic_torch_save, atomic_write_text
+from ...distributed import Unit, gather_table, is_main, run_units, work_units
+from ...faithfulness import Deletion, Insertion, make_metric
+from ...results import RunDir, atomic_torch_save, atomic_write_text
 
 HELP = ("FORGrad (arXiv 2307.09591): attribution maps with/without low-pass filtering, their spectra, and "
         "Deletion / Insertion / MuFidelity with the ranking of methods")
@@ -298,7 +298,7 @@ def finish_run(run: RunDir, *, params_note: dict[str, Any] | None = None, t0: fl
     run.write_table("mean_spectra", mspec)
     wanted, figures = set(figures), {}
     try:
-        from ..plots import forgrad as fplots
+        from ...plots import forgrad as fplots
 
         if "spectra" in wanted:
             fig = fplots.spectra_figure(mspec, per_method="spectra_per_method" in wanted)
@@ -360,7 +360,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _heldout(spec: str, images: torch.Tensor, n: int, size: int | None) -> tuple[torch.Tensor, str]:
-    from .. import data
+    from ... import data
 
     if spec == "mnist-val":
         x = data.mnist_splits()["val"].tensors[0][:n]
@@ -398,9 +398,9 @@ def run_model(run: RunDir, model: nn.Module, model_name: str, images: torch.Tens
 
 
 def main(args: argparse.Namespace) -> Path:
-    from .. import data, models
-    from ..report import build_report
-    from . import default_data
+    from ... import data, models
+    from ...report import build_report
+    from .. import default_data
 
     torch.manual_seed(args.seed)
     lm = models.load_model(args.model, checkpoint=args.checkpoint, device=args.device)
@@ -467,8 +467,8 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
     cut-off per model, selected by Saliency's Insertion - Deletion on 16 validation images over the default
     log grid, and applied to every method: a search per method, the CLI's default, costs more than the
     section's budget) and EfficientNet-Lite0 on 4 bundled photographs (the paper's cut-off, 15 steps at 224)."""
-    from .. import data
-    from .demo import demo_models
+    from ... import data
+    from ..demo import demo_models
 
     cfg = QUICK if quick else DEMO_MNIST
     pcfg = DEMO_PHOTOS
@@ -501,7 +501,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
                                   cutoff_grid=cfg["cutoff_grid"], metric_batch_size=512, device=device,
                                   progress=progress)["saliency"]
     if photos:
-        from ..models import load_model
+        from ...models import load_model
 
         _progress.say("[attribution] efficientnet_lite0", progress=progress)
         lm = load_model("efficientnet_lite0", device=device)
@@ -516,3 +516,8 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
                                      progress=progress)["saliency"]
     finish_run(run, t0=t0, extra_summary={"cutoff (steps)": cutoffs}, figures=cfg.get("figures", FIGURES))
     return out
+
+
+# --------------------------------------------------------------------------- claims F1-F5
+
+from .verdicts import claims  # noqa: E402  (the paper's protocol on the testbed: ``verdicts.py``)
