@@ -70,7 +70,7 @@ def test_cli_auto_cutoff_tables_and_reuse(tmp_path, checkpoint):
     out = tmp_path / "run"
     assert cli_main(_argv(out, checkpoint, "--forgrad", "auto", "--select-images", "4")) == 0
     saved = json.loads((out / "cutoffs.json").read_text())["mnist_allconv"]
-    assert set(saved) == {"saliency", "occlusion"}
+    assert set(saved) == {"saliency"}  # only gradient-based methods are filtered (occlusion is not)
     curves = read_csv(out / "tables" / "cutoff_curves.csv")
     for m, sel in saved.items():
         # the chosen cut-off is the best of its curve, and the grid ends with the identity
@@ -79,8 +79,9 @@ def test_cli_auto_cutoff_tables_and_reuse(tmp_path, checkpoint):
         assert sel["cutoffs"] == A.default_cutoffs(28, 28) and sel["cutoffs"][-1] == pytest.approx(A.max_cutoff(28, 28))
         assert all(r["score"] == pytest.approx(r["insertion"] - r["deletion"]) for r in mine)
     scores = read_csv(out / "tables" / "scores.csv")
-    # 4 images x 2 methods x (raw, filtered) x 3 metrics
-    assert len(scores) == 4 * 2 * 2 * 3
+    # 4 images x 3 metrics x (saliency raw and filtered, occlusion raw, 3 sanity references)
+    assert len(scores) == 4 * 3 * (2 + 1 + 3)
+    assert {r["method"] for r in scores if r["forgrad"] == "forgrad"} == {"saliency"}
     assert {r["cutoff"] for r in scores if r["forgrad"] == "forgrad" and r["method"] == "saliency"} == \
         {saved["saliency"]["cutoff"]}
     for name in ("summary", "ranking", "mean_spectra", "spectra"):
@@ -124,7 +125,7 @@ def test_cli_fixed_cutoff_in_nyquist_units_and_off(tmp_path, checkpoint):
     off = tmp_path / "off"
     assert cli_main(_argv(off, checkpoint, "--forgrad", "off", "--metrics", "insertion")) == 0
     rows = read_csv(off / "tables" / "scores.csv")
-    assert {r["forgrad"] for r in rows} == {"off"} and len(rows) == 4 * 2
+    assert {r["forgrad"] for r in rows} == {"off"} and len(rows) == 4 * (2 + 3)
 
 
 def test_cli_errors(tmp_path, checkpoint, capsys):

@@ -19,12 +19,14 @@ def _models(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def spectrum_lines(ax: Any, rows: Sequence[Mapping[str, Any]], *, model: str, by: str = "kind",
                    exclude: Sequence[str] = ()) -> list[Any]:
     """Mean normalised radial power against frequency (fraction of Nyquist), one line per ``kind``
-    (gradient / prediction; averaged over the methods of the kind) or per ``method``; log power.
+    (gradient / prediction; averaged over the methods of the kind; gray-box and reference maps left out)
+    or per ``method``; log power.
     ``exclude`` leaves methods out (the figure leaves Grad-CAM, an upsampled coarse map, out of the
     gradient average, so that line shows the pixel-wise gradient methods the paper filters)."""
     acc: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if r["model"] == model and r["method"] not in exclude:
+        if r["model"] == model and r["method"] not in exclude and \
+                not (by == "kind" and r.get("kind") in ("gray", "reference")):
             acc[str(r[by])][float(r["frequency"])].append(float(r["power"]))
     arts = []
     for label, d in sorted(acc.items()):
