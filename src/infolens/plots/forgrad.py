@@ -244,3 +244,35 @@ def aliasing_figure(info: Mapping[str, Any]):
     ax.set_ylabel("share of power")
     ax.legend(fontsize=6)
     return fig
+
+
+def opening(claims: Sequence[Mapping[str, Any]], ranking: Sequence[Mapping[str, Any]], sanity: Sequence[str],
+            deviations: Sequence[str]) -> dict[str, Any]:
+    """What the report's FORGrad section opens with, in order: the verdict of each claim row, the sanity
+    references (the blob's, magnitude's and noise's Insertion - Deletion, and the methods that do not
+    beat the blob), each deviation, and the ranking before and after filtering per model
+    (Insertion - Deletion, best first)."""
+    out: dict[str, Any] = {"verdicts": {f"{r['claim']} {r['model']}": f"{r['verdict']} (value {_num(r['value'])}, "
+                                        f"95% CI {_num(r['ci_low'])} to {_num(r['ci_high'])}, n {r['n']}, "
+                                        f"threshold {r['threshold']})" for r in claims}}
+    refs = {f"{r['model']} {r['method']}": _num(r["mean"]) for r in ranking
+            if r["metric"] == "insertion-deletion" and r["stage"] == "before" and r["family"] == "reference"}
+    out["sanity references (Insertion - Deletion)"] = refs
+    out["methods not beating the centred blob"] = list(sanity) or ["none"]
+    out["deviations"] = {str(k + 1): d for k, d in enumerate(deviations)}
+    order: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    for stage in ("before", "after"):
+        for model in _models(ranking):
+            rows = sorted((r for r in ranking if r["model"] == model and r["stage"] == stage and
+                           r["metric"] == "insertion-deletion"), key=lambda r: int(r["rank"]))
+            order[model][stage] = ", ".join(r["method"] + ("*" if r["variant"] == "forgrad" else "") for r in rows)
+    out["ranking by Insertion - Deletion (* filtered)"] = {f"{m} {s}": v for m, d in order.items() for s, v in d.items()}
+    return out
+
+
+def _num(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return "nan" if f != f else f"{f:.3g}"

@@ -28,12 +28,13 @@ AA_PAIR = ("mnist_resnet", "mnist_resnet_aa")
 REFS = ("blob", "magnitude", "noise")
 
 QUICK = Settings(ig_steps=4, noise_samples=4, rise_masks=32, occlusion_patches=4, steps=4, mufidelity_masks=16,
-                 cutoffs=(4, 15), batch_size=32, internal_batch_size=64)
-"""``quick``: 2 photographs per model and the smallest counts that still give every row."""
-FULL = Settings(ig_steps=8, noise_samples=8, rise_masks=64, occlusion_patches=4, steps=5, mufidelity_masks=32,
-                cutoffs=(2, 8, 30), batch_size=32, internal_batch_size=64)
-"""``full`` on the CPU (EfficientNet-Lite at 224-260 px costs ~0.1 s per forward pass on 2 cores): every
-photograph, counts lowered to fit about 15 minutes; on a GPU the paper's counts (:data:`PAPER`)."""
+                cutoffs=(4, 15), batch_size=32, internal_batch_size=64)
+"""``quick``: :data:`QUICK_PHOTOS` photographs per model and the smallest counts that still give every row."""
+FULL = Settings(ig_steps=4, noise_samples=4, rise_masks=32, occlusion_patches=4, steps=4, mufidelity_masks=32,
+                cutoffs=(4, 15), batch_size=32, internal_batch_size=64)
+"""``full`` on the CPU: every photograph (17 sources), counts lowered to fit about 15 minutes for the trio
+(about 300 forward passes per photograph and model; EfficientNet-Lite at 224-260 px costs 0.05-0.1 s a
+pass on 2 cores). On a GPU (``device="cuda..."``) the paper's counts, :data:`PAPER`."""
 QUICK_PHOTOS = 2
 F5_DIGITS = {True: 64, False: 500}
 
@@ -375,10 +376,17 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
                                                     "F5": "figures/aliasing.png"}.items()
                                   if v.split("/")[-1][:-4] in figures},
                    deviations=devs, sanity=flags, wall_seconds=walls, missing_methods=list(MISSING),
-                   figures=figures, report_tables=["claims", "ranking_top", "cutoffs"])
+                   figures=figures, report_tables=["claims", "ranking_top", "cutoffs", "effects"])
     run.write_table("ranking_top", [r for r in tabs["ranking"] if r["metric"] == "insertion-deletion"])
-    run.finish({"seconds": round(time.perf_counter() - t0, 1), "wall_seconds": walls, "sanity": flags,
-                "f5": f5_info.get("shares", {})})
+    from ...plots.forgrad import opening
+
+    summary = opening(rows, tabs["ranking"], flags, devs)
+    summary.update({"cut-offs (frequency steps, per model, method and fold)": {
+        f"{c['model']} {c['method']} fold {c['fold']}": f"{c['cutoff']:g} (one per model: {c['cutoff_one_per_model']:g})"
+        for c in tabs["cutoffs"]},
+        "F5 high-frequency share": f5_info.get("shares", {}), "wall seconds": walls,
+        "seconds": round(time.perf_counter() - t0, 1)})
+    run.finish(summary)
     return rows
 
 
