@@ -195,26 +195,29 @@ def layer_srops(model: nn.Module, images: Tensor, layers: LayerSpec = "all conv"
             raise ValueError(f"layer {name!r} outputs shape {tuple(out.shape)}; SROP needs 2-D maps (N, C, H, W): "
                              f"choose convolutional layers (e.g. layers='all conv')")
         shapes[name] = (int(out.shape[-2]), int(out.shape[-1]))
-        maps = out if out.is_floating_point() else out.float()
-        return srop_2d(maps, kappa=kappa, q=q, keep_dc=keep_dc, disc=disc).float()
+        # half-precision maps (bf16/fp16 autocast) go to float32 first: the FFTs need it, and the
+        # cumulative spectrum would lose the roll-off's resolution in 8 mantissa bits
+        maps = out if out.dtype in (torch.float32, torch.float64) else out.float()
+        with torch.autocast(maps.device.type, enabled=False):  # autocast speeds up the model, not the spectra
+            return srop_2d(maps, kappa=kappa, q=q, keep_dc=keep_dc, disc=disc).float()
 
     was_training = model.training
     model.eval()
     try:
         starts = range(0, images.shape[0], int(batch_size))
         for s in _progress.track(starts, desc="SROP", total=len(starts), progress=progress):
-            xb = images[s:s + int(batch_size)].to(dev)
+            xb = images[s:s + int(batch_size)].to(dev, non_blocking=True)  # asynchronous from pinned memory
             cap = capture(model, xb, names, reduce=reduce, stop_after_last=True)
             missing = [n for n in names if n not in cap.outputs]
             if missing:
                 raise ValueError(f"layers {missing} were not run by the model's forward pass; "
                                  f"choose layers the forward pass uses")
-            for n in names:
-                chunks[n].append(cap.outputs[n].cpu())
+            for n in names:  # kept on the device until the end: no host-device synchronisation per batch
+                chunks[n].append(cap.outputs[n])
     finally:
         model.train(was_training)
     h_in = images.shape[-2]
-    return LayerSROPs(layers=names, values={n: torch.cat(chunks[n]) for n in names}, shapes=shapes,
+    return LayerSROPs(layers=names, values={n: torch.cat(chunks[n]).cpu() for n in names}, shapes=shapes,
                       strides={n: h_in / shapes[n][0] for n in names},
                       input_shape=(int(images.shape[-2]), int(images.shape[-1])),
                       params={"kappa": float(kappa), "q": float(q), "keep_dc": bool(keep_dc), "disc": bool(disc)})
