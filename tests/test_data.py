@@ -273,3 +273,67 @@ def test_load_dataset_specs(tmp_path: Path) -> None:
         data.load_dataset(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="size"):
         data.load_dataset("mnist", size=0)
+
+
+# --------------------------------------------------------------------------- issue 16: every PIL mode
+
+
+def _modes_of(value: float) -> dict[str, "object"]:
+    """A 6x6 image of one gray level ``value`` (in [0, 1]) in each PIL mode, built independently of infolens."""
+    from PIL import Image
+
+    v8 = int(round(value * 255))
+    rgb = Image.new("RGB", (6, 6), (v8, v8, v8))
+    return {
+        "1": Image.new("1", (6, 6), 1 if value >= 0.5 else 0),
+        "L": Image.new("L", (6, 6), v8),
+        "P": rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=4),
+        "RGB": rgb,
+        "RGBA": Image.new("RGBA", (6, 6), (v8, v8, v8, 77)),
+        "I;16": Image.frombytes("I;16", (6, 6), np.full((6, 6), int(round(value * 65535)), dtype="<u2").tobytes()),
+        "CMYK": Image.new("CMYK", (6, 6), (0, 0, 0, 255 - v8)),
+    }
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "RGB", "RGBA", "I;16", "CMYK"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_pil_mode_reads_as_its_gray_level(tmp_path: Path, mode: str, channels: int) -> None:
+    value = 0.6
+    img = _modes_of(value)[mode]
+    ext = ".tif" if mode == "CMYK" else ".png"
+    path = tmp_path / f"x{ext}"
+    img.save(path)
+    from PIL import Image
+
+    with Image.open(path) as back:  # the file holds what the test meant to write
+        assert back.mode == ("I;16" if mode == "I;16" else mode) or (mode == "I;16" and back.mode.startswith("I"))
+    x = data._read_image(path, 4, channels)
+    assert x.shape == (channels, 4, 4) and x.dtype == torch.float32
+    expected = 1.0 if mode == "1" else value
+    tol = 1 / 65535 if mode == "I;16" else 1.5 / 255
+    assert torch.allclose(x, torch.full_like(x, expected), atol=tol), (mode, x.flatten()[:3])
+
+
+def test_sixteen_bit_gray_keeps_its_levels_not_white(tmp_path: Path) -> None:
+    from PIL import Image
+
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)  # 0 .. 63000 of 65535
+    Image.frombytes("I;16", (8, 8), ramp.astype("<u2").tobytes()).save(tmp_path / "ramp.png")
+    x = data._read_image(tmp_path / "ramp.png", 8, 1)[0]
+    assert torch.allclose(x, torch.from_numpy(ramp.astype(np.float32) / 65535), atol=1e-6)
+    assert float((x == 1).float().mean()) == 0  # convert("L") clipped everything above 255 to white
+
+
+def test_decompression_bomb_header_is_a_one_line_error(tmp_path: Path) -> None:
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)  # claims 20000 x 20000 gray pixels
+    idat = zlib.compress(b"\x00" * 16)
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+                                        + chunk(b"IEND", b""))
+    with pytest.raises(ValueError, match=r"bomb.png.*more pixels than PIL will decode safely") as e:
+        data._read_image(tmp_path / "bomb.png", 8, 3)
+    assert "\n" not in str(e.value)

@@ -69,3 +69,102 @@ def test_name_columns_stay_strings(tmp_path):
     (row,) = read_csv(tmp_path / "t.csv")
     assert row["layer"] == "1" and row["model"] == "007" and row["value"] == 2.5
     assert row["method"] != row["method"]  # empty cell: NaN as everywhere
+
+
+# --------------------------------------------------------------------------- issue 16: locks and file modes
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+
+from infolens.results import FolderLocked, file_mode, save_claim_figure, unlock_folder  # noqa: E402
+
+
+def _holder(folder) -> subprocess.Popen:
+    """Another process that opens ``folder`` as a RunDir and keeps it until its stdin closes."""
+    code = textwrap.dedent(f"""
+        import sys
+        from infolens.results import RunDir
+        RunDir({str(folder)!r}, analysis="srop", params={{"kappa": 0.85}})
+        print("ready", flush=True)
+        sys.stdin.read()
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    return p
+
+
+def test_second_process_is_refused_with_the_holders_pid_and_meta_untouched(tmp_path):
+    p = _holder(tmp_path / "r")
+    try:
+        before = (tmp_path / "r" / "meta.json").read_bytes()
+        with pytest.raises(FolderLocked, match=rf"in use by another infolens run \(PID {p.pid}\).*--out"):
+            RunDir(tmp_path / "r", analysis="srop", params={"kappa": 0.5})
+        assert (tmp_path / "r" / "meta.json").read_bytes() == before  # the params were not overwritten
+    finally:
+        p.stdin.close()
+        p.wait(timeout=30)
+    # the holder ended (even a kill -9 releases flock): the folder is free again, same params resume
+    again = RunDir(tmp_path / "r", analysis="srop", params={"kappa": 0.85})
+    assert again.meta["resumed"] == 1
+    again.close()
+
+
+def test_same_process_may_reopen_its_folder_and_close_releases_it(tmp_path):
+    a = RunDir(tmp_path / "r", analysis="x", params={})
+    RunDir(tmp_path / "r", analysis="x", params={})  # re-entrant within one process
+    a.close()
+    p = _holder(tmp_path / "r2")
+    p.stdin.close()
+    p.wait(timeout=30)
+
+
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_respect_the_umask(tmp_path, umask, expected):
+    old = os.umask(umask)
+    try:
+        run = RunDir(tmp_path / "r", analysis="x", params={})
+        run.write_table("t", [{"a": 1}])
+        run.finish({"m": 1})
+        paths = [tmp_path / "r" / "meta.json", tmp_path / "r" / "tables" / "t.csv", tmp_path / "r" / "summary.json",
+                 atomic_write_bytes(tmp_path / "r" / "report.html", b"<html>")]
+        for path in paths:
+            assert path.stat().st_mode & 0o777 == expected, path
+        run.close()
+    finally:
+        os.umask(old)
+
+
+def test_rewriting_a_file_keeps_the_mode_the_user_gave_it(tmp_path):
+    target = atomic_write_bytes(tmp_path / "report.html", b"one")
+    os.chmod(target, 0o640)
+    atomic_write_bytes(target, b"two")
+    assert target.stat().st_mode & 0o777 == 0o640 and file_mode(target) == 0o640
+
+
+def test_claim_figure_is_saved_as_png_and_svg_and_linked_in_meta(tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    run = RunDir(tmp_path, analysis="srop", params={})
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="layer $1")  # a lone "$" in a user's layer name
+    ax.legend()
+    save_claim_figure(run, fig, "cascade", ["S1", "S2"])
+    assert (tmp_path / "figures" / "cascade.png").read_bytes()[:4] == b"\x89PNG"
+    assert b"<svg" in (tmp_path / "figures" / "cascade.svg").read_bytes()[:400]
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["claim_figures"] == {"S1": "figures/cascade.png", "S2": "figures/cascade.png"}
+    unlock_folder(tmp_path)
+
+
+def test_dollar_in_a_label_draws(tmp_path):
+    from infolens.plots import subplots
+
+    run = RunDir(tmp_path, analysis="x", params={})
+    fig, axes = subplots()
+    axes[0, 0].set_title("features.$x")  # mathtext would fail on the unmatched "$" when drawing
+    assert run.save_figure(fig, "f").stat().st_size > 0
+
+
+def test_corrupt_meta_json_names_the_file(tmp_path):
+    (tmp_path / "meta.json").write_text("{not json")
+    with pytest.raises(ValueError, match="meta.json is not valid JSON.*--overwrite"):
+        RunDir(tmp_path, analysis="x", params={})

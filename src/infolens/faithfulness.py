@@ -33,7 +33,19 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_images, check_targets
+import functools
+
+from ._checks import check_images, check_targets, frozen_model
+
+
+def _keeps_model(fn: Any) -> Any:
+    """Run a metric's verb with its model frozen in eval mode, and give the model back exactly as it
+    was passed (modes, ``requires_grad`` flags, buffers: :func:`infolens._torch.frozen`)."""
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with frozen_model(self.model):
+            return fn(self, *args, **kwargs)
+    return wrapper
 from ._stats import average_ranks, rowwise_correlation
 from .attribution.methods import Score, _indices, model_scores, to_map
 from ._torch import image_generators
@@ -76,7 +88,7 @@ class _Metric:
 
     def _prepare(self, inputs: Tensor, targets: Any, attributions: Tensor | None
                  ) -> tuple[Tensor, Tensor, Tensor | None]:
-        inputs = check_images(inputs, name="inputs")
+        inputs = check_images(inputs, name="inputs", model=self.model)
         n = inputs.shape[0]
         t = check_targets(targets, n, name="targets")
         if t is None:
@@ -129,6 +141,7 @@ class _Causal(_Metric):
         """Curves and areas for ``inputs`` (N, C, H, W), ``targets`` (N,) and maps (N, [C,] H, W)."""
         return self.score_many(inputs, targets, [attributions], indices=indices)[0]
 
+    @_keeps_model
     def score_many(self, inputs: Tensor, targets: Any, attributions: Sequence[Tensor], *,
                    indices: Sequence[int] | None = None) -> list[FaithfulnessResult]:
         """Score several maps of the same images (methods, filtered variants, cut-offs) at once: every
@@ -238,6 +251,7 @@ class MuFidelity(_Metric):
         u = torch.stack([torch.rand(self.n_masks, self.grid * self.grid, generator=g) for g in gens])
         return (u <= self.subset_percent).to(device)
 
+    @_keeps_model
     def drops(self, inputs: Tensor, targets: Tensor, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
         """``(score(x) - score(x with the subset at the baseline), dropped cells)`` for every mask."""
         n, c, h, w = inputs.shape
@@ -256,6 +270,7 @@ class MuFidelity(_Metric):
                 out[ii, mm] = (base[ii] - self._scores(x, targets[ii])).to(torch.float64)
         return out, dropped
 
+    @_keeps_model
     def __call__(self, inputs: Tensor, targets: Any, attributions: Tensor, *,
                  indices: Sequence[int] | None = None) -> FaithfulnessResult:
         inputs, t, maps = self._prepare(inputs, targets, attributions)
@@ -273,6 +288,7 @@ class MuFidelity(_Metric):
         return FaithfulnessResult(self.name, scores, None, float(scores.mean()), self.higher_is_better)
 
 
+    @_keeps_model
     def score_many(self, inputs: Tensor, targets: Any, attributions: Sequence[Tensor], *,
                    indices: Sequence[int] | None = None) -> list[FaithfulnessResult]:
         """Several maps of the same images: the score drops (the metric's whole forward cost) are computed

@@ -10,7 +10,11 @@ A run writes one folder::
       summary.json         the headline numbers the report shows first
 
 Every file is written to a temporary name in the same folder and renamed (``os.replace``), so a
-killed run never leaves a half-written file. A run started again with the same parameters skips the
+killed run never leaves a half-written file; it gets the mode ``open()`` would give it (``0o666`` less the
+umask, so 0644 under umask 022), or the mode of the file it replaces. A folder is locked (``flock`` on
+``.infolens.lock``) by the process that opened it as a :class:`RunDir` until that process ends or calls
+:meth:`RunDir.close`: a second run into the same folder stops at once with the holder's PID, and the
+parameters are compared and ``meta.json`` written under the lock, so two runs can never mix their parts. A run started again with the same parameters skips the
 units whose part files exist; :meth:`RunDir.merge` joins the parts into the final table, sorted, so
 an interrupted-and-resumed run and an uninterrupted one give identical tables. Tables are CSV, read
 by ``pandas.read_csv``; the core writes them with the standard library (no pandas needed).
@@ -27,6 +31,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,15 +46,44 @@ __all__ = [
     "read_csv",
     "environment",
     "RunDir",
+    "FolderLocked",
+    "file_mode",
+    "lock_folder",
+    "unlock_folder",
+    "save_claim_figure",
 ]
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux), else set-and-restore."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def file_mode(path: str | os.PathLike) -> int:
+    """The permission bits a rewritten ``path`` gets: those of the file it replaces, else ``0o666 & ~umask``."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)  # mkstemp creates 0600 whatever the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -134,7 +168,7 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 def environment(device: torch.device | str | None = None) -> dict[str, Any]:
     """Versions and machine facts recorded in every ``meta.json``."""
-    from . import __version__
+    from ._version import __version__
 
     env: dict[str, Any] = {
         "infolens": __version__,
@@ -179,6 +213,59 @@ def _jsonable(obj: Any) -> Any:
     return repr(obj)
 
 
+LOCK_NAME = ".infolens.lock"
+_LOCKS: dict[str, int] = {}  # resolved folder -> descriptor of its lock file, held by this process
+_LOCKS_GUARD = threading.Lock()
+
+
+class FolderLocked(RuntimeError):
+    """Another process is writing into the result folder."""
+
+
+def lock_folder(root: str | os.PathLike) -> Path:
+    """Take the exclusive lock of result folder ``root`` (created if missing) for this process.
+
+    The lock is ``flock`` on ``ROOT/.infolens.lock`` (which records the holder's PID); it is released when
+    the process ends (even by ``kill -9``) or by :func:`unlock_folder`. Taking it again in the same
+    process is a no-op. Raises :class:`FolderLocked` naming the holder's PID when another process has it.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    key = str(root.resolve())
+    with _LOCKS_GUARD:
+        if key in _LOCKS:
+            return root
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory locks, run unguarded
+            return root
+        path = root / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise FolderLocked(
+                f"result folder {root} is in use by another infolens run (PID {holder}); wait for it to end "
+                f"or choose another --out folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _LOCKS[key] = fd
+    return root
+
+
+def unlock_folder(root: str | os.PathLike) -> None:
+    """Release this process's lock on ``root`` (nothing happens if it holds none)."""
+    key = str(Path(root).resolve())
+    with _LOCKS_GUARD:
+        fd = _LOCKS.pop(key, None)
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor releases the flock
+
+
 class RunDir:
     """One result folder: parameters fixed at creation, parts for resume, tables, figures, metadata.
 
@@ -190,6 +277,10 @@ class RunDir:
         parameters is refused (pass ``overwrite=True`` to start it afresh), so resumed parts always
         belong to the same computation.
     title, description : shown by the report.
+
+    The folder is locked for this process first (:func:`lock_folder`; a second process gets
+    :class:`FolderLocked` naming the holder's PID), then the parameters are compared and ``meta.json``
+    written, all under the lock. Under torchrun only rank 0 takes the lock.
     """
 
     def __init__(self, root: str | os.PathLike, *, analysis: str, params: Mapping[str, Any],
@@ -198,9 +289,16 @@ class RunDir:
         self.root = Path(root)
         self.analysis = analysis
         self.params = _jsonable(dict(params))
+        from .distributed import is_main
+
+        if is_main():
+            lock_folder(self.root)
         meta_path = self.root / "meta.json"
         if meta_path.is_file():
-            old = json.loads(meta_path.read_text())
+            try:
+                old = json.loads(meta_path.read_text())
+            except ValueError as exc:
+                raise ValueError(f"{meta_path} is not valid JSON ({exc}); delete it or pass --overwrite") from None
             if (old.get("params") != self.params or old.get("analysis") != analysis) and not overwrite:
                 diff = sorted(k for k in set(old.get("params", {})) | set(self.params)
                               if old.get("params", {}).get(k) != self.params.get(k))
@@ -227,6 +325,16 @@ class RunDir:
         })
         self.root.mkdir(parents=True, exist_ok=True)
         self.write_meta()
+
+    def close(self) -> None:
+        """Release the folder's lock (it is released anyway when the process ends)."""
+        unlock_folder(self.root)
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # -- metadata -------------------------------------------------------------------------------
     def write_meta(self, **extra: Any) -> None:
@@ -290,13 +398,18 @@ class RunDir:
     def write_json(self, name: str, obj: Any) -> Path:
         return atomic_write_text(self.root / f"{name}.json", json.dumps(_jsonable(obj), indent=2))
 
-    def figure_path(self, name: str) -> Path:
-        return self.root / "figures" / f"{name}.png"
+    def figure_path(self, name: str, *, ext: str = "png") -> Path:
+        return self.root / "figures" / f"{name}.{ext}"
 
-    def save_figure(self, fig: Any, name: str, *, dpi: int = 110) -> Path:
-        """Save a matplotlib figure atomically as ``figures/NAME.png`` and close it."""
+    def save_figure(self, fig: Any, name: str, *, dpi: int = 110, svg: bool = False) -> Path:
+        """Save a matplotlib figure atomically as ``figures/NAME.png`` (and ``figures/NAME.svg`` with
+        ``svg=True``: the vector copy of a claim's figure, for papers and slides) and close it."""
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        if svg:
+            vec = io.BytesIO()
+            fig.savefig(vec, format="svg", bbox_inches="tight")
+            atomic_write_bytes(self.figure_path(name, ext="svg"), vec.getvalue())
         try:
             import matplotlib.pyplot as plt
 
@@ -304,6 +417,16 @@ class RunDir:
         except ImportError:  # pragma: no cover
             pass
         return atomic_write_bytes(self.figure_path(name), buf.getvalue())
+
+
+def save_claim_figure(run: "RunDir", fig: Any, name: str, claims: Sequence[str], *, dpi: int = 110) -> Path:
+    """Save the figure that shows ``claims`` (claim ids, e.g. ``["S1", "S2"]``) as PNG and SVG and record
+    it in ``meta.json``'s ``claim_figures`` (claim id -> figure path), which the report links to."""
+    path = run.save_figure(fig, name, dpi=dpi, svg=True)
+    cf = dict(run.meta.get("claim_figures") or {})
+    cf.update({str(c): f"figures/{name}.png" for c in claims})
+    run.write_meta(claim_figures=cf)
+    return path
 
 
 def _sort_key(v: Any) -> tuple[int, Any]:

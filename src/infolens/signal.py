@@ -429,15 +429,12 @@ def finetune_through_classifier(ae: SegNetAE, classifier: nn.Module, images: Ten
 
 @torch.no_grad()
 def _eval_batched(module: nn.Module, images: Tensor, batch_size: int, device: str | torch.device | None) -> Tensor:
-    """``module(images)`` in eval mode (its mode restored after), in batches, on ``device``."""
-    images = check_images(images, allow_3d=False)
+    """``module(images)`` in eval mode, in batches, on ``device``; the module comes back as it was passed
+    (every submodule's mode, flags and buffers: :func:`infolens._torch.frozen`)."""
+    images = check_images(images, allow_3d=False, model=module)
     device = torch.device(device) if device is not None else images.device
-    was = module.training
-    module.eval()
-    try:
+    with frozen(module):
         return torch.cat([module(images[i:i + batch_size].to(device)) for i in range(0, images.shape[0], batch_size)])
-    finally:
-        module.train(was)
 
 
 @torch.no_grad()

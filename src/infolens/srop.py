@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _progress
-from ._checks import check_images
+from ._checks import check_images, frozen_model
 from ._stats import rowwise_correlation
 from ._torch import image_generators, model_device
 from .probe import LayerSpec, capture, resolve_layers
@@ -161,7 +161,8 @@ def layer_srops(model: nn.Module, images: Tensor, layers: LayerSpec = "all conv"
 
     Parameters
     ----------
-    model : any ``nn.Module`` taking ``images``; it is put in eval mode for the call (and restored).
+    model : any ``nn.Module`` taking ``images``; it is evaluated in eval mode and comes back exactly as it
+        was passed (every submodule's mode, ``requires_grad`` flag and buffer: :func:`infolens._torch.frozen`).
     images : (N, C, H, W) batch (any device; moved to ``device`` one batch at a time).
     layers : a :data:`infolens.probe.LayerSpec`; default every convolution (``"all conv"``). Every
         selected layer must output 2-D maps ``(N, C, H, W)``.
@@ -176,9 +177,9 @@ def layer_srops(model: nn.Module, images: Tensor, layers: LayerSpec = "all conv"
     -------
     :class:`LayerSROPs` with ``(N, C_l)`` SROPs per layer.
     """
-    images = check_images(images)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    images = check_images(images, model=model)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not (0.0 < float(kappa) <= 1.0):
@@ -201,9 +202,7 @@ def layer_srops(model: nn.Module, images: Tensor, layers: LayerSpec = "all conv"
         with torch.autocast(maps.device.type, enabled=False):  # autocast speeds up the model, not the spectra
             return srop_2d(maps, kappa=kappa, q=q, keep_dc=keep_dc, disc=disc).float()
 
-    was_training = model.training
-    model.eval()
-    try:
+    with frozen_model(model):
         starts = range(0, images.shape[0], int(batch_size))
         for s in _progress.track(starts, desc="SROP", total=len(starts), progress=progress):
             xb = images[s:s + int(batch_size)].to(dev, non_blocking=True)  # asynchronous from pinned memory
@@ -214,8 +213,6 @@ def layer_srops(model: nn.Module, images: Tensor, layers: LayerSpec = "all conv"
                                  f"choose layers the forward pass uses")
             for n in names:  # kept on the device until the end: no host-device synchronisation per batch
                 chunks[n].append(cap.outputs[n])
-    finally:
-        model.train(was_training)
     h_in = images.shape[-2]
     return LayerSROPs(layers=names, values={n: torch.cat(chunks[n]).cpu() for n in names}, shapes=shapes,
                       strides={n: h_in / shapes[n][0] for n in names},

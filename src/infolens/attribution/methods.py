@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_images, check_targets
+from .._checks import check_images, check_targets, frozen_model
 from .._torch import per_image_randn
 from ..probe import capture_hooks, resolve_layers
 
@@ -141,18 +141,22 @@ class Attribution:
         """Attribution maps for ``inputs`` (N, C, H, W) with respect to ``target`` (class per image, or
         one int; default the predicted class). ``indices`` are the images' global indices in the data
         set (default ``0..N-1``): they seed per-image randomness, so numbers never depend on batching.
-        Returns (N, C, H, W) for pixel-wise gradient methods, (N, 1, H, W) for the others."""
-        inputs = check_images(inputs, name="inputs")
+        Returns (N, C, H, W) for pixel-wise gradient methods, (N, 1, H, W) for the others.
+
+        The model is evaluated in eval mode with frozen weights and comes back exactly as it was passed
+        (every submodule's mode, ``requires_grad`` flag and buffer; :func:`infolens._torch.frozen`)."""
+        inputs = check_images(inputs, name="inputs", model=self.model)
         n = inputs.shape[0]
-        t = check_targets(target, n)
-        if t is None:
-            t = self._predict(inputs)
-        t = t.to(inputs.device)
-        idx = _indices(indices, n)
-        outs = []
-        for s in range(0, n, self.batch_size):
-            sl = slice(s, s + self.batch_size)
-            outs.append(self._attribute(inputs[sl], t[sl], idx[sl]).detach())
+        with frozen_model(self.model):
+            t = check_targets(target, n)
+            if t is None:
+                t = self._predict(inputs)
+            t = t.to(inputs.device)
+            idx = _indices(indices, n)
+            outs = []
+            for s in range(0, n, self.batch_size):
+                sl = slice(s, s + self.batch_size)
+                outs.append(self._attribute(inputs[sl], t[sl], idx[sl]).detach())
         return torch.cat(outs)
 
     __call__ = attribute

@@ -43,6 +43,9 @@ def common_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None:
         p.add_argument("model", help="built-in name (mnist_vgg, mnist_resnet, mnist_allconv), efficientnet_lite0, "
                        "a torchvision name (resnet18), timm:NAME, or package.module:factory with --checkpoint")
         p.add_argument("--checkpoint", help="state-dict file for the model (loaded with weights_only=True)")
+        p.add_argument("--weights", default=None, help="torchvision/timm weights: DEFAULT (the default), a weight "
+                       "set name (IMAGENET1K_V2, or a timm tag) or none (random); downloaded into the library's "
+                       "cache when missing and there is a network")
     p.add_argument("--data", default=None, help="'mnist' (embedded), 'photos' (bundled photographs) or an image "
                    "folder; default: mnist for MNIST models, photos for ImageNet models")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
@@ -85,30 +88,99 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
               validate_model: Callable[[Any], None] | None = None, split: str = "test",
               load_data: bool = True) -> RunSetup:
     """The shared set-up of an analysis command, in this order so that a bad argument costs nothing and
-    leaves nothing behind: ``validate(args)`` (pure argument checks), load the model, ``validate_model(lm)``
-    (e.g. that the layers exist), load the data, then open the result folder ``--out`` (default
-    ``results/<analysis>-<model>``) with ``params`` (a mapping, or ``params(lm, data_spec)``)."""
-    from .. import _progress, data, models
-    from ..results import RunDir
+    leaves nothing behind, and two runs into one folder can never mix:
 
+    1. every argument is validated: the common ones (:func:`validate_common`) and ``validate(args)``
+       (the runner's own pure checks: ranges, names, empty lists) — nothing loaded, nothing written;
+    2. the result folder ``--out`` (default ``results/<analysis>-<model>``) is locked for this process
+       (a second run gets a one-line error naming the holder's PID);
+    3. the model is loaded (its identity is part of the parameters) and ``validate_model(lm)`` checks what
+       needs it (layers exist, are spatial);
+    4. under the lock, ``params`` (a mapping, or ``params(lm, data_spec)``) are compared with the folder's
+       ``meta.json`` and ``meta.json`` is written;
+    5. the data are loaded.
+
+    A run refused before step 4 removes the folder again if it created it (nothing is left behind).
+    """
+    from .. import _progress, data, models
+    from ..results import RunDir, lock_folder, unlock_folder
+
+    validate_common(args)
     if validate is not None:
         validate(args)
-    lm = models.load_model(args.model, checkpoint=args.checkpoint, device=args.device)
-    if validate_model is not None:
-        validate_model(lm)
-    spec = args.data or default_data(lm.source)
+    out = Path(args.out or f"results/{analysis}-{slug(args.model if hasattr(args, 'model') else analysis)}")
+    created = not out.exists()
+    lock_folder(out)
+    run = None
+    try:
+        lm = models.load_model(args.model, checkpoint=args.checkpoint, device=args.device,
+                               **({"weights": args.weights} if getattr(args, "weights", None) is not None else {}))
+        if validate_model is not None:
+            validate_model(lm)
+        spec = args.data or default_data(lm.source)
+        p = dict(params(lm, spec) if callable(params) else params)
+        run = RunDir(out, analysis=analysis, params=p, seed=getattr(args, "seed", None), device=args.device,
+                     overwrite=getattr(args, "overwrite", False), title=title, description=description)
+    except BaseException:
+        if run is None and created:
+            unlock_folder(out)
+            _remove_if_only_lock(out)
+        raise
     if load_data:
         size = lm.input_shape[-1] if spec != "mnist" else None
         images, labels, names = data.load_dataset(spec, split=split, limit=args.limit, size=size,
                                                   channels=lm.input_shape[0])
     else:
         images, labels, names = torch.empty(0), torch.empty(0, dtype=torch.long), []
-    p = dict(params(lm, spec) if callable(params) else params)
-    out = Path(args.out or f"results/{analysis}-{slug(lm.name)}")
-    run = RunDir(out, analysis=analysis, params=p, seed=getattr(args, "seed", None), device=args.device,
-                 overwrite=getattr(args, "overwrite", False), title=title, description=description)
     progress = _progress.enabled(not getattr(args, "no_progress", False))
     return RunSetup(lm, images, labels, list(names), spec, run, out, progress, time.perf_counter())
+
+
+def _remove_if_only_lock(folder: Path) -> None:
+    from ..results import LOCK_NAME
+
+    try:
+        (folder / LOCK_NAME).unlink(missing_ok=True)
+        folder.rmdir()  # only if empty
+    except OSError:
+        pass
+
+
+def validate_common(args: argparse.Namespace) -> None:
+    """The checks every analysis command shares, before any work: sizes and counts positive, ``--out``
+    not an existing file, ``--checkpoint`` an existing file, ``--data`` an existing source."""
+    for names, low, what in ((POSITIVE_OPTIONS, 1, "a positive integer"), (COUNT_OPTIONS, 0, "an integer >= 0")):
+        for name in names:
+            v = getattr(args, name, None)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise ValueError(f"--{name.replace('_', '-')} must be {what}, got {v}")
+    out = getattr(args, "out", None)
+    if out:
+        if Path(out).exists() and not Path(out).is_dir():
+            raise ValueError(f"--out {out} is an existing file, not a folder; choose a folder name")
+    ckpt = getattr(args, "checkpoint", None)
+    if ckpt:
+        if not Path(ckpt).exists():
+            raise FileNotFoundError(f"--checkpoint {ckpt} does not exist; pass the path of a state-dict file")
+        if Path(ckpt).is_dir():
+            raise ValueError(f"--checkpoint {ckpt} is a folder; pass the path of a state-dict file")
+    d = getattr(args, "data", None)
+    if d and d.lower() not in ("mnist", "photos") and not Path(d).expanduser().is_dir():
+        raise FileNotFoundError(f"--data {d} is neither 'mnist', 'photos' nor an existing image folder")
+    for name in LIST_OPTIONS:
+        v = getattr(args, name, None)
+        if isinstance(v, str) and not [x for x in v.split(",") if x.strip()]:
+            raise ValueError(f"--{name.replace('_', '-')} is empty; pass a comma-separated list (or leave the "
+                             f"option out for the default)")
+
+
+#: Integer options that must be >= 1, and counts that may be 0, in any runner that has them.
+POSITIVE_OPTIONS = ("batch_size", "internal_batch_size", "eval_batch_size", "limit", "steps", "samples", "ig_steps",
+                    "noise_samples", "rise_masks", "mufidelity_masks", "bins", "select_images")
+COUNT_OPTIONS = ("decoders", "decoder_epochs", "show", "train_limit", "finetune_limit", "calibration_images")
+
+#: Options that take a comma-separated list: an empty one is refused before any work.
+LIST_OPTIONS = ("methods", "metrics", "variants", "check", "layers", "checks", "models", "claims")
 
 
 def end_run(setup: RunSetup, args: argparse.Namespace, headline: Mapping[str, Any] | None = None,

