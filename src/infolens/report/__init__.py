@@ -171,7 +171,9 @@ def _reading(meta: Mapping[str, Any], sec: Path, claims: list[dict[str, Any]], f
                  else f"{meta.get('title') or sec.name}.")
     if figs:
         cap = _caption(meta, figs[0].stem).split(". ")[0].rstrip(".")
-        second = f"The key figure shows {cap[:1].lower() + cap[1:]}."
+        if cap[:1].isupper() and not cap[1:2].isupper():  # "Per-layer ..." -> "per-layer ...", "SROP" stays
+            cap = cap[:1].lower() + cap[1:]
+        second = f"The key figure shows {cap}."
     else:
         second = "This analysis wrote no figure."
     return f"{first} {second}"
