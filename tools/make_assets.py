@@ -6,6 +6,9 @@ Writes
   * ``photos.npz``: uint8 ``(N, 224, 224, 3)`` natural photographs (shorter side resized to 224,
     centre crop) with their names, sources and licences, from images bundled with scikit-image,
     scikit-learn and matplotlib (all public domain / CC0, or CC BY 2.0 with attribution);
+  * ``testbed_photos.npz``: uint8 ``(N, 260, 260, 3)``: every natural photograph available offline
+    (the ones above plus the grayscale ones and the stereo motorcycle, gray replicated to RGB), stored
+    at EfficientNet-Lite2's input size, with ImageNet labels where one is obvious (-1 elsewhere);
   * ``imagenet_classes.txt``: the 1000 ImageNet-1k class names, from torchvision's weight metadata;
   * ``ATTRIBUTION.txt`` and ``mnist/LICENSE.txt``: where the shipped data comes from.
 
@@ -101,6 +104,67 @@ PHOTOS: list[tuple[str, Callable[[], np.ndarray], str, str]] = [
      "CC BY 2.0 (https://creativecommons.org/licenses/by/2.0/), attribution: vultilion"),
 ]
 
+def _skimage_gray(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        gray = np.asarray(getattr(skimage.data, name)())
+        return np.repeat(gray[..., None], 3, axis=2)
+
+    return load
+
+
+def _motorcycle() -> np.ndarray:
+    import skimage.data
+
+    return skimage.data.stereo_motorcycle()[0]
+
+
+# The testbed's photographs: PHOTOS plus the other natural photographs scikit-image loads offline.
+# Left out: moon (no licence stated), text and page (document images), cell, microaneurysms and
+# lfw_subset (microscopy crops / 25 px faces), horse, logo, colorwheel and the generated images.
+EXTRA_PHOTOS: list[tuple[str, Callable[[], np.ndarray], str, str]] = [
+    ("motorcycle", _motorcycle,
+     "scikit-image data.stereo_motorcycle (left image): Middlebury 2014 stereo data set, Scharstein et al., "
+     "'High-resolution stereo datasets with subpixel-accurate ground truth', GCPR 2014",
+     "no licence stated in scikit-image; Middlebury stereo data, free to use with citation of the paper"),
+    ("camera", _skimage_gray("camera"),
+     "scikit-image data.camera: photograph by Lav Varshney (grayscale, replicated to RGB)",
+     "CC0"),
+    ("coins", _skimage_gray("coins"),
+     "scikit-image data.coins: Greek coins from Pompeii, Brooklyn Museum Collection "
+     "(grayscale, replicated to RGB)",
+     "no known copyright restrictions"),
+    ("clock", _skimage_gray("clock"),
+     "scikit-image data.clock: motion-blurred wall clock, photograph by Stefan van der Walt "
+     "(grayscale, replicated to RGB)",
+     "public domain (released by the photographer)"),
+    ("brick", _skimage_gray("brick"),
+     "scikit-image data.brick: brick wall, from CC0Textures (Bricks25), warped and cropped "
+     "(grayscale, replicated to RGB)",
+     "CC0"),
+    ("grass", _skimage_gray("grass"),
+     "scikit-image data.grass: grass, from DeviantArt linolafett 'Grass 01' (grayscale, replicated to RGB)",
+     "CC0"),
+    ("gravel", _skimage_gray("gravel"),
+     "scikit-image data.gravel: gravel, from CC0Textures (Gravel04) (grayscale, replicated to RGB)",
+     "CC0"),
+]
+
+TESTBED_SIZE = 260
+"""Storage size of testbed_photos.npz: EfficientNet-Lite2's input size, the largest of the trio."""
+
+# ImageNet-1k label of a photograph where one is obvious (index into imagenet_classes.txt); the
+# others get -1. Kept in step with infolens.experiments.testbed.PHOTO_LABELS.
+TESTBED_LABELS: dict[str, int] = {
+    "chelsea": 285,       # Egyptian cat (tabby 281 and tiger cat 282 are also accepted in the top-1 table)
+    "coffee": 967,        # espresso
+    "rocket": 657,        # missile
+    "grace_hopper": 652,  # military uniform
+    "clock": 892,         # wall clock (the loader's docstring: "a wall clock")
+}
+
+
 MNIST_LICENSE = """\
 MNIST database of handwritten digits
 ====================================
@@ -147,6 +211,30 @@ def build_photos() -> dict[str, np.ndarray]:
     }
 
 
+def build_testbed_photos() -> dict[str, np.ndarray]:
+    """The testbed's photographs at TESTBED_SIZE, as stored in testbed_photos.npz."""
+    from PIL import Image
+
+    images, names, sources, licenses, labels = [], [], [], [], []
+    for name, load, source, licence in PHOTOS + EXTRA_PHOTOS:
+        arr = np.asarray(load())
+        if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
+            raise ValueError(f"photo {name!r}: expected a uint8 RGB image, got {arr.dtype} {arr.shape}")
+        img = Image.fromarray(arr[..., :3]).convert("RGB")
+        images.append(np.asarray(resize_center_crop(img, TESTBED_SIZE), dtype=np.uint8))
+        names.append(name)
+        sources.append(source)
+        licenses.append(licence)
+        labels.append(TESTBED_LABELS.get(name, -1))
+    return {
+        "images": np.stack(images),
+        "names": np.array(names),
+        "sources": np.array(sources),
+        "licenses": np.array(licenses),
+        "labels": np.array(labels, dtype=np.int64),
+    }
+
+
 def build_imagenet_classes() -> str:
     """The 1000 ImageNet-1k class names, one a line."""
     from torchvision.models import ResNet18_Weights
@@ -173,8 +261,19 @@ def build_attribution() -> str:
     for name, _, source, licence in PHOTOS:
         lines += [f"  {name}", f"    source:  {source}", f"    licence: {licence}", ""]
     lines += [
+        f"testbed_photos.npz: the {len(PHOTOS)} photographs above and {len(EXTRA_PHOTOS)} more, shorter side",
+        f"resized to {TESTBED_SIZE} px and centre-cropped (grayscale ones replicated to RGB):",
+        "",
+    ]
+    for name, _, source, licence in EXTRA_PHOTOS:
+        lines += [f"  {name}", f"    source:  {source}", f"    licence: {licence}", ""]
+    lines += [
         "The CC BY 2.0 photographs (china, flower) are adapted (resized and cropped) from the",
-        "originals; the other photographs are public domain or CC0.",
+        "originals; motorcycle comes with no stated licence (Middlebury stereo data, cite the paper);",
+        "the other photographs are public domain, CC0 or without known copyright restrictions.",
+        "",
+        "testbed/: MNIST networks trained by tools/train_testbed.py on the MNIST training split",
+        "(float16 state dicts and stage checkpoints; same licence as infolens).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -191,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     photos = build_photos()
+    testbed = build_testbed_photos()
     texts = {
         DATA / "imagenet_classes.txt": build_imagenet_classes(),
         DATA / "ATTRIBUTION.txt": build_attribution(),
@@ -203,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
                 if k not in npz.files or not np.array_equal(npz[k], v):
                     print(f"photos.npz: {k} differs")
                     ok = False
+        with np.load(DATA / "testbed_photos.npz", allow_pickle=False) as npz:
+            for k, v in testbed.items():
+                if k not in npz.files or not np.array_equal(npz[k], v):
+                    print(f"testbed_photos.npz: {k} differs")
+                    ok = False
         for path, text in texts.items():
             if not path.is_file() or path.read_text(encoding="utf-8") != text:
                 print(f"{path.relative_to(ROOT)} differs")
@@ -212,11 +317,13 @@ def main(argv: list[str] | None = None) -> int:
 
     DATA.mkdir(parents=True, exist_ok=True)
     (DATA / "photos.npz").write_bytes(_npz_bytes(photos))
+    (DATA / "testbed_photos.npz").write_bytes(_npz_bytes(testbed))
     for path, text in texts.items():
         path.write_text(text, encoding="utf-8")
     size_kb = (DATA / "photos.npz").stat().st_size / 1024
     print(f"wrote photos.npz ({photos['images'].shape}, {size_kb:.0f} KiB), "
-          f"imagenet_classes.txt, ATTRIBUTION.txt, mnist/LICENSE.txt")
+          f"testbed_photos.npz ({testbed['images'].shape}, "
+          f"{(DATA / 'testbed_photos.npz').stat().st_size / 1024:.0f} KiB), imagenet_classes.txt, ATTRIBUTION.txt, mnist/LICENSE.txt")
     return 0
 
 

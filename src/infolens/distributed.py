@@ -13,8 +13,9 @@ unit holds the same images whatever the world size, and randomness is seeded per
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "is_main",
     "init_from_env",
     "barrier",
+    "single_process",
     "work_units",
     "my_units",
     "run_units",
@@ -44,8 +46,27 @@ class Unit:
     indices: tuple[int, ...]
 
 
+_LOCAL = False
+
+
+@contextlib.contextmanager
+def single_process() -> Iterator[None]:
+    """Inside the block this process works alone: :func:`rank_world` is ``(0, 1)`` and :func:`barrier`
+    returns at once. For coarse units that one process computes whole (``infolens reproduce`` hands each
+    paper to one rank), so their inner sharding and barriers do not wait for the other ranks."""
+    global _LOCAL
+    old, _LOCAL = _LOCAL, True
+    try:
+        yield
+    finally:
+        _LOCAL = old
+
+
 def rank_world() -> tuple[int, int]:
-    """``(rank, world_size)``: from an initialised process group, else torchrun's environment, else (0, 1)."""
+    """``(rank, world_size)``: from an initialised process group, else torchrun's environment, else (0, 1);
+    ``(0, 1)`` inside :func:`single_process`."""
+    if _LOCAL:
+        return 0, 1
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -76,6 +97,8 @@ def device_for_rank(device: str | torch.device) -> torch.device:
 
 
 def barrier() -> None:
+    if _LOCAL:
+        return
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
 

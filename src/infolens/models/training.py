@@ -21,6 +21,10 @@ from ..results import atomic_torch_save, atomic_write_text
 from .builtin import _TRAIN_DEFAULTS, BUILTIN_MODELS, DEFAULT_CHECKPOINTS, QUICK_TRAIN, _unknown, build_builtin
 from .load import load_checkpoint
 
+SHIPPED_DIR: Path = Path(__file__).resolve().parents[1] / "_data" / "testbed"
+"""Trained built-ins shipped in the package (float16 stage checkpoints + ``history.json`` per model),
+made by ``tools/train_testbed.py``; used instead of the cache when their settings match."""
+
 
 
 
@@ -295,6 +299,46 @@ def _train_into_cache(name: str, device: str | torch.device, progress: bool, qui
     return meta
 
 
+def _read_shipped_history(name: str) -> dict[str, Any] | None:
+    """The shipped ``history.json`` of ``name`` if its settings match the current defaults and all
+    its files exist (else None: then the cache is used)."""
+    folder = SHIPPED_DIR / name
+    try:
+        meta = json.loads((folder / "history.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if meta.get("settings") != _builtin_settings(name):
+        return None
+    # the initialisation stage is not shipped (file None): it is rebuilt from its seed
+    files = [meta.get("final")] + [row.get("file") for row in meta.get("history", []) if row.get("file") is not None]
+    if not all(isinstance(f, str) and (folder / f).is_file() for f in files):
+        return None
+    return meta
+
+
+def _init_stage_path(name: str, seed: int) -> Path:
+    """The state dict of ``build_builtin(name, seed=seed)`` (the epoch-0 stage), written into the
+    cache on first use: it is exactly the initialisation training started from, so it is not shipped."""
+    path = cache_dir() / "models" / name / f"init-seed{seed}.pt"
+    if not path.is_file():
+        model = build_builtin(name, seed=seed)
+        atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+    return path
+
+
+def _ensure_builtin(name: str, device: str | torch.device, progress: bool,
+                    quick: bool = False, retrain: bool = False) -> tuple[Path, dict[str, Any]]:
+    """(folder, history meta) of the trained built-in: the shipped one (full settings), else the cache,
+    training into it if needed; ``retrain`` always trains into the cache."""
+    if name not in BUILTIN_MODELS:
+        raise ValueError(_unknown("built-in model name", name, BUILTIN_MODELS))
+    if not quick and not retrain:
+        shipped = _read_shipped_history(name)
+        if shipped is not None:
+            return SHIPPED_DIR / name, shipped
+    return _builtin_dir(name, quick), _ensure_builtin_cache(name, device, progress, quick, retrain)
+
+
 def _ensure_builtin_cache(name: str, device: str | torch.device, progress: bool,
                           quick: bool = False, retrain: bool = False) -> dict[str, Any]:
     if name not in BUILTIN_MODELS:
@@ -316,15 +360,18 @@ def pretrained_builtin(name: str, *, device: str | torch.device = "cpu", progres
                        quick: bool = False, retrain: bool = False) -> nn.Module:
     """The built-in MNIST network ``name`` trained with the default settings, in eval mode.
 
-    Trained on the first call (about a minute on 2 CPU cores) and cached under
+    The trained state dict ships in the package (``_data/testbed/<name>``, float16, with its stage
+    checkpoints; :data:`SHIPPED_DIR`) and is used while the default settings match it. Otherwise
+    it is trained on the first call (minutes per model on 2 CPU cores) and cached under
     ``cache_dir()/models/<name>/`` with its stage checkpoints (``DEFAULT_CHECKPOINTS``) and
     ``history.json``; later calls (and other processes) reuse it. Writes are atomic and
     concurrent callers wait on a file lock instead of training twice. ``quick`` gives the
-    seconds-to-train variant (:data:`QUICK_TRAIN`); ``retrain`` trains again even if cached.
+    seconds-to-train variant (:data:`QUICK_TRAIN`, always cached); ``retrain`` trains into the
+    cache even if shipped or cached.
     """
-    meta = _ensure_builtin_cache(name, device, progress, quick, retrain)
+    folder, meta = _ensure_builtin(name, device, progress, quick, retrain)
     model = build_builtin(name)
-    load_checkpoint(_builtin_dir(name, quick) / meta["final"], model)
+    load_checkpoint(folder / meta["final"], model)
     return model.to(device).eval()
 
 
@@ -336,10 +383,11 @@ def builtin_history(name: str, *, device: str | torch.device = "cpu", progress: 
     ``path`` the absolute path of the saved state dict (load it with :func:`load_checkpoint` into
     ``build_builtin(name)``, or pass it as ``checkpoint`` to :func:`load_model`).
     """
-    meta = _ensure_builtin_cache(name, device, progress, quick)
-    folder = _builtin_dir(name, quick)
+    folder, meta = _ensure_builtin(name, device, progress, quick)
     return [
-        {k: v for k, v in row.items() if k != "file"} | {"path": str(folder / row["file"])}
+        {k: v for k, v in row.items() if k not in ("file", "init_seed")}
+        | {"path": str(folder / row["file"]) if row.get("file") is not None
+           else str(_init_stage_path(name, int(row.get("init_seed", meta["settings"]["seed"]))))}
         for row in meta["history"]
     ]
 

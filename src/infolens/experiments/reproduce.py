@@ -1,0 +1,155 @@
+"""``infolens reproduce``: every paper's claims (``../shared/CLAIMS.md``) decided on the testbed, one table.
+
+Each paper's runner (:data:`PAPERS`) exposes ``claims(out, *, quick, device, progress) -> list[dict]``: it
+runs its paper's protocol on the ImageNet trio and the MNIST set (:mod:`infolens.experiments.testbed`),
+writes its own result folder ``OUT/<paper>`` (tables, figures, ``meta.json`` with ``claim_figures`` and
+``deviations``) and returns its rows of ``claims.csv`` (:data:`infolens.claims.CLAIM_COLUMNS`). This module
+only composes them:
+
+* ``OUT/tables/claims.csv``: one row per claim x model (or model set), in paper order;
+* ``OUT/report.html``: opens with that table, verdicts coloured, each row linking to its figure;
+* resume: a paper whose rows are written (``OUT/parts/claims/<paper>.csv``) is not run again, and each
+  paper's own folder resumes its finished units;
+* torchrun: papers are handed out ``papers[rank::world]``; each rank computes its papers alone
+  (:func:`infolens.distributed.single_process`), writes their rows atomically, and after one barrier rank 0
+  merges them. The rows do not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import _progress
+from ..claims import CLAIM_COLUMNS, VERDICTS
+from ..distributed import barrier, is_main, rank_world, single_process
+from ..results import RunDir
+
+HELP = "decide every paper's claims (../shared/CLAIMS.md) on the testbed: tables/claims.csv and a report"
+ANALYSIS = "reproduce"
+
+#: paper key -> runner module; the order of the table and the report.
+PAPERS: dict[str, str] = {
+    "srop": "infolens.experiments.srop",
+    "discard": "infolens.experiments.discard",
+    "signal": "infolens.experiments.signal",
+    "forgrad": "infolens.experiments.forgrad",
+}
+
+#: Claim ids in CLAIMS.md order (sorting the table).
+CLAIM_ORDER: tuple[str, ...] = ("S1", "S2", "S3", "D1", "D2", "D3", "D4", "D5", "A1", "A2", "A3", "A4",
+                                "F1", "F2", "F3", "F4", "F5")
+
+
+def parse_papers(text: str | Sequence[str] | None) -> list[str]:
+    """``"srop,forgrad"`` -> ``["srop", "forgrad"]`` in table order; ``None`` or ``"all"`` -> every paper."""
+    if text is None or text == "all":
+        return list(PAPERS)
+    items = [p.strip().lower() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
+    if not items:
+        raise ValueError(f"--paper must name at least one of {', '.join(PAPERS)}, got {text!r}")
+    bad = [p for p in items if p not in PAPERS]
+    if bad:
+        raise ValueError(f"--paper: unknown {', '.join(bad)}; choose from {', '.join(PAPERS)} (comma-separated)")
+    return [p for p in PAPERS if p in items]
+
+
+def check_rows(paper: str, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every row has exactly the claims.csv columns, a known verdict, and belongs to ``paper``."""
+    out = []
+    for r in rows:
+        missing = [c for c in CLAIM_COLUMNS if c not in r]
+        if missing:
+            raise ValueError(f"{paper}: a claim row lacks {', '.join(missing)}: {r}")
+        if r["verdict"] not in VERDICTS:
+            raise ValueError(f"{paper}: verdict {r['verdict']!r} is not one of {VERDICTS}")
+        out.append({c: r[c] for c in CLAIM_COLUMNS})
+    return out
+
+
+def _order(row: dict[str, Any]) -> tuple:
+    claim = str(row["claim"])
+    k = CLAIM_ORDER.index(claim) if claim in CLAIM_ORDER else len(CLAIM_ORDER)
+    return list(PAPERS).index(row["paper"]) if row["paper"] in PAPERS else len(PAPERS), k, claim
+
+
+def reproduce(out: str | Path, *, papers: Sequence[str] | str | None = None, quick: bool = False,
+              device: str = "cpu", progress: bool = True, overwrite: bool = False,
+              report: bool = True) -> list[dict[str, Any]]:
+    """Run the chosen papers' claims into ``out`` and return the rows of ``tables/claims.csv``."""
+    wanted = parse_papers(papers)
+    out = Path(out)
+    run = RunDir(out, analysis=ANALYSIS, params={"papers": wanted, "quick": quick}, device=device,
+                 overwrite=overwrite, title="Does the paper hold? infolens reproduce",
+                 description="Each paper's claims, as ../shared/CLAIMS.md fixes them before any result is seen, "
+                 "decided on the ImageNet trio (EfficientNet-Lite0/1/2 on the offline photographs) and the MNIST "
+                 "set (the built-in classifiers trained to a plateau, with their stage checkpoints). Verdicts: "
+                 "reproduced, not reproduced, inconclusive (95 % bootstrap intervals over source images).")
+    run.write_meta(order=0, report_tables=["claims"])
+    t0 = time.perf_counter()
+    rank, world = rank_world()
+    timings: dict[str, float] = {}
+    for paper in wanted[rank::world]:
+        if run.has_part("claims", paper):
+            continue
+        mod = importlib.import_module(PAPERS[paper])
+        if not hasattr(mod, "claims"):
+            raise ValueError(f"the {paper} runner has no claims() yet")
+        _progress.say(f"[reproduce] {paper}", progress=progress)
+        s = time.perf_counter()
+        with single_process():
+            rows = check_rows(paper, mod.claims(out / paper, quick=quick, device=device, progress=progress))
+        timings[paper] = round(time.perf_counter() - s, 1)
+        run.write_part("claims", paper, rows)
+    barrier()
+    rows: list[dict[str, Any]] = []
+    if is_main():
+        for paper in wanted:
+            rows.extend(run.read_part("claims", paper))
+        rows.sort(key=_order)
+        run.write_table("claims", rows)
+        counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
+        run.finish({"verdicts": counts, "seconds": round(time.perf_counter() - t0, 1)},
+                   seconds_per_paper=timings)
+        if report:
+            from ..report import build_report
+
+            build_report(out, title="Does the paper hold? infolens reproduce")
+    barrier()
+    return rows if is_main() else run.read_table("claims")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--paper", default="all", help=f"comma-separated papers ({','.join(PAPERS)}; default all)")
+    p.add_argument("--quick", action="store_true", help="small samples (minutes): every claim row is still filled, "
+                   "many become inconclusive")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
+    p.add_argument("--out", default=None, help="result folder (default results/reproduce, or results/reproduce-quick)")
+    p.add_argument("--overwrite", action="store_true", help="start the result folder afresh")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+
+
+def main(args: argparse.Namespace) -> Path:
+    papers = parse_papers(args.paper)
+    out = Path(args.out or ("results/reproduce-quick" if args.quick else "results/reproduce"))
+    rows = reproduce(out, papers=papers, quick=args.quick, device=args.device,
+                     progress=_progress.enabled(not getattr(args, "no_progress", False)), overwrite=args.overwrite,
+                     report=not args.no_report)
+    if is_main():
+        width = max([len(str(r["model"])) for r in rows] + [5])
+        for r in rows:
+            print(f"{r['claim']:<3} {str(r['model']):<{width}} {r['verdict']:<15} {r['statistic']} = "
+                  f"{_fmt(r['value'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] ({r['threshold']})")
+        print(f"claims: {out / 'tables' / 'claims.csv'}")
+    return out
+
+
+def _fmt(v: Any) -> str:
+    try:
+        return f"{float(v):.3g}"
+    except (TypeError, ValueError):
+        return str(v)
