@@ -315,7 +315,7 @@ def s1_s2_model(run: RunDir, name: str, model: nn.Module, x: Tensor, source: Ten
         iv = bootstrap(s1_stat, n_src, batched=True, seed=plan.seed)
         one = resample_counts(torch.arange(n_src), n_src)
         keep = float(_layer_w1(h["original"], h["lowpass"], one)[0])
-        ratios = {v: float(_layer_w1(h["original"], h[v], one)[0]) / keep for v in DESTROY}
+        ratios = {v: float(_layer_w1(h["original"], h[v], one)[0]) / keep if keep > 0 else math.inf for v in DESTROY}
         note = (f"shuffle {ratios['shuffled']:.3g}, noise {ratios['noise']:.3g}; W1(original, low-pass) {keep:.3g}; "
                 f"low-pass {cut['cutoff']:g} Nyquist keeps accuracy {cut['acc']:.3f} of {cut['acc0']:.3f}"
                 + ("" if cut["kept"] else " (no cut-off keeps it within 2 points: the highest is used)"))
