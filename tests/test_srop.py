@@ -277,6 +277,22 @@ def test_cli_writes_tables_figures_and_report(tmp_path, allconv_ckpt):
     assert set(summary["mean SROP (input)"]["mnist_allconv"]) == {"original", "noise"}
 
 
+@pytest.mark.parametrize("at,layers", [("block", {"features.2", "features.8", "features.15"}),
+                                       ("conv", {"features.0", "features.3", "features.6", "features.9", "features.12",
+                                                 "features.15"})])
+def test_cli_measurement_point(tmp_path, allconv_ckpt, at, layers):
+    from infolens.cli import main
+    from infolens.results import read_csv
+
+    out = tmp_path / at
+    rc = main(["--no-progress", "srop", "mnist_allconv", "--checkpoint", str(allconv_ckpt), "--limit", "3",
+               "--out", str(out), "--no-report", "--at", at])
+    assert rc == 0
+    rows = read_csv(out / "tables" / "images.csv")
+    assert {r["at"] for r in rows} == {at} and {r["layer"] for r in rows} == layers
+    assert json.loads((out / "meta.json").read_text())["params"]["at"] == at
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--check", "bogus"], "--check"),
     (["--layers", "features.99"], "unknown layer"),
