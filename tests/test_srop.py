@@ -564,3 +564,15 @@ def test_s3_rho_equals_spearman_of_direct_layer_means(tmp_path, monkeypatch):
             means.append(float(torch.nanmean(per, 1).mean()))
         assert row["value"] == pytest.approx(spearmanr(means, accs)[0], abs=1e-9)
     assert {r["setting"] for r in tables["robustness"]} == {s for s, _ in C.S3_SETTINGS}
+
+
+def test_random_init_is_seeded_and_leaves_the_model_alone():
+    from infolens.srop import random_init
+
+    model = ConvBnRelu().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    a, b, a2 = random_init(model, seed=1), random_init(model, seed=2), random_init(model, seed=1)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(torch.equal(a.state_dict()[k], a2.state_dict()[k]) for k in before)
+    assert not torch.equal(a.conv.weight, b.conv.weight) and not torch.equal(a.conv.weight, model.conv.weight)
+    assert torch.equal(a.bn.running_mean, torch.zeros(4)) and torch.equal(a.bn.running_var, torch.ones(4))
