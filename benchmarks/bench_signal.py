@@ -36,9 +36,12 @@ def _classifier(device: str):
     return pretrained_builtin("mnist_vgg", device=device, progress=False), False
 
 
-def bench_finetune(device: str, steps: int, batch_size: int, repeat: int) -> tuple[str, dict]:
-    clf, quick = _classifier(device)
-    x, y = data.mnist_splits()["train"].tensors
+def bench_finetune(device: str, steps: int, batch_size: int, repeat: int, *, classifier: torch.nn.Module | None = None,
+                   images: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> tuple[str, dict]:
+    """Time the fine-tuning against its floor; ``classifier`` / ``images`` / ``labels`` default to the trained
+    built-in mnist_vgg and the MNIST training digits (bench_gpu passes its own)."""
+    clf, quick = _classifier(device) if classifier is None else (classifier, False)
+    x, y = data.mnist_splits()["train"].tensors if images is None else (images, labels)
     n = steps * batch_size
     x, y = x[:n], y[:n]
     ae0 = build_autoencoder(1, (8, 16), seed=0).to(device)

@@ -211,7 +211,7 @@ def _load(path: Path, config: Mapping[str, Any], progress: bool) -> dict[str, An
     return ck
 
 
-def _fit(ae: nn.Module, step_fn: Callable[[Tensor, Tensor | None], tuple[Tensor, int]],
+def _fit(ae: nn.Module, step_fn: Callable[[Tensor, Tensor | None], tuple[Tensor, Tensor | int]],
          params: list[nn.Parameter], images: Tensor, labels: Tensor | None, *, stage: str, config: dict[str, Any],
          set_modes: Callable[[], None], epochs: int, batch_size: int, lr: float, seed: int, device: torch.device,
          checkpoint: str | Path | None, checkpoint_every: int | None, stop_after: int | None,
@@ -274,13 +274,14 @@ def _fit(ae: nn.Module, step_fn: Callable[[Tensor, Tensor | None], tuple[Tensor,
             loss.backward()
             opt.step()
             done = step + 1
-            loss_sum += float(loss.detach()) * x.shape[0]
-            correct += hits
+            # accumulated on the device (float64, as Python floats would): no host sync per step
+            loss_sum = loss_sum + loss.detach().double() * x.shape[0]
+            correct = correct + hits
             seen += x.shape[0]
             if done % steps_per_epoch == 0:
                 history.append({"stage": stage, "epoch": done // steps_per_epoch, "step": done,
-                                "loss": loss_sum / max(seen, 1),
-                                "train_acc": correct / max(seen, 1) if labels is not None else None,
+                                "loss": float(loss_sum) / max(seen, 1),
+                                "train_acc": int(correct) / max(seen, 1) if labels is not None else None,
                                 "seconds": round(time.perf_counter() - t0, 3)})
                 loss_sum, correct, seen = 0.0, 0, 0
             if done < total and (done % steps_per_epoch == 0 or (checkpoint_every and done % checkpoint_every == 0)
@@ -398,7 +399,7 @@ def finetune_through_classifier(ae: SegNetAE, classifier: nn.Module, images: Ten
         if tune == "decoder":
             ae.encoder.eval()
 
-    def step_fn(x: Tensor, y: Tensor | None) -> tuple[Tensor, int]:
+    def step_fn(x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
         if tune == "decoder":
             with torch.no_grad():
                 code = ae.encode(x)
@@ -406,7 +407,7 @@ def finetune_through_classifier(ae: SegNetAE, classifier: nn.Module, images: Ten
         else:
             recon = ae(x)
         logits = classifier(recon)
-        return F.cross_entropy(logits, y), int((logits.detach().argmax(1) == y).sum())
+        return F.cross_entropy(logits, y), (logits.detach().argmax(1) == y).sum()  # a tensor: no sync per step
 
     enc_flags = [p.requires_grad for p in ae.encoder.parameters()]
     try:

@@ -165,7 +165,7 @@ def layer_srops_at(model: nn.Module, images: Tensor, layers: LayerSpec = "all co
         chunks: dict[tuple[str, str, int], list[Tensor]] = {}
         starts = range(0, images.shape[0], int(batch_size))
         for s in _progress.track(starts, desc="SROP", total=len(starts), progress=progress):
-            xb = images[s:s + int(batch_size)].to(dev)
+            xb = images[s:s + int(batch_size)].to(dev, non_blocking=True)  # asynchronous from pinned memory
             calls: dict[str, int] = {}
             left = set(wanted)
             handles = []
@@ -180,10 +180,14 @@ def layer_srops_at(model: nn.Module, images: Tensor, layers: LayerSpec = "all co
                     if t.ndim != 4:
                         raise ValueError(f"layer {name!r} outputs shape {tuple(t.shape)}; SROP needs 2-D maps "
                                          f"(N, C, H, W): choose convolutional layers (e.g. layers='all conv')")
-                    t = t if t.is_floating_point() else t.float()
+                    # half-precision maps (bf16/fp16 autocast) go to float32 first: the FFTs need it, and the
+                    # cumulative spectrum would lose the roll-off's resolution in 8 mantissa bits
+                    t = t if t.dtype in (torch.float32, torch.float64) else t.float()
                     for a, key in wanted[(name, k)]:
                         shapes[(a, key)] = (int(t.shape[-2]), int(t.shape[-1]))
-                    vals = [srop_2d(t, **sp).float().cpu() for sp in specs]
+                    with torch.autocast(t.device.type, enabled=False):  # autocast speeds the model, not the spectra
+                        # kept on the device until the end: no host-device synchronisation per batch
+                        vals = [srop_2d(t, **sp).float() for sp in specs]
                     for a, key in wanted[(name, k)]:
                         for i, v in enumerate(vals):
                             chunks.setdefault((a, key, i), []).append(v)
@@ -211,7 +215,7 @@ def layer_srops_at(model: nn.Module, images: Tensor, layers: LayerSpec = "all co
     for a, pts in plans.items():
         keys = list(dict.fromkeys(p.key for p in pts))
         for i, sp in enumerate(specs):
-            out[(a, i)] = LayerSROPs(layers=keys, values={k: torch.cat(chunks[(a, k, i)]) for k in keys},
+            out[(a, i)] = LayerSROPs(layers=keys, values={k: torch.cat(chunks[(a, k, i)]).cpu() for k in keys},
                                      shapes={k: shapes[(a, k)] for k in keys},
                                      strides={k: h_in / shapes[(a, k)][0] for k in keys}, input_shape=(h_in, w_in),
                                      params=dict(sp), at=a, sources=describe(pts))

@@ -412,7 +412,9 @@ def _validate_points(lm: Any, layers: Any, at: str, device: str) -> None:
     from ...probe import resolve_layers
     from ...srop import plan_points
 
-    resolve_layers(lm.model, layers)
+    from .. import check_spatial
+
+    check_spatial(lm, resolve_layers(lm.model, layers))
     plan_points(lm.model.eval(), torch.zeros(1, *lm.input_shape, device=device), layers, at)
 
 
