@@ -45,9 +45,11 @@ def _check(section: str, *, quantus: bool = True) -> None:
     for name in expected:
         hits = [v for k, v in figs.items() if k.startswith(name)]
         assert hits, f"figure {name!r} missing from the summary: {sorted(figs)}"
-        assert all(math.isfinite(v) and v > 0 for v in hits), (name, hits)
+        assert all(math.isfinite(v) for v in hits), (name, hits)
+        # discarding's per-step cost is a difference of two runs: at dry-run sizes noise can make it <= 0
+        assert name.startswith("discarding") or all(v > 0 for v in hits), (name, hits)
     # a CPU run says that no GPU figure was measured, and the reproduce step reports what it did
-    assert "every GPU figure above (this run used the CPU)" in section
+    assert "every GPU figure (this run used the CPU): SROP / forward pass" in section
     assert "### reproduce --quick" in section
     assert "failed (" not in section, section
 
