@@ -17,7 +17,7 @@ from torch import nn
 from infolens import attribution as A
 from infolens import faithfulness as F
 from infolens import signal as S
-from infolens.discard import InformationDiscarding, reconstruction_uncertainty, train_decoder
+from infolens.discard import InformationDiscarding, ReconstructionUncertainty, train_decoder
 from infolens.srop import layer_srops
 
 
@@ -76,10 +76,12 @@ CASES: dict[str, Callable[[nn.Module], object]] = {
     "insertion": lambda m: F.Insertion(m, steps=3)(X, T, MAPS),
     "mufidelity": lambda m: F.MuFidelity(m, n_masks=8, grid=3)(X, T, MAPS),
     "srop": lambda m: layer_srops(m, X, "all conv"),
-    "discard": lambda m: InformationDiscarding(m, ["2"], grid=3, steps=2, samples=2, calib_samples=4).attribute(X),
-    "reconstruction": lambda m: reconstruction_uncertainty(
-        m, {"2": train_decoder(m, "2", X, epochs=1, batch_size=3)}, X,
-        InformationDiscarding(m, ["2"], grid=3, steps=2, samples=2, calib_samples=4).attribute(X), samples=2),
+    "discard": lambda m: InformationDiscarding(m, ["2"], grid=3, steps=2, samples=2).measure(X),
+    "discard_constrained": lambda m: InformationDiscarding(m, ["2"], grid=3, steps=2, samples=2, solver="constrained",
+                                                           options={"calib_samples": 4}).measure(X),
+    "reconstruction": lambda m: ReconstructionUncertainty(
+        m, {"2": train_decoder(m, "2", X, X, max_epochs=1, batch_size=3, blocks=1, width=4)[0]}, grid=3, steps=2,
+        samples=2).measure(X),
     "signal_classify": lambda m: S.classify(m, X),
     "signal_predict": lambda m: S.predict(m, X),
     "signal_finetune": lambda m: S.finetune_through_classifier(S.build_autoencoder(1, (4, 4)), m, X, T, epochs=1,

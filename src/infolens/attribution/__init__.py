@@ -7,10 +7,11 @@ Public extension point: subclass :class:`Attribution`.
 from __future__ import annotations
 
 from .forgrad import (CutoffSelection, FORGrad, attribution_spectrum, default_cutoffs, forgrad,
-                      max_cutoff, select_cutoff)
-from .methods import (METHODS, RISE, Attribution, GradCAM, GradientXInput, GuidedBackprop, IntegratedGradients,
+                      high_frequency_share, max_cutoff, select_cutoff)
+from .methods import (METHODS, RISE, Attribution, GradCAM, GradCAMPlusPlus, GradientXInput, GuidedBackprop, IntegratedGradients,
                       Occlusion, Saliency, SmoothGrad, SquareGrad, VarGrad, attribute_many, make_method, method_kind,
                       model_scores, to_map)
+from .references import REFERENCES, CentredBlob, InputMagnitude, UniformNoise, make_reference
 
 __all__ = [
     "Attribution",
@@ -22,9 +23,16 @@ __all__ = [
     "VarGrad",
     "GuidedBackprop",
     "GradCAM",
+    "GradCAMPlusPlus",
     "Occlusion",
     "RISE",
     "FORGrad",
+    "CentredBlob",
+    "InputMagnitude",
+    "UniformNoise",
+    "REFERENCES",
+    "make_reference",
+    "high_frequency_share",
     "METHODS",
     "method_kind",
     "make_method",
