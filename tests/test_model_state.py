@@ -84,8 +84,9 @@ CASES: dict[str, Callable[[nn.Module], object]] = {
         samples=2).measure(X),
     "signal_classify": lambda m: S.classify(m, X),
     "signal_predict": lambda m: S.predict(m, X),
-    "signal_finetune": lambda m: S.finetune_through_classifier(S.build_autoencoder(1, (4, 4)), m, X, T, epochs=1,
-                                                               batch_size=3),
+    "signal_finetune": lambda m: S.finetune_through_classifier(S.build_autoencoder(1, (4, 4)), m, X, T,
+                                                               schedule=S.Schedule(max_steps=2, batch_size=3,
+                                                                                   eval_every=1), progress=False),
 }
 
 
