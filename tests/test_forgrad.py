@@ -116,10 +116,14 @@ def test_cli_auto_cutoff_tables_and_reuse(tmp_path, checkpoint):
     assert json.loads((other / "cutoffs.json").read_text())["mnist_allconv"] == saved
 
 
-def test_cli_fixed_cutoff_in_nyquist_units_and_off(tmp_path, checkpoint):
+def test_cli_fixed_cutoff_in_nyquist_units_and_off(tmp_path, checkpoint, capsys):
     out = tmp_path / "nyq"
     assert cli_main(_argv(out, checkpoint, "--forgrad", "0.25", "--cutoff-unit", "nyquist", "--metrics",
-                          "deletion")) == 0
+                          "deletion,insertion")) == 0
+    # the degenerate-metric warning is printed exactly when the summary table calls for it
+    err = capsys.readouterr().err
+    warnings = R.degenerate_warnings(read_csv(out / "tables" / "summary.csv"))
+    assert all(w in err for w in warnings) and ("centred blob" in err) == bool(warnings)
     rows = read_csv(out / "tables" / "scores.csv")
     assert {r["cutoff"] for r in rows if r["forgrad"] == "forgrad"} == {0.25}
     off = tmp_path / "off"

@@ -98,6 +98,7 @@ def _one_line(r, message):
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     assert len(err) == 1 and err[0].startswith("infolens: error:") and message in err[0], r.stderr[-2000:]
     assert "Traceback" not in r.stderr
+    assert len(err[0]) < 400, f"a {len(err[0])}-character line"  # timm's unknown name was one 20 KB line
 
 
 @pytest.mark.parametrize("case, args, message", [
@@ -182,3 +183,46 @@ def test_second_run_into_a_busy_folder_names_the_holder(tmp_path, ckpt):
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+@pytest.mark.parametrize("err, expected", [
+    (OSError(30, "Read-only file system", "/mnt/ro/out"), "cannot use /mnt/ro/out: the file system is read-only; "
+                                                           "choose an --out folder on a writable disk"),
+    (OSError(28, "No space left on device", "/data/out/tables/x.csv"), "the disk is full; free some space"),
+    (PermissionError(13, "Permission denied", "/root/x"), "cannot use /root/x: permission denied; choose a folder"),
+    (OSError(1, "Operation not permitted", "/srv/immutable"), "immutable or special file system"),
+    (ValueError(""), "ValueError"),  # never an empty "error:" line
+])
+def test_os_errors_become_problem_and_fix(err, expected):
+    from infolens.cli import error_line
+
+    line = error_line(err)
+    assert expected in line and "\n" not in line and "[Errno" not in line
+
+
+def test_full_disk_through_the_cli_is_one_line(tmp_path, monkeypatch, capsys):
+    """A full disk while writing results (simulated at os.write's level: ENOSPC) ends in one line, code 2."""
+    import errno
+
+    from infolens import cli, results
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r" / "meta.json"))
+
+    monkeypatch.setattr(results, "atomic_write_bytes", full)
+    monkeypatch.setattr(cli, "_cmd_report", lambda args: results.RunDir(tmp_path / "r", analysis="x", params={}))
+    assert cli.main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"infolens: error: cannot use {tmp_path / 'r' / 'meta.json'}: the disk is full; free some space "
+                   f"or choose an --out folder on another disk"]
+
+
+def test_pickled_module_checkpoint_does_not_advise_weights_only_false(tmp_path):
+    import torch
+
+    from infolens.models import build_builtin
+
+    torch.save(build_builtin("mnist_vgg"), tmp_path / "module.pt")
+    r = infolens("layers", "mnist_vgg", "--checkpoint", str(tmp_path / "module.pt"))
+    _one_line(r, "arbitrary Python objects")
+    assert "weights_only=False" not in r.stderr and "add_safe_globals" not in r.stderr and len(r.stderr) < 400

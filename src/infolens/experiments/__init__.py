@@ -81,6 +81,15 @@ class RunSetup:
     progress: bool
     t0: float
 
+    def bar(self, total: int | None = None, desc: str | None = None, *, unit: str = "images") -> Any:
+        """The run's one progress bar (default: over its images), with an ETA in a terminal and a line every
+        few seconds in a log; loops inside it stay quiet. Use as ``with setup.bar() as p: ... p.update(n)``."""
+        from .._progress import Progress
+
+        return Progress(self.images.shape[0] if total is None else total,
+                        desc or f"{self.run.analysis} {getattr(self.model, 'name', '')}".strip(), unit=unit,
+                        progress=self.progress)
+
 
 def start_run(args: argparse.Namespace, *, analysis: str, title: str, description: str,
               params: Callable[[Any, str], Mapping[str, Any]] | Mapping[str, Any],

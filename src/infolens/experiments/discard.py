@@ -1,14 +1,15 @@
-"""Information discarding (arXiv 1906.04109): layer-wise discarded information through the depth of a
-network, pixel-wise entropy maps, reconstruction uncertainty, and the comparison across models and
-training stages. CLI command ``infolens discard``; a section of ``infolens demo``.
+"""Information discarding (arXiv 1906.04109): layer-wise discarded information through depth, pixel-wise
+entropy maps, reconstruction uncertainty, and the claims D1-D5 of ``../shared/CLAIMS.md``. CLI command
+``infolens discard``; :func:`claims` for ``infolens reproduce``; a section of ``infolens demo``.
 
-Protocol (``../shared/METHODS.md``, section 2; the mechanics are in :mod:`infolens.discard`). For every
-image and layer, sigma is learnt so that the layer's feature error is 1.5 times the error of uniform
-0.01 noise, with the largest entropy; the layer value is the mean entropy per cell (nats, [0, 1] pixel
-space), reported as measured and as a cumulative maximum over depth. Reconstruction uncertainty uses a
-decoder per layer trained on training images (never the analysed ones). Work is done in units of
-global image indices (resumable, torchrun-shardable, seeds per image); tables are tidy (one row per
-image x layer x model x stage).
+Protocol (``../shared/METHODS.md`` section 2; mechanics in :mod:`infolens.discard`): for every image and
+layer, sigma such that the post-ReLU feature error is 1.5 times that of uniform 0.01 noise, in the model's
+normalised input space, under ``solver="release"`` (the official code's procedure) and ``"constrained"``
+(the exact optimum). Claims (fixed before any result): D1 background (no ink) minus stroke (mean ink > 0.2)
+cells at the deepest layer; D2 Spearman rho(depth, mean entropy) per model, both testbeds; D3 isometries
+against the closed form within 0.01 nats; D4 rho(test accuracy, D1's gap) over stage checkpoints; D5
+rho(depth, reconstruction uncertainty) per MNIST model. Intervals: bootstrap over images
+(:func:`infolens.claims.bootstrap`). Work is done in resumable units of global image indices.
 """
 
 from __future__ import annotations

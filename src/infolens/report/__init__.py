@@ -82,7 +82,9 @@ def _claims(root: Path, sections: list[tuple[Path, dict]]) -> list[tuple[dict[st
     out: list[tuple[dict[str, Any], Path | None]] = []
     if top.is_file():
         for r in read_table_file(top):
-            out.append((r, by_paper.get(str(r.get("paper")))))
+            paper = str(r.get("paper"))
+            own = root / paper  # infolens reproduce writes each paper's folder as OUT/<paper>
+            out.append((r, own if any(s == own for s, _ in sections) else by_paper.get(paper)))
         return out
     for sec, _ in sections:
         path = sec / "tables" / "claims.csv"
@@ -171,7 +173,9 @@ def _reading(meta: Mapping[str, Any], sec: Path, claims: list[dict[str, Any]], f
                  else f"{meta.get('title') or sec.name}.")
     if figs:
         cap = _caption(meta, figs[0].stem).split(". ")[0].rstrip(".")
-        second = f"The key figure shows {cap[:1].lower() + cap[1:]}."
+        if cap[:1].isupper() and not cap[1:2].isupper():  # "Per-layer ..." -> "per-layer ...", "SROP" stays
+            cap = cap[:1].lower() + cap[1:]
+        second = f"The key figure shows {cap}."
     else:
         second = "This analysis wrote no figure."
     return f"{first} {second}"
@@ -250,7 +254,8 @@ def build_report(result_dir: str | Path, *, out: str | Path | None = None, title
     claim_by_sec: dict[Path | None, list[dict[str, Any]]] = {}
     for r, s in claims:
         claim_by_sec.setdefault(s, []).append(r)
-    shown = [(s, m) for s, m in pairs if not (s == root and len(pairs) > 1 and m.get("analysis") == "demo")]
+    shown = [(s, m) for s, m in pairs  # the top folder of a demo / reproduce only gathers the others
+             if not (s == root and len(pairs) > 1 and m.get("analysis") in ("demo", "reproduce"))]
     sections = [_section_html(s, root, m, claim_by_sec.get(s, [])) for s, m in shown]
     if claims:
         summary = _claims_html(claims, root, metas)
