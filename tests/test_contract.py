@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from infolens import attribution as A
 from infolens import faithfulness as F
-from infolens.discard import InformationDiscarding
+from infolens import signal as S
+from infolens.discard import InformationDiscarding, ReconstructionUncertainty, train_decoder
 from infolens.srop import SpectralRolloff
 
 
@@ -44,6 +45,16 @@ def _net() -> nn.Module:
     return m
 
 
+def _decoder(m: nn.Module) -> nn.Module:
+    """A small decoder of layer "2" (reconstruction uncertainty needs one); trained once per model state."""
+    return train_decoder(m, "2", X, X, max_epochs=1, batch_size=4, blocks=1, width=4)[0]
+
+
+def _autoencoder(like: nn.Module) -> nn.Module:
+    """An (untrained, seeded) SegNet-style autoencoder for the 12 x 12 test images, in the model's dtype."""
+    return S.build_autoencoder(1, (4, 4), seed=0).to(next(like.parameters()).dtype)
+
+
 N = 4
 X = torch.rand(N, 1, 12, 12, generator=torch.Generator().manual_seed(1))
 T = torch.tensor([0, 1, 2, 1])
@@ -61,6 +72,7 @@ class Row:
     columns: frozenset[str] | None = None  # documented columns of .to_rows()
     rtol: float = 1e-4  # float32 against float64
     atol: float = 1e-5
+    float64: bool = True  # False where a part trained in float32 (a decoder) goes with the model
 
 
 def _attr(cls: type, **kw: Any) -> Callable:
@@ -105,6 +117,16 @@ ROWS: list[Row] = [
         options={"calib_samples": 4}).measure(x, indices=i),
         lambda r: r.layer_entropy, frozenset({"index", "layer", "entropy", "feature_error", "steps_run"}),
         rtol=1e-3, atol=1e-3),
+    Row("reconstruction", lambda m, x, t, i, maps: ReconstructionUncertainty(
+        m, {"2": _decoder(m)}, grid=3, steps=2, samples=2).measure(x, indices=i),
+        lambda r: torch.stack([r.uncertainty, r.clean], -1).flatten(1),
+        frozenset({"index", "layer", "uncertainty", "clean"}), float64=False),
+    # what a classifier likes to see: classifiers scored on an autoencoder's reconstructions, NMI kept
+    Row("input_signal", lambda m, x, t, i, maps: S.InputSignal({"net": m}, {"ae": _autoencoder(m)}, bins=16).measure(
+        x, t, indices=i),
+        lambda r: torch.cat([r.loss.permute(2, 0, 1).flatten(1), r.nmi.T], 1),
+        frozenset(S.ROW_COLUMNS),
+        rtol=1e-3, atol=1e-4),
 ]
 IDS = [r.name for r in ROWS]
 
@@ -166,10 +188,47 @@ def test_rows_have_the_documented_columns(row):
     assert len(frame) == len(rows)
 
 
-@pytest.mark.parametrize("row", ROWS, ids=IDS)
+F64 = [r for r in ROWS if r.float64]
+
+
+@pytest.mark.parametrize("row", F64, ids=[r.name for r in F64])
 def test_float32_and_float64_agree(row):
     m32 = _net()
     m64 = _net().double()
     a = row.values(_run(row, m32)).double()
     b = row.values(_run(row, m64, X.double(), T, IDX, MAPS.double())).double()
     torch.testing.assert_close(a, b, rtol=row.rtol, atol=row.atol, equal_nan=True)
+
+
+# --------------------------------------------------------------------------- calls outside the table
+# Helpers that are not methods of one batch still give the model back as passed (issue 16).
+
+OTHER_CALLS: dict[str, Callable[[nn.Module], Any]] = {
+    "predicted_target": lambda m: A.Saliency(m).attribute(X),
+    "signal_classify": lambda m: S.classify(m, X),
+    "signal_predict": lambda m: S.predict(m, X),
+    "signal_finetune": lambda m: S.finetune_through_classifier(
+        S.build_autoencoder(1, (4, 4)), m, X, T, schedule=S.Schedule(max_steps=2, batch_size=3, eval_every=1),
+        progress=False),
+}
+
+
+@pytest.mark.parametrize("name", list(OTHER_CALLS))
+def test_helpers_give_the_model_back_as_it_was_passed(name):
+    m = _net()
+    before = _state(m)
+    OTHER_CALLS[name](m)
+    after = _state(m)
+    assert before["modes"] == after["modes"] and before["flags"] == after["flags"]
+    assert all(torch.equal(v, after["tensors"][k]) for k, v in before["tensors"].items())
+    assert before["hooks"] == after["hooks"]
+
+
+@pytest.mark.parametrize("name", ["saliency", "smoothgrad", "deletion", "srop"])
+def test_results_are_those_of_eval_mode(name):
+    """A model passed in train mode gives the numbers of the same model in eval mode (issue 16: maps
+    differed by up to 0.82 when BatchNorm used batch statistics)."""
+    row = next(r for r in ROWS if r.name == name)
+    a = row.values(_run(row, _net()))
+    b = row.values(_run(row, _net().eval()))
+    torch.testing.assert_close(a, b, equal_nan=True)
