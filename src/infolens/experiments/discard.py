@@ -61,6 +61,16 @@ def default_layers(model: nn.Module, name: str, *, most: int = 5) -> list[str]:
     return [relus[round(i * (len(relus) - 1) / (most - 1))] for i in range(most)]
 
 
+def block_layers(model: nn.Module, name: str, *, most: int = 4) -> list[str]:
+    """EfficientNet's block outputs ``_blocks.k`` (each module runs once per pass; its activations are
+    reused inside a block), ``most`` spread evenly from the first to the last; else :func:`default_layers`."""
+    blocks = getattr(model, "_blocks", None)
+    if not isinstance(blocks, nn.ModuleList):
+        return default_layers(model, name, most=most)
+    n = len(blocks)
+    return [f"_blocks.{round(i * (n - 1) / (most - 1))}" for i in range(most)]
+
+
 def parse_grid(value: str | int | None) -> int | None:
     """``--grid``: cells per side, or ``pixel`` for one sigma per pixel."""
     if value is None or str(value).lower() in ("pixel", "none", "0"):
@@ -507,7 +517,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
             model = load()
             imagenet.append(name)
             for solver in SOLVERS:
-                analyse(run, model, name, px, pnames, layers=default_layers(model, name, most=4), device=device,
+                analyse(run, model, name, px, pnames, layers=block_layers(model, name), device=device,
                         settings={"grid": 16, "steps": cfg["photo_steps"], "samples": cfg["photo_samples"], "solver": solver},
                         batch_size=8, progress=progress, n_maps=1)
     iso = [r for s in SOLVERS for r in isometry_rows(run, cfg, s, device)]
