@@ -154,7 +154,7 @@ def analyse(run: RunDir, model: nn.Module, model_name: str, images: torch.Tensor
         if first:
             atomic_torch_save({"images": x[first].cpu(), "maps": r.entropy_map[first].cpu(), "layers": r.layers,
                                "names": [names[idx[j]] for j in first], "indices": [idx[j] for j in first]},
-                              run.root / "maps" / f"{tag}-{u.key}.pt")
+                              run.root / "maps" / f"{u.key}.pt")
         return rows
 
     return run_units(run, "entropy", units, unit_fn, desc=f"discard {tag}", progress=progress)
