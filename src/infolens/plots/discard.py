@@ -24,15 +24,17 @@ def _by(rows: Sequence[Mapping[str, Any]], key: str) -> dict[str, list[Mapping[s
 
 def depth_curve(ax: Any, rows: Sequence[Mapping[str, Any]], *, label: str = "", cummax: bool = True,
                 relative: bool = True) -> list[Any]:
-    """Mean entropy (``entropy_mean``, with ``entropy_std`` bars) against depth for one model's layer
-    summary rows; depth as a fraction of the measured layers (0 shallowest, 1 deepest) when
-    ``relative``, so models with different numbers of layers share the axis. Returns the artists."""
+    """Mean entropy (``entropy_mean``) against depth with its 95 % interval (``ci_low``/``ci_high``) for one
+    model's layer summary rows; depth as a fraction of the measured layers when ``relative``."""
     rs = sorted(rows, key=lambda r: int(r["depth"]))
     n = max(len(rs) - 1, 1)
     x = [int(r["depth"]) / n if relative else int(r["depth"]) for r in rs]
     y = [float(r["entropy_mean"]) for r in rs]
-    err = [float(r.get("entropy_std") or 0.0) for r in rs]
-    arts = [ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=label)]
+    lo = [max(0.0, yy - float(r.get("ci_low", yy))) if math.isfinite(float(r.get("ci_low", yy))) else 0.0
+          for yy, r in zip(y, rs)]
+    hi = [max(0.0, float(r.get("ci_high", yy)) - yy) if math.isfinite(float(r.get("ci_high", yy))) else 0.0
+          for yy, r in zip(y, rs)]
+    arts = [ax.errorbar(x, y, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=label)]
     if cummax:
         c = [float(r["entropy_cummax_mean"]) for r in rs]
         arts.extend(ax.plot(x, c, ls="--", lw=1, color=arts[0][0].get_color()))
@@ -40,23 +42,18 @@ def depth_curve(ax: Any, rows: Sequence[Mapping[str, Any]], *, label: str = "", 
 
 
 def depth_figure(summary: Sequence[Mapping[str, Any]]):
-    """One panel per image domain (MNIST built-ins together, others apart): entropy through depth."""
-    final = [r for r in summary if str(r["stage"]) == "final"]
-    models = _by(final, "model")
-    groups = [[m for m in models if m.startswith("mnist")], [m for m in models if not m.startswith("mnist")]]
-    groups = [g for g in groups if g]
-    fig, axes = subplots(1, len(groups), width=4.6, height=3.4)
-    for ax, group in zip(axes[0], groups):
-        for m in group:
-            depth_curve(ax, models[m], label=m)
+    """One panel per solver: every model's entropy through depth, with 95 % intervals over images."""
+    solvers = _by(summary, "solver") if summary and "solver" in summary[0] else {"": list(summary)}
+    fig, axes = subplots(1, len(solvers), width=4.8, height=3.6)
+    for ax, (solver, rs) in zip(axes[0], solvers.items()):
+        for m, mrs in sorted(_by(rs, "model").items()):
+            depth_curve(ax, mrs, label=m)
         ax.axhline(H_ISOMETRY, color="grey", ls=":", lw=1)
         ax.set_xlabel("depth (first to last measured layer)")
         ax.set_ylabel("mean entropy per cell (nats)")
+        ax.set_title(f"solver: {solver}" if solver else "", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        names = " / ".join(f"{m}: {', '.join(str(r['layer']) for r in sorted(models[m], key=lambda r: int(r['depth'])))}"
-                           for m in group[:1])
-        ax.set_title(names, fontsize=6)
+        ax.legend(fontsize=6)
     return fig
 
 
@@ -89,40 +86,42 @@ def maps_figure(maps: Mapping[str, Mapping[str, Any]], *, per_model: int = 1):
     return fig
 
 
-def stages_figure(summary: Sequence[Mapping[str, Any]]):
-    """One panel per model with stages: the depth curve at each training stage (epochs)."""
-    models = {m: rs for m, rs in _by(summary, "model").items() if len({str(r["stage"]) for r in rs}) > 1}
-    fig, axes = subplots(1, max(len(models), 1), width=4.6, height=3.4)
-    for ax, (m, rs) in zip(axes[0], models.items()):
-        stages = _by(rs, "stage")
-        order = sorted(stages, key=lambda s: float(stages[s][0].get("epoch") or 99) if s != "final" else 98)
-        for s in order:
-            depth_curve(ax, stages[s], label=s, cummax=False)
-        ax.axhline(H_ISOMETRY, color="grey", ls=":", lw=1)
-        ax.set_title(f"{m}: training stages", fontsize=9)
-        ax.set_xlabel("depth (first to last measured layer)")
-        ax.set_ylabel("mean entropy per cell (nats)")
+def gap_figure(rows: Sequence[Mapping[str, Any]]):
+    """D4: deepest-layer background - stroke entropy (95 % interval) against test accuracy over the training
+    stages, one panel per solver, one line per model."""
+    solvers = _by(rows, "solver")
+    fig, axes = subplots(1, max(len(solvers), 1), width=4.6, height=3.4)
+    for ax, (solver, rs) in zip(axes[0], solvers.items()):
+        for m, mrs in sorted(_by(rs, "model").items()):
+            mrs = sorted(mrs, key=lambda r: float(r["test_acc"]))
+            y = [float(r["gap_mean"]) for r in mrs]
+            err = [[max(0.0, yy - float(r["ci_low"])) if math.isfinite(float(r["ci_low"])) else 0.0 for yy, r in zip(y, mrs)],
+                   [max(0.0, float(r["ci_high"]) - yy) if math.isfinite(float(r["ci_high"])) else 0.0 for yy, r in zip(y, mrs)]]
+            ax.errorbar([float(r["test_acc"]) for r in mrs], y, yerr=err, marker="o", ms=3, capsize=2, label=m)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel("test accuracy at the stage")
+        ax.set_ylabel("H(background) - H(stroke), nats")
+        ax.set_title(f"solver: {solver}", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     return fig
 
 
 def reconstruction_figure(summary: Sequence[Mapping[str, Any]]):
-    """Per model: reconstruction uncertainty (noisy features) and the decoder's clean error, per layer."""
-    models = _by(summary, "model")
-    fig, axes = subplots(1, len(models), width=4.6, height=3.4)
-    for ax, (m, rs) in zip(axes[0], models.items()):
+    """Per model and solver: reconstruction uncertainty and the decoder's clean error per layer."""
+    groups = {(str(r["model"]), str(r.get("solver", ""))): [] for r in summary}
+    for r in summary:
+        groups[(str(r["model"]), str(r.get("solver", "")))].append(r)
+    fig, axes = subplots(1, len(groups), width=3.6, height=3.2)
+    for ax, ((m, solver), rs) in zip(axes[0], groups.items()):
         rs = sorted(rs, key=lambda r: int(r["depth"]))
         x = list(range(len(rs)))
-        ax.plot(x, [float(r["uncertainty_mean"]) for r in rs], marker="o", label="under the learnt noise")
-        ax.plot(x, [float(r["clean_mean"]) for r in rs], marker="s", ls="--", label="clean features")
-        if all("induced_mean" in r for r in rs):
-            ax.plot(x, [float(r["induced_mean"]) for r in rs], marker="^", ls=":",
-                    label="noise-induced spread")
+        ax.plot(x, [float(r["uncertainty_mean"]) for r in rs], marker="o", label="under the kept noise")
+        ax.plot(x, [float(r["clean_mean"]) for r in rs], marker="s", ls="--", label="decoder on clean features")
         ax.set_xticks(x)
-        ax.set_xticklabels([str(r["layer"]) for r in rs], rotation=30, fontsize=7)
-        ax.set_ylabel("residual entropy (nats / pixel)")
-        ax.set_title(m, fontsize=9)
+        ax.set_xticklabels([str(r["layer"]) for r in rs], rotation=30, fontsize=6)
+        ax.set_ylabel("mean log(r^2 + 1e-6)")
+        ax.set_title(f"{m} [{solver}]", fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     return fig
