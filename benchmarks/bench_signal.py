@@ -7,8 +7,8 @@
 2. NMI for 10,000 image pairs (MNIST test digits against noisy copies, 256 levels): the batched
    ``infolens.signal.nmi`` against scikit-learn's ``normalized_mutual_info_score`` called per image
    (goal: at least 10x faster, same values), and against our own function called per image.
-
 3. McNemar over all pairs and Kruskal-Wallis (with A4's 1,000 bootstrap resamples) at the full protocol's scale.
+
 Run: ``.venv/bin/python benchmarks/bench_signal.py [--quick]``; appends a section to RESULTS.md.
 """
 

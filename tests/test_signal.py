@@ -398,7 +398,7 @@ def test_training_argument_errors(train_digits):
 def test_input_signal_measure_rows_batching_and_state(digits):
     x, y = digits[0][:40], digits[1][:40]
     torch.manual_seed(0)
-    clfs = {"t1": _TinyNet(), "t2": _TinyNet().train()}
+    clfs = {"t1": _TinyNet().eval(), "t2": _TinyNet().train()}
     aes = {"untuned": build_autoencoder(1, (4, 8), seed=0), "tuned:t1": build_autoencoder(1, (4, 8), seed=1),
            "tuned:t2": build_autoencoder(1, (4, 8), seed=2)}
     states = {k: copy.deepcopy(m.state_dict()) for k, m in {**clfs, **aes}.items()}

@@ -251,6 +251,8 @@ def claim_rows(m: SignalMeasurement, params: Mapping[str, int], *, min_classifie
     h, p = kruskal_wallis(g)
 
     def kw_p(idx: Tensor) -> Tensor:
+        if idx.ndim == 1:  # the point estimate
+            return kruskal_wallis(g[:, idx])[1]
         out = []
         for b in range(0, idx.shape[0], 50):
             out.append(kruskal_wallis(g[:, idx[b:b + 50]].transpose(0, 1))[1])
