@@ -27,7 +27,8 @@ from .attribution import (  # noqa: E402
 )
 from .discard import InformationDiscarding, gaussian_entropy, reconstruction_uncertainty  # noqa: E402
 from .faithfulness import Deletion, FaithfulnessResult, Insertion, MuFidelity  # noqa: E402
-from .signal import finetune_through_classifier, mutual_information, nmi, pretrain_autoencoder  # noqa: E402
+from .signal import (InputSignal, finetune_through_classifier, mutual_information, nmi,  # noqa: E402
+                     pretrain_autoencoder)
 from .srop import layer_srops, srop_statistics  # noqa: E402
 from .probe import Capture, LayerInfo, capture, list_layers, resolve_layers  # noqa: E402
 from .results import RunDir, read_csv, write_csv  # noqa: E402
@@ -67,6 +68,7 @@ __all__ = [
     "gaussian_entropy",
     "reconstruction_uncertainty",
     # method 3: input signal
+    "InputSignal",
     "pretrain_autoencoder",
     "finetune_through_classifier",
     "mutual_information",
