@@ -236,8 +236,8 @@ def claim_rows(m: SignalMeasurement, params: Mapping[str, int], *, min_classifie
     size = torch.tensor([float(params[nm]) for nm in names], dtype=torch.float64)
     rho_acc, rho_size = float(spearman(pos, acc)), float(spearman(pos, size))
     same = [w for w, r in (("accuracy", rho_acc), ("parameter count", rho_size)) if abs(r) >= 1 - 1e-12]
-    if few or not order.is_total:
-        v3 = "inconclusive"
+    if few or not order.is_total or not (math.isfinite(rho_acc) and math.isfinite(rho_size)):
+        v3 = "inconclusive"  # no total order, or tied accuracies / sizes leave rho undefined
     else:
         v3 = "not reproduced" if same else "reproduced"
     note3 = (f"rho(order, parameter count) = {rho_size:.3f}; order {'total' if order.is_total else 'not total'}"
