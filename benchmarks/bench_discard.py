@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    n, steps, samples, n_loop = (4, 6, 8, 2) if a.quick else (16, 20, 8, 4)
+    n, steps, samples, n_loop = (4, 6, 8, 2) if a.quick else (8, 10, 8, 4)
     model = pretrained_builtin("mnist_vgg", quick=True, progress=False).eval()
     x, _ = mnist_tensors("test", limit=n)
     with frozen(model), torch.no_grad():

@@ -53,6 +53,15 @@ sys.path.insert(0, str(HERE))
 from _common import append_results, interleaved, machine, sync  # noqa: E402
 
 SECTIONS = ("srop", "faithfulness", "discard", "signal", "reproduce")
+GPU_FIGURES = (
+    "SROP / forward pass, resnet18 at 256 x 224^2 (batch on the GPU, and from pinned host memory)",
+    "Deletion, Insertion, MuFidelity / their floors on EfficientNet-Lite0 at 224^2",
+    "Quantus 0.6 / infolens per image (Deletion vs PixelFlipping, MuFidelity vs FaithfulnessCorrelation) at 224^2",
+    "discarding per step / its floor, both solvers",
+    "signal fine-tuning / forward+backward (batches 64 and 1024)",
+    "`infolens reproduce --quick` wall time",
+    "bf16 autocast speed and error vs float32 (SROP, the three metrics)",
+)
 
 
 class Unavailable(Exception):
@@ -206,8 +215,8 @@ def bench_srop(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
                    "<= 1.2x", b / th["srop pinned"])
     if bf16:
         ref, low = srop()(), srop(amp=True)()
-        err = max(float((ref.values[n] - low.values[n]).abs().max()) for n in names)
-        diffs = torch.cat([(ref.values[n] - low.values[n]).abs().flatten() for n in names])
+        err = max(float((ref.values[n] - low.values[n]).abs().max()) for n in ref.layers)
+        diffs = torch.cat([(ref.values[n] - low.values[n]).abs().flatten() for n in ref.layers])
         mean, off = float(diffs.nanmean()), float((diffs > 0.05).float().mean())
         rep.say(f"| bf16 autocast: forward / `layer_srops` | {t['forward bf16']:.4f} / {t['srop bf16']:.4f} | "
                 f"{b / t['srop bf16']:.0f} | {t['srop bf16'] / t['forward bf16']:.2f} |")
@@ -269,7 +278,7 @@ def bench_faithfulness(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
         if bf16:
             low = ours(amp=True)()
             err = float((low.scores.float() - res.scores.float()).abs().max())
-            rep.say(f"| {key}, bf16 autocast | {inputs} | {tt['ours bf16']:.3f} | - | "
+            rep.say(f"| {key}, bf16 autocast (x the float32 floor) | {inputs} | {tt['ours bf16']:.3f} | - | "
                     f"{tt['ours bf16'] / tt['floor']:.2f} | {n / tt['ours bf16']:.0f} | - | - | {low.mean:.4f} | "
                     f"max abs score error vs float32 {err:.3g} |")
     for note in quantus.get("notes", ()):
@@ -319,15 +328,23 @@ def _quantus(model, x, t, sal, device: str, sz: Sizes) -> dict:
 
 
 # --------------------------------------------------------------------------- information discarding
-def _solvers() -> dict[str, dict]:
-    """The two solvers, in whatever form this checkout's ``InformationDiscarding`` accepts."""
+def _solvers(calib: int) -> dict[str, dict]:
+    """The two solvers with fixed work (no early stop), in whatever form this checkout's
+    ``InformationDiscarding`` accepts (``solver=`` + ``options=``, or the older ``mode=`` / ``optimizer=``)."""
     from infolens.discard import InformationDiscarding
 
     params = inspect.signature(InformationDiscarding.__init__).parameters
     if "solver" in params:
-        return {'solver="release"': {"solver": "release"}, 'solver="constrained"': {"solver": "constrained"}}
-    return {'release (mode="select", SGD)': {"mode": "select", "optimizer": "sgd"},
-            'constrained (mode="constrained", balance)': {"mode": "constrained"}}
+        return {'solver="release"': {"solver": "release"},
+                'solver="constrained"': {"solver": "constrained",
+                                         "options": {"calib_samples": calib, "early_stop": False}}}
+    fixed = {"calib_samples": calib, "early_stop": False}
+    return {'release (mode="select", SGD)': {"mode": "select", "optimizer": "sgd", **fixed},
+            'constrained (mode="constrained", balance)': {"mode": "constrained", **fixed}}
+
+
+def _verb(method) -> Callable:
+    return method.measure if hasattr(method, "measure") else method.attribute
 
 
 def _discard_layers(model_name: str) -> list[str]:
@@ -374,8 +391,7 @@ def bench_discard(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
     layers = _discard_layers(name)
     x = _photos(sz.discard_images, sz.discard_size).to(device)
     n, m, steps = x.shape[0], sz.discard_samples, sz.discard_steps
-    common = dict(grid=min(16, sz.discard_size // 4), steps=steps, samples=m, calib_samples=sz.discard_calib,
-                  early_stop=False, device=device)
+    common = dict(grid=min(16, sz.discard_size // 4), steps=steps, samples=m, device=device)
     probe_method = InformationDiscarding(model, layers, **common)
     chunk = probe_method.internal_batch_size
     with torch.no_grad():
@@ -396,10 +412,10 @@ def bench_discard(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
             f"difference of a {steps}- and a {steps // 2}-step run (calibration and final fit cancel)")
     rep.say("| solver | ms per step | floor ms per step | x floor | end to end s | images/s end to end |")
     rep.say("|---|---|---|---|---|---|")
-    for label, kw in _solvers().items():
+    for label, kw in _solvers(sz.discard_calib).items():
         full = InformationDiscarding(model, layers, **{**common, **kw})
         half = InformationDiscarding(model, layers, **{**common, **kw, "steps": max(1, steps // 2)})
-        tt = interleaved({"full": lambda f=full: f.attribute(x), "half": lambda h=half: h.attribute(x),
+        tt = interleaved({"full": lambda f=full: _verb(f)(x), "half": lambda h=half: _verb(h)(x),
                           "floor": floor_steps}, repeat=max(1, min(sz.repeat, 2)), warmup=sz.warmup,
                          device=device)
         per_step = (tt["full"] - tt["half"]) / (steps - max(1, steps // 2)) if steps > 1 else tt["full"]
@@ -434,7 +450,7 @@ def bench_signal(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
     for bs in sz.signal_batches:
         body, res = bench_finetune(device, sz.signal_steps, bs, max(2, sz.repeat), classifier=clf,
                                    images=images, labels=labels)
-        rep.say(body.strip())
+        rep.say(body.strip().replace("### ", "#### ", 1))
         rep.figure(f"signal fine-tuning / forward+backward (batch {bs})", res["ratio"], "<= 1.2x", res["ips_ours"])
 
 
@@ -485,7 +501,7 @@ def build_section(rep: Report, device: str, mode: str, wall: float) -> tuple[str
                    f"{'-' if ips != ips else f'{ips:.1f}'} |")
     out += rep.lines
     if torch.device(device).type != "cuda":
-        rep.missing.insert(0, "every GPU figure above (this run used the CPU)")
+        rep.missing[:0] = ["every GPU figure (this run used the CPU): " + "; ".join(GPU_FIGURES)]
     if rep.missing:
         out += ["", "Not measured:"] + [f"- {m}" for m in rep.missing]
     return title, "\n".join(out)

@@ -69,8 +69,12 @@ install() {  # install() REQUIREMENT: local wheels first, then the registry (60 
      "$PY" -m pip install -q --no-index --no-deps --no-compile --find-links .whl --target "$SITE" --upgrade "$1" >/dev/null 2>&1; then
     return 0
   fi
-  timeout 60 "$PY" -m pip install -q --no-deps --no-compile --target "$SITE" --upgrade "$1" >/dev/null 2>&1
+  [ "$REGISTRY" = 1 ] || return 1
+  # one failed attempt marks the registry unreachable, so a machine without one loses seconds, not minutes
+  timeout 60 "$PY" -m pip install -q --retries 0 --timeout 10 --no-deps --no-compile --target "$SITE" --upgrade "$1" \
+    >/dev/null 2>&1 || { REGISTRY=0; return 1; }
 }
+REGISTRY=1
 # one interpreter start lists the missing modules (found by spec, not imported: seconds saved)
 MISSING=" $("$PY" -c "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if u.find_spec(m) is None))" \
   "${OPTIONAL[@]%%:*}") "

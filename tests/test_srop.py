@@ -277,6 +277,22 @@ def test_cli_writes_tables_figures_and_report(tmp_path, allconv_ckpt):
     assert set(summary["mean SROP (input)"]["mnist_allconv"]) == {"original", "noise"}
 
 
+@pytest.mark.parametrize("at,layers", [("block", {"features.2", "features.8", "features.15"}),
+                                       ("conv", {"features.0", "features.3", "features.6", "features.9", "features.12",
+                                                 "features.15"})])
+def test_cli_measurement_point(tmp_path, allconv_ckpt, at, layers):
+    from infolens.cli import main
+    from infolens.results import read_csv
+
+    out = tmp_path / at
+    rc = main(["--no-progress", "srop", "mnist_allconv", "--checkpoint", str(allconv_ckpt), "--limit", "3",
+               "--out", str(out), "--no-report", "--at", at])
+    assert rc == 0
+    rows = read_csv(out / "tables" / "images.csv")
+    assert {r["at"] for r in rows} == {at} and {r["layer"] for r in rows} == layers
+    assert json.loads((out / "meta.json").read_text())["params"]["at"] == at
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--check", "bogus"], "--check"),
     (["--layers", "features.99"], "unknown layer"),
@@ -450,3 +466,113 @@ def test_wasserstein1_matches_scipy():
         sa, sb = a[idx[r]], b[idx[r]]
         ref = wasserstein_distance(sa[~torch.isnan(sa)].numpy(), sb.flatten().numpy())
         assert float(w[r]) == pytest.approx(ref, abs=2 * math.sqrt(2) / 512)
+
+
+# --------------------------------------------------------------------------- claims S1-S3
+
+
+class MeanClassifier(nn.Module):
+    """Predicts from the image mean alone, through a conv + ReLU: a low-pass (DC kept) never changes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.head = nn.Linear(1, 2)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+            self.head.bias.copy_(torch.tensor([-0.5, 0.5]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.relu(self.conv(x))  # maps to measure; the decision uses the mean only
+        return self.head(x.mean((1, 2, 3))[:, None])
+
+
+def _run(tmp_path):
+    from infolens.results import RunDir
+
+    return RunDir(tmp_path / "claims", analysis="srop", params={"test": True})
+
+
+def test_cutoff_rule_takes_the_lowest_cutoff_that_keeps_accuracy(images):
+    from infolens.experiments.srop.claims import CUTOFFS, choose_cutoff
+
+    x = torch.cat([images * 0.4, images * 0.4 + 0.6])  # means below and above 0.5: two classes
+    y = torch.tensor([1] * 6 + [0] * 6)
+    cut = choose_cutoff(MeanClassifier(), x, y, "cpu")
+    assert cut["acc0"] == 1.0 and cut["kept"] and cut["cutoff"] == CUTOFFS[-1]  # the mean survives every low-pass
+    flipped = choose_cutoff(MeanClassifier(), x, 1 - y, "cpu")  # accuracy 0 unfiltered, 0 filtered: kept too
+    assert flipped["cutoff"] == CUTOFFS[-1]
+
+
+def test_s1_s2_point_estimates_equal_scipy_wasserstein(tmp_path):
+    from scipy.stats import wasserstein_distance
+
+    from infolens.experiments.srop.claims import QUICK, _variants, s1_s2_model
+    from infolens.srop import random_init
+
+    g = torch.Generator().manual_seed(4)
+    x = (torch.rand(10, 1, 16, 16, generator=g) > 0.8).float()
+    x = torch.nn.functional.avg_pool2d(x, 3, 1, 1)  # sparse blobs (like digits), so variants differ
+    model = ConvBnRelu().eval()
+    tables = {"cutoffs": [], "dist": [], "stages": [], "robustness": []}
+    s1, s2 = s1_s2_model(_run(tmp_path), "net", model, x, torch.arange(10), x, None, QUICK, "cpu", "MNIST", tables)
+    cutoff = tables["cutoffs"][0]["cutoff"]
+    var = _variants(x, cutoff, QUICK.seed)
+    for at, r1, r2 in zip(("conv", "activation", "block"), s1, s2):
+        def pooled(m, xv):
+            res = layer_srops(m, xv, at=at)
+            return [res.values[k].flatten()[~torch.isnan(res.values[k].flatten())].numpy() for k in res.layers]
+
+        p = {v: pooled(model, xv) for v, xv in var.items()}
+        w = {v: np.mean([wasserstein_distance(a, b) for a, b in zip(p["original"], p[v])]) for v in p}
+        ref = min(w["shuffled"], w["noise"]) / w["lowpass"]
+        assert r1["model"] == f"net@{at}" and r1["value"] == pytest.approx(ref, rel=0.05)
+        rnd = [pooled(random_init(model, seed=s), x) for s in (1, 2)]
+        tr = np.mean([np.mean([wasserstein_distance(a, b) for a, b in zip(p["original"], rr)]) for rr in rnd])
+        between = np.mean([wasserstein_distance(a, b) for a, b in zip(*rnd)])
+        assert r2["value"] == pytest.approx(tr / between, rel=0.05)
+        assert r1["ci_low"] <= r1["value"] <= r1["ci_high"] and r1["n"] == 10
+
+
+def test_s3_rho_equals_spearman_of_direct_layer_means(tmp_path, monkeypatch):
+    from scipy.stats import spearmanr
+
+    import infolens.experiments.srop.claims as C
+
+    from infolens._torch import fork_rng
+
+    def stage(seed: int):
+        def load():
+            with fork_rng(seed):
+                return ConvBnRelu().eval()  # other kernels: other SROPs
+        return load
+
+    scales = [11, 12, 13, 14, 15]  # stage seeds
+    accs = [0.1, 0.5, 0.9, 0.3, 0.7]
+    monkeypatch.setattr(C, "mnist_stages", lambda name, **kw: [(float(k), a, stage(s))
+                                                               for k, (s, a) in enumerate(zip(scales, accs))])
+    g = torch.Generator().manual_seed(5)
+    x = torch.nn.functional.avg_pool2d((torch.rand(8, 1, 16, 16, generator=g) > 0.8).float(), 3, 1, 1)
+    tables = {"cutoffs": [], "dist": [], "stages": [], "robustness": []}
+    rows = C.s3_model(_run(tmp_path), "net", x, C.QUICK, True, "cpu", False, tables)
+    for at, row in zip(("conv", "activation", "block"), rows):
+        means = []
+        for s in scales:
+            res = layer_srops(stage(s)(), x, at=at)
+            per = torch.stack([torch.nanmean(res.values[k].double(), 1) for k in res.layers], 1)  # (N, L)
+            means.append(float(torch.nanmean(per, 1).mean()))
+        assert row["value"] == pytest.approx(spearmanr(means, accs)[0], abs=1e-9)
+    assert {r["setting"] for r in tables["robustness"]} == {s for s, _ in C.S3_SETTINGS}
+
+
+def test_random_init_is_seeded_and_leaves_the_model_alone():
+    from infolens.srop import random_init
+
+    model = ConvBnRelu().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    a, b, a2 = random_init(model, seed=1), random_init(model, seed=2), random_init(model, seed=1)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(torch.equal(a.state_dict()[k], a2.state_dict()[k]) for k in before)
+    assert not torch.equal(a.conv.weight, b.conv.weight) and not torch.equal(a.conv.weight, model.conv.weight)
+    assert torch.equal(a.bn.running_mean, torch.zeros(4)) and torch.equal(a.bn.running_var, torch.ones(4))

@@ -76,6 +76,24 @@ class FaithfulnessResult:
     mean: float
     higher_is_better: bool
 
+    def to_rows(self, *, indices: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """One row per image: ``index`` (global, default 0..N-1), ``metric``, ``score``, ``higher_is_better``,
+        and for Deletion/Insertion the curve as ``step_0 .. step_S`` (the target's score after each step)."""
+        n = int(self.scores.shape[0])
+        idx = list(range(n)) if indices is None else [int(i) for i in indices]
+        if len(idx) != n:
+            raise ValueError(f"indices must hold one index per image ({n}), got {len(idx)}")
+        scores = self.scores.detach().double().cpu().tolist()
+        curves = self.curves.detach().double().cpu().tolist() if self.curves is not None else None
+        rows = []
+        for j, i in enumerate(idx):
+            row: dict[str, Any] = {"index": i, "metric": self.name, "score": scores[j],
+                                   "higher_is_better": self.higher_is_better}
+            if curves is not None:
+                row.update({f"step_{k}": v for k, v in enumerate(curves[j])})
+            rows.append(row)
+        return rows
+
 
 class Metric:
     """Base of every faithfulness metric: built with the model and the metric's parameters, called on

@@ -1,5 +1,6 @@
-"""Attribution maps (:mod:`.methods`: one class per method, Captum's calling convention) and FORGrad
-(:mod:`.forgrad`: the low-pass filter of arXiv 2307.09591, spectra of maps, the cut-off search).
+"""Attribution maps (:mod:`.methods`: one class per method, Captum's calling convention; :mod:`.registry`:
+names, families, shared passes; :mod:`.references`: the sanity references) and FORGrad (:mod:`.forgrad`:
+the low-pass filter of arXiv 2307.09591, spectra of maps, the cut-off search).
 
 Public extension point: subclass :class:`Attribution`.
 """
@@ -8,9 +9,9 @@ from __future__ import annotations
 
 from .forgrad import (CutoffSelection, FORGrad, attribution_spectrum, default_cutoffs, forgrad,
                       high_frequency_share, max_cutoff, select_cutoff)
-from .methods import (METHODS, RISE, Attribution, GradCAM, GradCAMPlusPlus, GradientXInput, GuidedBackprop, IntegratedGradients,
-                      Occlusion, Saliency, SmoothGrad, SquareGrad, VarGrad, attribute_many, make_method, method_kind,
-                      model_scores, to_map)
+from .methods import (RISE, Attribution, GradCAM, GradCAMPlusPlus, GradientXInput, GuidedBackprop,
+                      IntegratedGradients, Occlusion, Saliency, SmoothGrad, SquareGrad, VarGrad, model_scores, to_map)
+from .registry import METHODS, attribute_many, make_method, method_kind
 from .references import REFERENCES, CentredBlob, InputMagnitude, UniformNoise, make_reference
 
 __all__ = [

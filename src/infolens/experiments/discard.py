@@ -1,14 +1,15 @@
-"""Information discarding (arXiv 1906.04109): layer-wise discarded information through the depth of a
-network, pixel-wise entropy maps, reconstruction uncertainty, and the comparison across models and
-training stages. CLI command ``infolens discard``; a section of ``infolens demo``.
+"""Information discarding (arXiv 1906.04109): layer-wise discarded information through depth, pixel-wise
+entropy maps, reconstruction uncertainty, and the claims D1-D5 of ``../shared/CLAIMS.md``. CLI command
+``infolens discard``; :func:`claims` for ``infolens reproduce``; a section of ``infolens demo``.
 
-Protocol (``../shared/METHODS.md``, section 2; the mechanics are in :mod:`infolens.discard`). For every
-image and layer, sigma is learnt so that the layer's feature error is 1.5 times the error of uniform
-0.01 noise, with the largest entropy; the layer value is the mean entropy per cell (nats, [0, 1] pixel
-space), reported as measured and as a cumulative maximum over depth. Reconstruction uncertainty uses a
-decoder per layer trained on training images (never the analysed ones). Work is done in units of
-global image indices (resumable, torchrun-shardable, seeds per image); tables are tidy (one row per
-image x layer x model x stage).
+Protocol (``../shared/METHODS.md`` section 2; mechanics in :mod:`infolens.discard`): for every image and
+layer, sigma such that the post-ReLU feature error is 1.5 times that of uniform 0.01 noise, in the model's
+normalised input space, under ``solver="release"`` (the official code's procedure) and ``"constrained"``
+(the exact optimum). Claims (fixed before any result): D1 background (no ink) minus stroke (mean ink > 0.2)
+cells at the deepest layer; D2 Spearman rho(depth, mean entropy) per model, both testbeds; D3 isometries
+against the closed form within 0.01 nats; D4 rho(test accuracy, D1's gap) over stage checkpoints; D5
+rho(depth, reconstruction uncertainty) per MNIST model. Intervals: bootstrap over images
+(:func:`infolens.claims.bootstrap`). Work is done in resumable units of global image indices.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def default_layers(model: nn.Module, name: str, *, most: int = 5) -> list[str]:
     if len(relus) <= most:
         return relus
     return [relus[round(i * (len(relus) - 1) / (most - 1))] for i in range(most)]
+
+
+def block_layers(model: nn.Module, name: str, *, most: int = 4) -> list[str]:
+    """EfficientNet's block outputs ``_blocks.k`` (each module runs once per pass; its activations are
+    reused inside a block), ``most`` spread evenly from the first to the last; else :func:`default_layers`."""
+    blocks = getattr(model, "_blocks", None)
+    if not isinstance(blocks, nn.ModuleList):
+        return default_layers(model, name, most=most)
+    n = len(blocks)
+    return [f"_blocks.{round(i * (n - 1) / (most - 1))}" for i in range(most)]
 
 
 def parse_grid(value: str | int | None) -> int | None:
@@ -143,7 +154,7 @@ def analyse(run: RunDir, model: nn.Module, model_name: str, images: torch.Tensor
         if first:
             atomic_torch_save({"images": x[first].cpu(), "maps": r.entropy_map[first].cpu(), "layers": r.layers,
                                "names": [names[idx[j]] for j in first], "indices": [idx[j] for j in first]},
-                              run.root / "maps" / f"{tag}-{u.key}.pt")
+                              run.root / "maps" / f"{u.key}.pt")
         return rows
 
     return run_units(run, "entropy", units, unit_fn, desc=f"discard {tag}", progress=progress)
@@ -402,11 +413,23 @@ def _imagenet(size: int, quick: bool, device: str) -> tuple[dict[str, Any], torc
 
 QUICK_CLAIMS = {"n": 3, "steps": 30, "samples": 4, "stages": 3, "stage_n": 3, "dec_train": 300, "dec_val": 100,
                 "dec_epochs": 2, "dec_width": 8, "photos": 1, "photo_size": 64, "photo_steps": 10, "photo_samples": 2,
-                "iso_widths": (1, 3), "iso_sizes": (28,), "iso_n": 2, "iso_steps": 30}
+                "iso_widths": (1, 3), "iso_sizes": (28,), "iso_n": 3, "iso_steps": 30}
 FULL_CLAIMS = {"n": 10, "steps": 100, "samples": 8, "stages": 99, "stage_n": 6, "dec_train": 1000, "dec_val": 250,
                "dec_epochs": 30, "dec_width": 16, "photos": 3, "photo_size": 128, "photo_steps": 100, "photo_samples": 8,
                "iso_widths": (1, 3, 8), "iso_sizes": (28, 56), "iso_n": 4, "iso_steps": 100}
 SOLVERS = ("release", "constrained")
+
+
+MIN_IMAGES = 3
+"""Fewer source images than this give an inconclusive verdict (a bootstrap over one or two images has no spread)."""
+
+
+def _row(claim: str, model: str, statistic: str, iv: Any, threshold: float, side: str, note: str = "") -> dict[str, Any]:
+    """:func:`infolens.claims.claim_row`, inconclusive below :data:`MIN_IMAGES` source images."""
+    if iv.n < MIN_IMAGES:
+        return claim_row("discard", claim, model, statistic, iv, threshold, side=side, verdict="inconclusive",
+                         note=f"only {iv.n} source image(s); at least {MIN_IMAGES} needed. {note}".strip())
+    return claim_row("discard", claim, model, statistic, iv, threshold, side=side, note=note)
 
 
 def _rho(mat: torch.Tensor, xs: torch.Tensor) -> Any:
@@ -506,7 +529,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
             model = load()
             imagenet.append(name)
             for solver in SOLVERS:
-                analyse(run, model, name, px, pnames, layers=default_layers(model, name, most=4), device=device,
+                analyse(run, model, name, px, pnames, layers=block_layers(model, name), device=device,
                         settings={"grid": 16, "steps": cfg["photo_steps"], "samples": cfg["photo_samples"], "solver": solver},
                         batch_size=8, progress=progress, n_maps=1)
     iso = [r for s in SOLVERS for r in isometry_rows(run, cfg, s, device)]
@@ -559,13 +582,13 @@ def decide_claims(rows: Sequence[Mapping[str, Any]], recon: Sequence[Mapping[str
                 continue
             depth_max = max(int(r["depth"]) for r in fr)
             mat, cols = _matrix(fr, "entropy", "depth")
-            row = claim_row("discard", "D2", f"{m} [{solver}]", "Spearman rho(depth, mean entropy)",
+            row = _row("D2", f"{m} [{solver}]", "Spearman rho(depth, mean entropy)",
                             _rho(mat, torch.tensor([float(c) for c in cols])), 0.8, side=">=")
             (d2m if m in mnist else d2i).append(row)
             if m not in mnist:
                 continue
             g = torch.tensor([float(r["gap"]) for r in fr if int(r["depth"]) == depth_max])
-            d1.append(claim_row("discard", "D1", f"{m} [{solver}]", "deepest layer: mean H(background) - H(stroke) "
+            d1.append(_row("D1", f"{m} [{solver}]", "deepest layer: mean H(background) - H(stroke) "
                                 "(nats)", _mean(g[torch.isfinite(g)]), 0.0, side=">"))
             st = [r for r in sel if r["model"] == m and r["stage"] != "final"]  # deepest layer only
             if st:
@@ -575,13 +598,13 @@ def decide_claims(rows: Sequence[Mapping[str, Any]], recon: Sequence[Mapping[str
                     iv = _mean(gm[:, k][torch.isfinite(gm[:, k])])
                     gaps.append({"model": m, "solver": solver, "epoch": float(e), "test_acc": float(acc[k]),
                                  "gap_mean": iv.value, "ci_low": iv.low, "ci_high": iv.high})
-                d4.append(claim_row("discard", "D4", f"{m} [{solver}]", "Spearman rho(test accuracy, deepest-layer "
+                d4.append(_row("D4", f"{m} [{solver}]", "Spearman rho(test accuracy, deepest-layer "
                                     "background - stroke entropy) over stages", _rho(gm, acc), 0.8, side="abs>=",
                                     note=f"{len(stages)} stages"))
             rr = [r for r in recon if r["model"] == m and r["solver"] == solver and r["stage"] == "final"]
             if rr:
                 um, ucols = _matrix(rr, "uncertainty", "depth")
-                d5.append(claim_row("discard", "D5", f"{m} [{solver}]", "Spearman rho(depth, reconstruction uncertainty)",
+                d5.append(_row("D5", f"{m} [{solver}]", "Spearman rho(depth, reconstruction uncertainty)",
                                     _rho(um, torch.tensor([float(c) for c in ucols])), 0.8, side=">="))
         for claim, rs, label in (("D1", d1, "MNIST set"), ("D2", d2m, "MNIST set"), ("D2", d2i, "ImageNet trio"),
                                  ("D4", d4, "MNIST set"), ("D5", d5, "MNIST set")):
@@ -592,7 +615,7 @@ def decide_claims(rows: Sequence[Mapping[str, Any]], recon: Sequence[Mapping[str
         for key in sorted({(r["kind"], int(r["width"]), int(r["size"])) for r in ir}):
             dev = torch.tensor([float(r["deviation"]) for r in ir if (r["kind"], int(r["width"]), int(r["size"])) == key])
             iv = bootstrap(lambda idx, d=dev.double(): d[idx].mean(-1).abs(), dev.numel(), batched=True)
-            d3.append(claim_row("discard", "D3", f"{key[0]} width {key[1]} size {key[2]} [{solver}]",
+            d3.append(_row("D3", f"{key[0]} width {key[1]} size {key[2]} [{solver}]",
                                 "|mean entropy - closed form| (nats)", iv, 0.01, side="<="))
         if d3:
             out += d3 + [most_row(d3, share=1.0, model=f"isometries [{solver}]", note="every width and size")]

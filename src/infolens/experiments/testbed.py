@@ -29,6 +29,20 @@ All three get the cat and the espresso on every view; none gets the motion-blurr
 ("bubble"); Lite1/2 call the Falcon 9 a "drilling platform"; the corner crops of Grace Hopper lose the
 uniform ("academic gown", "Windsor tie").
 
+The shipped MNIST networks (``tools/train_testbed.py``, 5 epochs, 1 CPU thread on a busy 2-core machine;
+test accuracy on the 10,000 test digits, float16 weights):
+
+=============== ====== ======== =========== ====================
+model           params test acc. train time  shipped (8 stages)
+=============== ====== ======== =========== ====================
+mnist_vgg       218586 99.49 %  2422 s      3.56 MB
+mnist_resnet     77754 99.29 %  2058 s      1.37 MB
+mnist_allconv    70330 99.26 %  1893 s      1.20 MB
+mnist_mlp       109386 97.44 %   139 s      1.77 MB
+mnist_lenet5     61706 99.19 %   769 s      1.02 MB
+mnist_resnet_aa  77754 99.47 %  2586 s      1.37 MB
+=============== ====== ======== =========== ====================
+
 ``quick=True`` gives the seconds-to-train variants (one epoch on 10,000 digits, trained into the cache
 on first use, eight stages) and only the unaltered photographs.
 """
@@ -63,7 +77,7 @@ __all__ = [
 ]
 
 MNIST_SET: tuple[str, ...] = ("mnist_vgg", "mnist_resnet", "mnist_allconv", "mnist_mlp", "mnist_lenet5")
-"""The MNIST classifiers every MNIST claim runs on (about 98 % to 99.4 % test accuracy, 62 k to 219 k
+"""The MNIST classifiers every MNIST claim runs on (97.4 % to 99.5 % test accuracy, 62 k to 219 k
 parameters)."""
 
 AA_PAIR: tuple[str, str] = ("mnist_resnet", "mnist_resnet_aa")

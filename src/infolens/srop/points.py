@@ -146,10 +146,11 @@ def plan_points(model: nn.Module, x: Tensor, layers: LayerSpec, at: str) -> list
     for i, (n, k, _) in enumerate(events):
         if n in convs and n not in first:
             first[n] = i
+    missing = [c for c in convs if c not in first]
+    if missing:
+        raise ValueError(f"layers {missing} were not run by the model's forward pass; choose layers the forward pass uses")
     points = []
     for c in convs:
-        if c not in first:
-            continue
         for n, k, s in events[first[c] + 1:]:
             m = named[n]
             if _is_activation(m):

@@ -1,15 +1,18 @@
 """FORGrad (arXiv 2307.09591): attribution maps with and without low-pass filtering, their spectra, and
 their faithfulness (Deletion, Insertion, MuFidelity), per model; the ranking of methods before and after
-filtering. CLI command ``infolens attribution``; a section of ``infolens demo``.
+filtering. CLI command ``infolens forgrad``; a section of ``infolens demo``; claims F1-F5 for
+``infolens reproduce`` (:func:`claims`, in :mod:`.verdicts`, on the paper's protocol in :mod:`.protocol`).
 
-Protocol (``../shared/METHODS.md``, section 4). Every method explains the model's predicted class. The
-FORGrad cut-off is chosen per model (and per method, or from one reference method) on held-out images
+CLI protocol (``../shared/METHODS.md``, section 4). Every method explains the model's predicted class. Only
+gradient-based methods are filtered; gray-box (Grad-CAM, Grad-CAM++) and prediction-based methods are
+ranked with their own maps before and after filtering, beside the sanity references (centred blob, input
+magnitude, uniform noise; a warning is printed when the blob beats half the methods: a degenerate metric).
+The cut-off is chosen per model (and per method, or from one reference method) on held-out images
 (MNIST: the validation split, never the test images reported on; other data: ``--heldout-data``, else
 mirrored copies of the images, a weaker hold-out that the summary states) by Insertion - Deletion over a
 log-spaced grid of cut-offs that ends with the identity, saved in ``cutoffs.json`` and reused.
 Work is done in units of global image indices (resumable, torchrun-shardable); tables are tidy.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 
 from ... import _progress
-from ...attribution.methods import _canonical
+from ...attribution.registry import _canonical
 from ...attribution import (METHODS, REFERENCES, CutoffSelection, make_reference, attribute_many, attribution_spectrum, default_cutoffs, forgrad,
                            make_method, max_cutoff, method_kind, select_cutoff)
 from ...distributed import Unit, gather_table, is_main, run_units, work_units

@@ -28,10 +28,10 @@ AA_PAIR = ("mnist_resnet", "mnist_resnet_aa")
 REFS = ("blob", "magnitude", "noise")
 
 QUICK = Settings(ig_steps=4, noise_samples=4, rise_masks=32, occlusion_patches=4, steps=4, mufidelity_masks=16,
-                cutoffs=(4, 15), batch_size=32, internal_batch_size=64)
+                cutoffs=(4, 15), batch_size=16, internal_batch_size=32)
 """``quick``: :data:`QUICK_PHOTOS` photographs per model and the smallest counts that still give every row."""
 FULL = Settings(ig_steps=4, noise_samples=4, rise_masks=32, occlusion_patches=4, steps=4, mufidelity_masks=32,
-                cutoffs=(4, 15), batch_size=32, internal_batch_size=64)
+                cutoffs=(4, 15), batch_size=16, internal_batch_size=32)
 """``full`` on the CPU: every photograph (17 sources), counts lowered to fit about 15 minutes for the trio
 (about 300 forward passes per photograph and model; EfficientNet-Lite at 224-260 px costs 0.05-0.1 s a
 pass on 2 cores). On a GPU (``device="cuda..."``) the paper's counts, :data:`PAPER`."""

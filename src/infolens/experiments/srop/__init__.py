@@ -13,6 +13,10 @@ Checks (``../shared/METHODS.md``, section 1; the details are our reading):
 * ``training`` (c): SROP statistics at every stage checkpoint of a training run beside the test
   accuracy, and their correlation (Pearson and Spearman) over the stages.
 
+Every check measures at one point, ``--at`` (:mod:`infolens.srop.points`): ``activation`` (default),
+``conv`` or ``block``. The paper's claims S1-S3 at every point: :func:`claims`
+(:mod:`infolens.experiments.srop.claims`, used by ``infolens reproduce``).
+
 Work is done in units of global image indices per (check, model, variant), each written as a part
 (resumable after a kill; shardable over torchrun processes, giving the rows of one process).
 Tables: ``images`` (image x layer x variant statistics of the channel SROPs), ``histogram`` (channel
