@@ -13,6 +13,28 @@
   labels where one is obvious, plus deterministic flips and corner crops that share their source id
   (the bootstrap resamples source photographs, never views of one).
 
+The 17 photographs (full sources in ``infolens/_data/ATTRIBUTION.txt``, ``Photos.info``):
+
+==================== =================== ================================================
+photograph           ImageNet label      licence
+==================== =================== ================================================
+astronaut            -1                  public domain (NASA)
+chelsea              285 Egyptian cat    CC0
+coffee               967 espresso        CC0
+rocket               657 missile         public domain (SpaceX)
+hubble_deep_field    -1                  public domain (NASA)
+immunohistochemistry -1                  public domain (no known restrictions)
+retina               -1                  CC0 1.0
+grace_hopper         652 mil. uniform    public domain (U.S. federal government)
+china                -1                  CC BY 2.0, danielbuechele
+flower               -1                  CC BY 2.0, vultilion
+motorcycle           -1                  none stated (Middlebury 2014 stereo; cite it)
+camera (gray)        -1                  CC0
+coins (gray)         -1                  no known copyright restrictions
+clock (gray)         892 wall clock      public domain
+brick, grass, gravel -1                  CC0 (gray textures)
+==================== =================== ================================================
+
 Top-1 of the trio on the labelled photographs (5 of the 17: chelsea, coffee, rocket, grace_hopper,
 clock; :func:`trio_top1`, measured 2026-11-30; "accepted" also counts tabby/tiger cat, cup, projectile/
 space shuttle, analog clock):
