@@ -108,9 +108,10 @@ def section(name: str, model, x: torch.Tensor, *, steps: int, n_masks: int, grid
     xq = x[:n_quantus].cpu().numpy()
     yq = t[:n_quantus].cpu().numpy()
     aq = np.repeat(sal[:n_quantus].mean(1, keepdim=True).cpu().numpy(), c, axis=1)
-    for metric_name, metric in (("deletion", Deletion(model, steps=steps, batch_size=batch_size)),
-                                ("insertion", Insertion(model, steps=steps, batch_size=batch_size)),
-                                ("mufidelity", MuFidelity(model, n_masks=n_masks, grid=grid, batch_size=batch_size))):
+    for metric_name, metric in (("deletion", Deletion(model, steps=steps, batch_size=batch_size, score="logit")),
+                                ("insertion", Insertion(model, steps=steps, batch_size=batch_size, score="logit")),
+                                ("mufidelity", MuFidelity(model, n_masks=n_masks, grid=grid, batch_size=batch_size,
+                                                              score="logit"))):
         def ours():
             metric._cache = None  # a fresh call: nothing reused from the previous repetition
             metric.forward_passes = 0

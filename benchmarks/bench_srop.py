@@ -1,4 +1,5 @@
-"""Layer-wise SROP of every convolution of torchvision's resnet18 (random weights) on a batch of images,
+"""Layer-wise SROP of every convolution (measured at the convolution output; the activation point and all
+three points from one pass are timed beside it) of torchvision's resnet18 (random weights) on a batch of images,
 against (1) the bare forward pass of the same batch (the floor; goal: SROP analysis <= 1.5x of it) and
 (2) a naive per-channel NumPy loop (the speed-up), plus peak memory as more layers are analysed at once
 (streamed per layer, it must not grow beyond the feature maps themselves).
@@ -26,7 +27,7 @@ from _common import append_results, timeit  # noqa: E402
 
 from infolens.probe import capture, resolve_layers  # noqa: E402
 from infolens.spectral import srop_2d  # noqa: E402
-from infolens.srop import layer_srops  # noqa: E402
+from infolens.srop import layer_srops, layer_srops_at  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
 
@@ -108,15 +109,18 @@ def main() -> None:
 
     # interleaved repeats, best of each: on a shared machine every contender sees the same load
     t_fwd = t_srop = t_alone = float("inf")
-    layer_srops(model, x, names, batch_size=args.batch)  # warm-up (FFT plans, ring tables)
+    layer_srops(model, x, names, at="conv", batch_size=args.batch)  # warm-up (FFT plans, ring tables)
     srop_only()
     for _ in range(args.repeat):
         t_fwd = min(t_fwd, timeit(forward, repeat=1, warmup=0, sync=sync))
-        t_srop = min(t_srop, timeit(lambda: layer_srops(model, x, names, batch_size=args.batch), repeat=1, warmup=0,
+        t_srop = min(t_srop, timeit(lambda: layer_srops(model, x, names, at="conv", batch_size=args.batch), repeat=1, warmup=0,
                                     sync=sync))
         t_alone = min(t_alone, timeit(srop_only, repeat=1, warmup=0, sync=sync))
     del all_maps
-    res = layer_srops(model, x, names, batch_size=args.batch)
+    t_act = timeit(lambda: layer_srops(model, x, names, at="activation", batch_size=args.batch), repeat=1, warmup=0,
+                   sync=sync)
+    t_all = timeit(lambda: layer_srops_at(model, x, names, batch_size=args.batch), repeat=1, warmup=0, sync=sync)
+    res = layer_srops(model, x, names, at="conv", batch_size=args.batch)
     n_maps = sum(v.numel() for v in res.values.values())
 
     # naive: the captured maps of a few images, one channel at a time in NumPy
@@ -140,6 +144,8 @@ def main() -> None:
         "|---|---|---|",
         f"| bare forward pass (floor) | {t_fwd:.3f} | 1.00 |",
         f"| layer_srops, all {len(names)} conv layers (forward + SROP) | {t_srop:.3f} | {t_srop / t_fwd:.2f} x floor |",
+        f"| layer_srops at='activation' (after each conv's ReLU) | {t_act:.3f} | {t_act / t_fwd:.2f} x floor |",
+        f"| layer_srops_at: conv, activation and block from one pass | {t_all:.3f} | {t_all / t_fwd:.2f} x floor |",
         f"| SROP work alone (srop_2d on every captured map) | {t_alone:.3f} | {t_alone / t_fwd:.2f} x floor |",
         f"| naive per-channel NumPy loop alone (measured on {k} image(s), {n_maps_k} maps: {t_naive_k:.2f} s; "
         f"extrapolated to {n_maps}) | {t_naive:.2f} | {t_naive / t_alone:.1f} x our SROP work |",
@@ -159,7 +165,7 @@ def main() -> None:
                   f"| bare forward pass | - | {peak_memory(forward):.0f} |"]
         for n in (1, 5, len(names)):
             lines.append(f"| layer_srops (streamed per layer) | {n} | "
-                         f"{peak_memory(lambda n=n: layer_srops(model, x, names[:n], batch_size=args.batch)):.0f} |")
+                         f"{peak_memory(lambda n=n: layer_srops(model, x, names[:n], at='conv', batch_size=args.batch)):.0f} |")
         lines.append(f"| capture every conv map (not streamed) | {len(names)} | "
                      f"{peak_memory(lambda: capture(model, x, names)):.0f} |")
     body = "\n".join(lines)

@@ -64,11 +64,11 @@ def _captum(name, m, x, t, monkeypatch):
 
         n = 6
         noise = torch.stack([per_image_randn(x.shape[1:], 0, list(range(x.shape[0])), salt=f"{A.methods.NOISE_SALT}:{k}")
-                             for k in range(n)], 1).flatten(0, 1) * 0.15
+                             for k in range(n)], 1).flatten(0, 1) * 0.2
         monkeypatch.setattr(NoiseTunnel, "_add_noise_to_input",
                             staticmethod(lambda inp, stdev, part: inp.repeat_interleave(part, 0) + noise))
         nt = {"smoothgrad": "smoothgrad", "squaregrad": "smoothgrad_sq", "vargrad": "vargrad"}[name]
-        return NoiseTunnel(captum.Saliency(m)).attribute(x, target=t, nt_type=nt, nt_samples=n, stdevs=0.15,
+        return NoiseTunnel(captum.Saliency(m)).attribute(x, target=t, nt_type=nt, nt_samples=n, stdevs=0.2,
                                                           abs=False)
     raise KeyError(name)
 
@@ -112,7 +112,8 @@ def test_ig_riemann_and_completeness(trained):
 ALL = {
     "saliency": {}, "gradient_x_input": {}, "integrated_gradients": {"n_steps": 5},
     "smoothgrad": {"n_samples": 4}, "squaregrad": {"n_samples": 4}, "vargrad": {"n_samples": 4},
-    "guided_backprop": {}, "gradcam": {}, "occlusion": {"window": 7}, "rise": {"n_masks": 40},
+    "guided_backprop": {}, "gradcam": {}, "gradcam_pp": {}, "occlusion": {"window": 7}, "rise": {"n_masks": 40},
+    "blob": {}, "magnitude": {}, "noise": {},
 }
 
 
@@ -120,15 +121,17 @@ ALL = {
 def test_batched_equals_per_image_and_no_hooks(name, trained):
     m, x, t = trained
     before = sum(len(mod._forward_hooks) + len(mod._backward_hooks) for mod in m.modules())
-    big = A.make_method(name, m, batch_size=6, internal_batch_size=64, **ALL[name]).attribute(x, t)
-    small = A.make_method(name, m, batch_size=1, internal_batch_size=3, **ALL[name]).attribute(x, t)
+    make = A.make_reference if name in A.REFERENCES else A.make_method
+    big = make(name, m, batch_size=6, internal_batch_size=64, **ALL[name]).attribute(x, t)
+    small = make(name, m, batch_size=1, internal_batch_size=3, **ALL[name]).attribute(x, t)
     torch.testing.assert_close(big, small, atol=1e-5 * big.abs().max().item() + 1e-7, rtol=1e-4)
     # a sub-batch with its global indices gives the same rows (per-image seeds)
-    part = A.make_method(name, m, batch_size=2, **ALL[name]).attribute(x[2:5], t[2:5], indices=[2, 3, 4])
+    part = make(name, m, batch_size=2, **ALL[name]).attribute(x[2:5], t[2:5], indices=[2, 3, 4])
     torch.testing.assert_close(part, big[2:5], atol=1e-5 * big.abs().max().item() + 1e-7, rtol=1e-4)
     after = sum(len(mod._forward_hooks) + len(mod._backward_hooks) for mod in m.modules())
     assert before == after
-    assert A.method_kind(name) in ("gradient", "prediction")
+    assert (A.REFERENCES[name].kind if name in A.REFERENCES else A.method_kind(name)) in \
+        ("gradient", "gray", "prediction", "reference")
     assert torch.isfinite(big).all()
 
 

@@ -34,21 +34,21 @@ def _linear_case():
 def test_deletion_insertion_closed_form():
     m, x = _linear_case()
     attr = x.clone()  # ranks pixels 4, 3, 2, 1
-    d = Deletion(m, steps=4)(x, [0], attr)
+    d = Deletion(m, steps=4, score="logit")(x, [0], attr)
     # removing 0..4 pixels in order 4, 3, 2, 1: 10, 6, 3, 1, 0
     torch.testing.assert_close(d.curves[0], torch.tensor([10.0, 6, 3, 1, 0], dtype=torch.float64))
     assert d.scores[0].item() == pytest.approx((8 + 4.5 + 2 + 0.5) / 4)  # 3.75
-    i = Insertion(m, steps=4)(x, [0], attr)
+    i = Insertion(m, steps=4, score="logit")(x, [0], attr)
     torch.testing.assert_close(i.curves[0], torch.tensor([0.0, 4, 7, 9, 10], dtype=torch.float64))
     assert i.mean == pytest.approx((2 + 5.5 + 8 + 9.5) / 4)  # 6.25
     # 3 steps over 4 pixels: floor(k * 4 / 3) = 0, 1, 2, 4 pixels (Xplique's integer linspace)
-    d3 = Deletion(m, steps=3)(x, [0], attr)
+    d3 = Deletion(m, steps=3, score="logit")(x, [0], attr)
     torch.testing.assert_close(d3.curves[0], torch.tensor([10.0, 6, 3, 0], dtype=torch.float64))
     # ranking is by the signed map: a negated map deletes the smallest pixel first
-    dn = Deletion(m, steps=4)(x, [0], -attr)
+    dn = Deletion(m, steps=4, score="logit")(x, [0], -attr)
     torch.testing.assert_close(dn.curves[0], torch.tensor([10.0, 9, 7, 4, 0], dtype=torch.float64))
     # a baseline of 1: removed pixels become 1
-    db = Deletion(m, steps=4, baseline=1.0)(x, [0], attr)
+    db = Deletion(m, steps=4, baseline=1.0, score="logit")(x, [0], attr)
     torch.testing.assert_close(db.curves[0], torch.tensor([10.0, 7, 5, 4, 4], dtype=torch.float64))
     # softmax score: p_0 = sigmoid(2 s)
     ds = Deletion(m, steps=4, score="softmax")(x, [0], attr)
@@ -64,12 +64,12 @@ def test_mufidelity_linear_model_is_perfect():
     x = torch.rand(3, 1, 6, 6, generator=g, dtype=torch.float64)
     attr = w * x
     for corr in ("spearman", "pearson"):
-        r = MuFidelity(m, grid=6, n_masks=50, correlation=corr)(x, [0, 0, 0], attr)
+        r = MuFidelity(m, grid=6, n_masks=50, correlation=corr, score="logit")(x, [0, 0, 0], attr)
         torch.testing.assert_close(r.scores, torch.ones(3, dtype=torch.float64))
-        r = MuFidelity(m, grid=6, n_masks=50, correlation=corr)(x, [0, 0, 0], -attr)
+        r = MuFidelity(m, grid=6, n_masks=50, correlation=corr, score="logit")(x, [0, 0, 0], -attr)
         torch.testing.assert_close(r.scores, -torch.ones(3, dtype=torch.float64))
     # a coarse grid: drops are still sums over cells, the correlation stays 1
-    r = MuFidelity(m, grid=3, n_masks=50)(x, [0, 0, 0], attr)
+    r = MuFidelity(m, grid=3, n_masks=50, score="logit")(x, [0, 0, 0], attr)
     torch.testing.assert_close(r.scores, torch.ones(3, dtype=torch.float64))
 
 
@@ -141,14 +141,14 @@ def _reference_causal(model, x, t, attr, steps, mode, baseline=0.0):
 @pytest.mark.parametrize("mode", ["deletion", "insertion"])
 def test_causal_matches_reference_loop(cnn, mode):
     m, x, t, attr = cnn
-    metric = make_metric(mode, m, steps=10, batch_size=7)
+    metric = make_metric(mode, m, steps=10, batch_size=7, score="logit")
     res = metric(x, t, attr)
     for i, (curve, auc) in enumerate(_reference_causal(m, x, t, attr, 10, mode)):
         np.testing.assert_allclose(res.curves[i].numpy(), curve, rtol=1e-9, atol=1e-9)
         assert res.scores[i].item() == pytest.approx(auc, rel=1e-9)
     assert res.mean == pytest.approx(res.scores.mean().item())
     # a second call on the same inputs (cached endpoints) and a different batch size agree
-    again = make_metric(mode, m, steps=10, batch_size=1000)(x, t, attr)
+    again = make_metric(mode, m, steps=10, batch_size=1000, score="logit")(x, t, attr)
     torch.testing.assert_close(again.curves, res.curves)
     torch.testing.assert_close(metric(x, t, attr).curves, res.curves)
 
@@ -156,7 +156,7 @@ def test_causal_matches_reference_loop(cnn, mode):
 def test_mufidelity_matches_reference_loop(cnn):
     stats = pytest.importorskip("scipy.stats")
     m, x, t, attr = cnn
-    metric = MuFidelity(m, n_masks=30, batch_size=37)
+    metric = MuFidelity(m, n_masks=30, batch_size=37, score="logit")
     res = metric(x, t, attr)
     dropped = metric.dropped(list(range(5)))  # (5, 30, 81) the masks the metric used
     for i in range(3):  # the per-image reference loop on 3 of the 5 images (it is slow)
@@ -173,7 +173,7 @@ def test_mufidelity_matches_reference_loop(cnn):
         ref = stats.spearmanr(drops, sums)[0]
         assert res.scores[i].item() == pytest.approx(ref, abs=1e-9)
     # masks are seeded per image: a sub-batch with its global indices gives the same scores
-    sub = MuFidelity(m, n_masks=30, batch_size=5)(x[3:], t[3:], attr[3:], indices=[3, 4])
+    sub = MuFidelity(m, n_masks=30, batch_size=5, score="logit")(x[3:], t[3:], attr[3:], indices=[3, 4])
     torch.testing.assert_close(sub.scores, res.scores[3:])
     # the cache is dropped when the inputs change in place
     y = x.clone()
@@ -217,7 +217,7 @@ def test_deletion_curve_equals_quantus_pixel_flipping(cnn):
                                disable_warnings=True, display_progressbar=False)
     ref = np.asarray(pf(model=m, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=a.numpy(), softmax=False,
                         device="cpu", batch_size=5))
-    ours = Deletion(m, steps=16)(x, t, a).curves[:, 1:].numpy()
+    ours = Deletion(m, steps=16, score="logit")(x, t, a).curves[:, 1:].numpy()
     assert ref.shape == ours.shape == (5, 16)
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
@@ -252,7 +252,7 @@ def test_mufidelity_equals_quantus_faithfulness_correlation(cnn, monkeypatch, co
         def dropped(self, indices, device="cpu"):
             return masks[list(indices)].to(device)
 
-    ours = QuantusMasks(m, n_masks=runs, grid=28, correlation=correlation, batch_size=64)(x, t, a)
+    ours = QuantusMasks(m, n_masks=runs, grid=28, correlation=correlation, batch_size=64, score="logit")(x, t, a)
     np.testing.assert_allclose(ours.scores.numpy(), ref, atol=1e-5)
 
 

@@ -12,7 +12,7 @@ import torch
 from infolens import attribution as A
 from infolens.cli import main as cli_main
 from infolens.experiments import forgrad as R
-from infolens.faithfulness import Deletion, MuFidelity
+from infolens.faithfulness import Deletion, Insertion, MuFidelity
 from infolens.models import build_builtin
 from infolens.results import read_csv
 
@@ -70,7 +70,7 @@ def test_cli_auto_cutoff_tables_and_reuse(tmp_path, checkpoint):
     out = tmp_path / "run"
     assert cli_main(_argv(out, checkpoint, "--forgrad", "auto", "--select-images", "4")) == 0
     saved = json.loads((out / "cutoffs.json").read_text())["mnist_allconv"]
-    assert set(saved) == {"saliency", "occlusion"}
+    assert set(saved) == {"saliency"}  # only gradient-based methods are filtered (occlusion is not)
     curves = read_csv(out / "tables" / "cutoff_curves.csv")
     for m, sel in saved.items():
         # the chosen cut-off is the best of its curve, and the grid ends with the identity
@@ -79,8 +79,9 @@ def test_cli_auto_cutoff_tables_and_reuse(tmp_path, checkpoint):
         assert sel["cutoffs"] == A.default_cutoffs(28, 28) and sel["cutoffs"][-1] == pytest.approx(A.max_cutoff(28, 28))
         assert all(r["score"] == pytest.approx(r["insertion"] - r["deletion"]) for r in mine)
     scores = read_csv(out / "tables" / "scores.csv")
-    # 4 images x 2 methods x (raw, filtered) x 3 metrics
-    assert len(scores) == 4 * 2 * 2 * 3
+    # 4 images x 3 metrics x (saliency raw and filtered, occlusion raw, 3 sanity references)
+    assert len(scores) == 4 * 3 * (2 + 1 + 3)
+    assert {r["method"] for r in scores if r["forgrad"] == "forgrad"} == {"saliency"}
     assert {r["cutoff"] for r in scores if r["forgrad"] == "forgrad" and r["method"] == "saliency"} == \
         {saved["saliency"]["cutoff"]}
     for name in ("summary", "ranking", "mean_spectra", "spectra"):
@@ -115,16 +116,20 @@ def test_cli_auto_cutoff_tables_and_reuse(tmp_path, checkpoint):
     assert json.loads((other / "cutoffs.json").read_text())["mnist_allconv"] == saved
 
 
-def test_cli_fixed_cutoff_in_nyquist_units_and_off(tmp_path, checkpoint):
+def test_cli_fixed_cutoff_in_nyquist_units_and_off(tmp_path, checkpoint, capsys):
     out = tmp_path / "nyq"
     assert cli_main(_argv(out, checkpoint, "--forgrad", "0.25", "--cutoff-unit", "nyquist", "--metrics",
-                          "deletion")) == 0
+                          "deletion,insertion")) == 0
+    # the degenerate-metric warning is printed exactly when the summary table calls for it
+    err = capsys.readouterr().err
+    warnings = R.degenerate_warnings(read_csv(out / "tables" / "summary.csv"))
+    assert all(w in err for w in warnings) and ("centred blob" in err) == bool(warnings)
     rows = read_csv(out / "tables" / "scores.csv")
     assert {r["cutoff"] for r in rows if r["forgrad"] == "forgrad"} == {0.25}
     off = tmp_path / "off"
     assert cli_main(_argv(off, checkpoint, "--forgrad", "off", "--metrics", "insertion")) == 0
     rows = read_csv(off / "tables" / "scores.csv")
-    assert {r["forgrad"] for r in rows} == {"off"} and len(rows) == 4 * 2
+    assert {r["forgrad"] for r in rows} == {"off"} and len(rows) == 4 * (2 + 3)
 
 
 def test_cli_errors(tmp_path, checkpoint, capsys):
@@ -134,3 +139,188 @@ def test_cli_errors(tmp_path, checkpoint, capsys):
     assert "unknown faithfulness metric" in capsys.readouterr().err
     assert cli_main(_argv(tmp_path / "c", checkpoint, "--forgrad", "-2")) == 2
     assert "--forgrad" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- library pieces of issue 17
+
+def test_gradcam_pp_weights_follow_the_formula():
+    """Grad-CAM++'s channel weights, element by element (Chattopadhay et al. Eq. 19, Xplique's mean)."""
+    g = torch.Generator().manual_seed(0)
+    grads = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64)
+    acts = torch.rand(2, 3, 4, 5, generator=g, dtype=torch.float64)
+    grads[0, 0, 0, 0] = 0.0  # 0/0 -> alpha 0
+    got = A.GradCAMPlusPlus.channel_weights(grads, acts)
+    want = torch.zeros(2, 3, 1, 1, dtype=torch.float64)
+    for n in range(2):
+        for c in range(3):
+            avg = acts[n, c].mean().item()
+            tot = 0.0
+            for i in range(4):
+                for j in range(5):
+                    gv = grads[n, c, i, j].item()
+                    den = 2 * gv ** 2 + gv ** 3 * avg
+                    alpha = gv ** 2 / den if den != 0 else 0.0
+                    tot += alpha * max(gv, 0.0)
+            want[n, c] = tot / 20
+    torch.testing.assert_close(got, want)
+    assert A.method_kind("gradcam_pp") == A.method_kind("gradcam") == "gray"
+
+
+def test_sanity_references():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 9 * 8, 3))
+    x = torch.rand(4, 2, 9, 8)
+    blob = A.CentredBlob(net).attribute(x)
+    assert torch.equal(blob, A.CentredBlob(net).attribute(torch.rand(4, 2, 9, 8)))  # blind to the input
+    assert blob.shape == (4, 1, 9, 8) and blob[0, 0].flatten().argmax().item() in (4 * 8 + 3, 4 * 8 + 4)
+    torch.testing.assert_close(A.InputMagnitude(net, baseline=0.5).attribute(x), (x - 0.5).abs().mean(1, keepdim=True))
+    noise = A.UniformNoise(net, seed=3).attribute(x)
+    assert torch.equal(noise[2:], A.UniformNoise(net, seed=3).attribute(x[2:], indices=[2, 3]))
+    assert 0 <= noise.min() and noise.max() < 1
+
+
+@pytest.mark.parametrize("k,share", [(3, 0.0), (5, 0.0), (7, 1.0), (10, 1.0)])
+def test_high_frequency_share_of_cosines(k, share):
+    """A cosine of k cycles over 20 px sits at k / 10 of Nyquist: its power is all below or all above half."""
+    xs = torch.arange(20, dtype=torch.float64)
+    m = torch.cos(2 * math.pi * k * xs / 20)[None, :].expand(20, 20)[None]
+    assert A.high_frequency_share(m, absolute=False).item() == pytest.approx(share, abs=1e-9)
+    assert A.high_frequency_share(torch.ones(1, 20, 20)).item() == 0.0
+
+
+def test_cross_fit_chooses_on_the_other_fold():
+    from infolens.experiments.forgrad.protocol import cross_fit
+
+    # 3 cut-offs x 4 images; images 0, 2 in fold 0 prefer cut-off 0, images 1, 3 in fold 1 prefer cut-off 2
+    score = torch.tensor([[5.0, 0, 5, 0], [1, 1, 1, 1], [0, 5, 0, 5]])
+    folds = torch.tensor([0, 1, 0, 1])
+    assert cross_fit(score, folds).tolist() == [2, 0, 2, 0]
+
+
+def _result(n=6, improve=1.0):
+    """A synthetic ModelResult: filtered maps better than standard by ``improve`` on every metric."""
+    from infolens.experiments.forgrad.protocol import GRADIENT, ModelResult
+
+    g = torch.Generator().manual_seed(0)
+    src = torch.arange(n)
+    scores = {}
+    for m in GRADIENT:
+        base = {k: torch.rand(n, generator=g, dtype=torch.float64) for k in ("deletion", "insertion", "mufidelity")}
+        for var in ("standard", "signed", "abs"):
+            scores.update({(m, var, k): v for k, v in base.items()})
+        scores.update({(m, "forgrad", "deletion"): base["deletion"] - improve,
+                       (m, "forgrad", "insertion"): base["insertion"] + improve,
+                       (m, "forgrad", "mufidelity"): base["mufidelity"] + improve})
+    for m in ("gradcam", "occlusion", "rise", "blob", "magnitude", "noise"):
+        scores.update({(m, "standard", k): torch.full((n,), 0.5, dtype=torch.float64)
+                       for k in ("deletion", "insertion", "mufidelity")})
+    grid = [1.0, 4.0, 16.0]
+    curve = torch.tensor([0.1, 0.5, 0.2], dtype=torch.float64)[:, None].expand(3, n)
+    curves = {m: {"insertion": curve + 1, "deletion": torch.ones(3, n, dtype=torch.float64)} for m in GRADIENT}
+    return ModelResult(name="net", sources=src, folds=src % 2, cutoffs=grid, curves=curves,
+                       chosen={m: torch.ones(n, dtype=torch.long) for m in GRADIENT},
+                       chosen_model=torch.ones(n, dtype=torch.long), scores=scores,
+                       hf_share={**{m: torch.full((n,), 0.3) for m in GRADIENT},
+                                 **{m: torch.full((n,), 0.1) for m in ("occlusion", "rise")}},
+                       spectra={}, frequencies=torch.zeros(0))
+
+
+def test_claim_rows_on_a_synthetic_result():
+    from infolens.experiments.forgrad import verdicts as V
+
+    good, bad = _result(improve=2.0), _result(improve=-2.0)
+    f1 = V.f1_rows([good])
+    assert f1[0]["value"] == pytest.approx(0.2) and f1[0]["verdict"] == "reproduced"
+    f2 = V.f2_rows([good])  # every curve peaks at the inner cut-off, by 0.3 over the best end
+    assert all(r["verdict"] == "reproduced" for r in f2) and f2[0]["value"] == pytest.approx(0.3)
+    f3 = V.f3_rows([good])
+    assert f3[0]["value"] == 3 and f3[-1]["verdict"] == "reproduced"
+    assert V.f3_rows([bad])[-1]["verdict"] == "not reproduced"
+    f4 = V.f4_rows([good])  # the filtered gradient methods beat the 0.5s of the others on all 3 metrics
+    assert f4[0]["value"] == 3 and f4[0]["verdict"] == "reproduced"
+    assert V.f4_rows([bad])[0]["value"] == 0
+    tabs = V.tables([good])
+    before = [r for r in tabs["ranking"] if r["stage"] == "before" and r["metric"] == "insertion"]
+    assert {r["method"] for r in before} >= {"blob", "magnitude", "noise", "occlusion", "saliency"}
+
+
+def test_degenerate_warning():
+    rows = [{"model": "m", "method": "blob", "kind": "reference", "insertion": 0.9, "deletion": 0.1},
+            {"model": "m", "method": "saliency", "kind": "gradient", "insertion": 0.5, "deletion": 0.3},
+            {"model": "m", "method": "occlusion", "kind": "prediction", "insertion": 0.95, "deletion": 0.1}]
+    assert len(R.degenerate_warnings(rows)) == 1 and "saliency" in R.degenerate_warnings(rows)[0]
+    rows[0]["insertion"] = 0.1
+    assert R.degenerate_warnings(rows) == []
+
+
+def test_protocol_scores_equal_core_functions():
+    """run_model's filtered scores are Deletion / MuFidelity of forgrad(map, the cut-off chosen on the other
+    fold), computed directly; gray-box and prediction-based methods are never filtered."""
+    from infolens.experiments.forgrad.protocol import GRADIENT, Settings, cross_fit, run_model
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                              torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
+                              torch.nn.Flatten(), torch.nn.Linear(32, 5)).eval()
+    x = torch.rand(4, 3, 16, 16)
+    cfg = Settings(ig_steps=3, noise_samples=2, rise_masks=8, occlusion_patches=4, steps=4, mufidelity_masks=10,
+                   cutoffs=(28.0, 56.0), batch_size=8, internal_batch_size=16)
+    res = run_model(net, "net", x, torch.tensor([0, 1, 2, 3]), cfg, progress=False)
+    assert res.cutoffs[:2] == [2.0, 4.0] and res.cutoffs[-1] == pytest.approx(A.max_cutoff(16, 16))
+    assert set(res.curves) == set(GRADIENT) and ("occlusion", "forgrad", "deletion") not in res.scores
+    with torch.no_grad():
+        t = net(x).argmax(1)
+    ig = A.IntegratedGradients(net, n_steps=3).attribute(x, t)
+    d = Deletion(net, steps=4)
+    curve = torch.stack([d(x, t, A.forgrad(ig, c)).scores for c in res.cutoffs])
+    ins = torch.stack([Insertion(net, steps=4)(x, t, A.forgrad(ig, c)).scores for c in res.cutoffs])
+    torch.testing.assert_close(res.curves["integrated_gradients"]["deletion"], curve.double(), check_dtype=False)
+    chosen = cross_fit(ins - curve, res.folds)
+    assert res.chosen["integrated_gradients"].tolist() == chosen.tolist()
+    filt = torch.cat([A.forgrad(ig[i:i + 1], res.cutoffs[int(chosen[i])]) for i in range(4)])
+    torch.testing.assert_close(res.scores[("integrated_gradients", "forgrad", "mufidelity")],
+                               MuFidelity(net, n_masks=10)(x, t, filt).scores, check_dtype=False)
+    torch.testing.assert_close(res.scores[("integrated_gradients", "standard", "deletion")],
+                               d(x, t, ig).scores, check_dtype=False)
+
+
+
+@pytest.mark.slow
+def test_claims_fill_every_row_and_resume(tmp_path, monkeypatch):
+    """claims() on a stand-in testbed (a tiny CNN for the trio, random photographs, two tiny MNIST nets):
+    every claim F1-F5 gets rows with the claims.csv columns and a verdict; meta.json names the figures and
+    the deviations; a second call reuses the per-model results and returns the same rows."""
+    import json as _json
+    from types import SimpleNamespace
+
+    from infolens.claims import CLAIM_COLUMNS, VERDICTS
+    from infolens.experiments.forgrad import verdicts as V
+
+    def cnn(c, k):
+        torch.manual_seed(c + k)
+        return torch.nn.Sequential(torch.nn.Conv2d(c, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                   torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
+                                   torch.nn.Flatten(), torch.nn.Linear(16, k)).eval()
+
+    g = torch.Generator().manual_seed(0)
+    photos = torch.rand(4, 3, 24, 24, generator=g)
+    fake = SimpleNamespace(AA_PAIR=("plain", "aa"), IMAGENET_TRIO=("tiny_a", "tiny_b"),
+                           mnist_model=lambda name, quick, device: cnn(1, 10 + len(name)),
+                           mnist_data=lambda split, limit: (torch.rand(limit, 1, 28, 28,
+                                                                       generator=torch.Generator().manual_seed(1)), None))
+    monkeypatch.setattr(V, "_testbed", lambda: fake)
+    monkeypatch.setattr(V, "load_trio_model", lambda name, device: SimpleNamespace(
+        model=cnn(3, 7 if name == "tiny_a" else 9), input_shape=(3, 24, 24)))
+    monkeypatch.setattr(V, "load_photos", lambda size, quick: (photos, torch.tensor([0, 1, 2, 0]), list("abcd")))
+    rows = V.claims(tmp_path / "fg", quick=True, progress=False)
+    assert {r["claim"] for r in rows} == {"F1", "F2", "F3", "F4", "F5"}
+    assert all(set(CLAIM_COLUMNS) <= set(r) and r["verdict"] in VERDICTS and r["paper"] == "forgrad" for r in rows)
+    assert sum(r["claim"] == "F3" for r in rows) == 2 * 7 + 1  # each (model, gradient method) and "most"
+    meta = _json.loads((tmp_path / "fg" / "meta.json").read_text())
+    assert set(meta["claim_figures"]) == {"F1", "F2", "F3", "F4", "F5"}
+    assert all((tmp_path / "fg" / f).is_file() for f in meta["claim_figures"].values())
+    assert any("Sobol and HSIC" in d for d in meta["deviations"]) and any("quick" in d for d in meta["deviations"])
+    ranking = read_csv(tmp_path / "fg" / "tables" / "ranking.csv")
+    assert {"blob", "magnitude", "noise"} <= {r["method"] for r in ranking}
+    assert not [r for r in ranking if r["stage"] == "after" and r["family"] != "gradient" and r["variant"] != "standard"]
+    again = V.claims(tmp_path / "fg", quick=True, progress=False)
+    assert [(r["claim"], r["model"], r["value"]) for r in again] == [(r["claim"], r["model"], r["value"]) for r in rows]

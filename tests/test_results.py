@@ -168,3 +168,63 @@ def test_corrupt_meta_json_names_the_file(tmp_path):
     (tmp_path / "meta.json").write_text("{not json")
     with pytest.raises(ValueError, match="meta.json is not valid JSON.*--overwrite"):
         RunDir(tmp_path, analysis="x", params={})
+
+
+# --------------------------------------------------------------------------- issue 16: progress in a log
+import io  # noqa: E402
+
+
+class _Log(io.StringIO):
+    def isatty(self) -> bool:
+        return False
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_progress_in_a_log_is_a_plain_line_every_few_seconds(monkeypatch):
+    from infolens import _progress
+
+    monkeypatch.setenv("INFOLENS_PROGRESS", "1")
+    clock = _Clock()
+    monkeypatch.setattr(_progress.time, "monotonic", clock)
+    log = _Log()
+    with _progress.Progress(100, "srop mnist_vgg", stream=log, interval=5.0) as p:
+        for _ in range(10):  # 10 batches of 10 images, 2 s apart: lines at 6, 12, 18 s (every >= 5 s)
+            clock.t += 2.0
+            p.update(10)
+            # loops inside the run open no bars of their own
+            assert list(_progress.track(range(3), desc="layers")) == [0, 1, 2]
+    text = log.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert lines == ["srop mnist_vgg: 30/100 images (30%), 0:06 elapsed, ETA 0:14",
+                     "srop mnist_vgg: 60/100 images (60%), 0:12 elapsed, ETA 0:08",
+                     "srop mnist_vgg: 90/100 images (90%), 0:18 elapsed, ETA 0:02",
+                     "srop mnist_vgg: 100/100 images (100%), done in 0:20"]
+
+
+def test_progress_in_a_terminal_is_one_bar_with_an_eta(monkeypatch):
+    pytest.importorskip("tqdm")
+    from infolens import _progress
+
+    monkeypatch.setenv("INFOLENS_PROGRESS", "1")
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    with _progress.Progress(8, "run", stream=out) as p:
+        for _ in range(8):
+            p.update(1)
+            assert list(_progress.track(range(2))) == [0, 1]
+    text = out.getvalue()
+    assert "8/8" in text and "images" in text and "<" in text  # tqdm's "elapsed<remaining" (the ETA)
+    assert text.count("run:") >= 1 and "steps" not in text  # the inner loops drew nothing
+    assert _progress._DEPTH[0] == 0

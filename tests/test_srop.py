@@ -52,7 +52,7 @@ def images() -> torch.Tensor:
 
 def test_layer_srops_known_feature_maps(images):
     model = TwoConv()
-    res = layer_srops(model, images, "all conv")
+    res = layer_srops(model, images, "all conv", at="conv")
     assert res.layers == ["a", "b"] and res.shapes == {"a": (16, 16), "b": (8, 8)}
     assert res.strides == {"a": 1.0, "b": 2.0}
     va, vb = res.values["a"], res.values["b"]
@@ -68,7 +68,7 @@ def test_layer_srops_known_feature_maps(images):
 
 
 def test_statistics_exclude_and_count_dead_channels(images):
-    res = layer_srops(TwoConv(), images, ["a", "b"])
+    res = layer_srops(TwoConv(), images, ["a", "b"], at="conv")
     st = srop_statistics(res, bins=10)
     va = res.values["a"].double().numpy()
     np.testing.assert_allclose(st.per_image["mean"][:, 0].numpy(), np.nanmean(va, 1), rtol=1e-12)
@@ -87,7 +87,7 @@ def test_statistics_exclude_and_count_dead_channels(images):
 
 
 def test_pooled_and_per_image_aggregation_agree_with_numpy(images):
-    res = layer_srops(TwoConv(), images, "all conv")
+    res = layer_srops(TwoConv(), images, "all conv", at="conv")
     vb = res.values["b"].double().numpy()
     pooled = srop_statistics(res, aggregate="pooled").aggregated
     assert float(pooled["median"][1]) == pytest.approx(float(np.median(vb)), abs=1e-12)
@@ -130,13 +130,13 @@ def test_streaming_keeps_only_srops(quick_mnist_model, mnist_test_small):
 def test_errors(images):
     model = TwoConv()
     with pytest.raises(ValueError, match="2-D maps"):
-        layer_srops(model, images, "head")
+        layer_srops(model, images, "head", at="conv")
     with pytest.raises(ValueError, match="unknown layer"):
-        layer_srops(model, images, "nope")
+        layer_srops(model, images, "nope", at="conv")
     with pytest.raises(ValueError, match="non-finite"):
-        layer_srops(model, images.clone().fill_(float("nan")), "a")
+        layer_srops(model, images.clone().fill_(float("nan")), "a", at="conv")
     with pytest.raises(ValueError, match="kappa"):
-        layer_srops(model, images, "a", kappa=0)
+        layer_srops(model, images, "a", kappa=0, at="conv")
     with pytest.raises(TypeError):
         layer_srops("model", images, "a")
     with pytest.raises(ValueError, match="variant"):
@@ -149,7 +149,7 @@ def test_first_layer_follows_the_input_spectrum(quick_mnist_model, mnist_test_sm
     x = mnist_test_small[0][:64]
     means = {}
     for v in ("original", "lowpass", "shuffled"):
-        res = layer_srops(quick_mnist_model, input_variant(x, v, seed=0), "features.0")
+        res = layer_srops(quick_mnist_model, input_variant(x, v, seed=0), "features.0", at="conv")
         means[v] = float(srop_statistics(res).aggregated["mean"][0])
     assert means["lowpass"] < means["original"] < means["shuffled"]
 
@@ -230,7 +230,7 @@ def test_correlation_matches_scipy():
 
 
 def test_summarize_image_rows_equals_statistics_aggregate(images):
-    res = layer_srops(TwoConv(), images, "all conv")
+    res = layer_srops(TwoConv(), images, "all conv", at="conv")
     st = srop_statistics(res)
     table = summarize_image_rows(st.image_rows(decimals=None), decimals=None)
     for row, ref in zip(table, st.layer_rows(decimals=None)):
@@ -275,6 +275,22 @@ def test_cli_writes_tables_figures_and_report(tmp_path, allconv_ckpt):
         assert n == lr["n_channels"] - lr["n_dead"]
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["mean SROP (input)"]["mnist_allconv"]) == {"original", "noise"}
+
+
+@pytest.mark.parametrize("at,layers", [("block", {"features.2", "features.8", "features.15"}),
+                                       ("conv", {"features.0", "features.3", "features.6", "features.9", "features.12",
+                                                 "features.15"})])
+def test_cli_measurement_point(tmp_path, allconv_ckpt, at, layers):
+    from infolens.cli import main
+    from infolens.results import read_csv
+
+    out = tmp_path / at
+    rc = main(["--no-progress", "srop", "mnist_allconv", "--checkpoint", str(allconv_ckpt), "--limit", "3",
+               "--out", str(out), "--no-report", "--at", at])
+    assert rc == 0
+    rows = read_csv(out / "tables" / "images.csv")
+    assert {r["at"] for r in rows} == {at} and {r["layer"] for r in rows} == layers
+    assert json.loads((out / "meta.json").read_text())["params"]["at"] == at
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -325,3 +341,238 @@ def test_quick_demo_section(tmp_path):
     assert "training: correlation of SROP with test accuracy" in summary
     meta = json.loads((out / "meta.json").read_text())
     assert meta["order"] == 10 and set(meta["figures"]) == {"srop_input", "srop_training"}
+
+
+# --------------------------------------------------------------------------- measurement points
+
+
+class ConvBnRelu(nn.Module):
+    """A block with known maps: conv -> BN -> ReLU (a module), then a residual block whose one ReLU
+    module is called twice (as torchvision's BasicBlock), then a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU()
+        self.block = nn.Sequential(Residual(4), Residual(4))
+        self.head = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.bn.running_mean.copy_(torch.randn(4, generator=g))
+            self.bn.running_var.copy_(torch.rand(4, generator=g) + 0.5)
+            self.bn.weight.copy_(torch.randn(4, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block(self.relu(self.bn(self.conv(x))))
+        return self.head(x.mean((-2, -1)))
+
+
+class Residual(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(c, c, 3, padding=1)
+        self.c2 = nn.Conv2d(c, c, 3, padding=1)
+        self.act = nn.ReLU()  # shared: called after c1 and after the addition
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.c2(self.act(self.c1(x))) + x)
+
+
+class Functional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x)).mean((1, 2, 3))[:, None]
+
+
+def test_activation_point_is_relu_of_the_conv_computed_directly(images):
+    model = ConvBnRelu().eval()
+    with torch.no_grad():
+        conv = model.conv(images)
+        act = torch.relu(model.bn(conv))
+        b0 = model.block[0]
+        a1 = torch.relu(b0.c1(act))
+        a2 = torch.relu(b0.c2(a1) + act)
+        b1 = model.block[1](a2)
+    res = layer_srops(model, images, at="activation")
+    assert res.at == "activation" and res.layers == ["conv", "block.0.c1", "block.0.c2", "block.1.c1", "block.1.c2"]
+    assert res.sources["conv"] == "relu" and res.sources["block.0.c2"] == "block.0.act#1"
+    torch.testing.assert_close(res.values["conv"], srop_2d(act).float(), equal_nan=True)
+    torch.testing.assert_close(res.values["block.0.c1"], srop_2d(a1).float(), equal_nan=True)
+    torch.testing.assert_close(res.values["block.0.c2"], srop_2d(a2).float(), equal_nan=True)
+    conv_res = layer_srops(model, images, at="conv")
+    torch.testing.assert_close(conv_res.values["conv"], srop_2d(conv).float())
+    blocks = layer_srops(model, images, at="block")
+    assert blocks.layers == ["block.0", "block.1"]
+    torch.testing.assert_close(blocks.values["block.1"], srop_2d(b1).float(), equal_nan=True)
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_every_point_from_one_pass_equals_one_point_at_a_time(images):
+    from infolens.srop import layer_srops_at
+
+    model = ConvBnRelu().eval()
+    both = layer_srops_at(model, images, settings=[{}, {"q": 1.0, "keep_dc": False}], batch_size=4)
+    for at in ("conv", "activation", "block"):
+        for i, kw in enumerate([{}, {"q": 1.0, "keep_dc": False}]):
+            one = layer_srops(model, images, at=at, batch_size=6, **kw)
+            assert both[(at, i)].layers == one.layers and both[(at, i)].params == one.params
+            for k in one.layers:
+                assert torch.equal(both[(at, i)].values[k].nan_to_num(9), one.values[k].nan_to_num(9))
+
+
+def test_functional_activation_and_bad_point_raise_clearly(images):
+    with pytest.raises(ValueError, match="functionally"):
+        layer_srops(Functional(), images, at="activation")
+    with pytest.raises(ValueError, match="at must be one of"):
+        layer_srops(Functional(), images, at="relu")
+    assert layer_srops(Functional(), images, at="conv").layers == ["conv"]
+
+
+def test_spectral_rolloff_method_shape(images):
+    from infolens.srop import SpectralRolloff
+
+    model = ConvBnRelu().train()
+    method = SpectralRolloff(model, at="activation", q=1.0)
+    res = method.measure(images)
+    ref = layer_srops(model, images, at="activation", q=1.0)
+    assert model.training and all(m.training for m in model.modules())  # restored recursively
+    assert all(torch.equal(res.values[k].nan_to_num(9), ref.values[k].nan_to_num(9)) for k in ref.layers)
+    rows = res.to_rows()
+    assert set(rows[0]) == {"at", "image", "layer", "depth", "channel", "srop", "srop_input"}
+    assert len(rows) == images.shape[0] * sum(v.shape[1] for v in res.values.values())
+
+
+def test_wasserstein1_matches_scipy():
+    from scipy.stats import wasserstein_distance
+
+    from infolens.srop import resample_counts, resample_histograms, srop_histograms, wasserstein1
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(20, 16, generator=g) * 0.8
+    b = (torch.rand(20, 16, generator=g) * 0.5 + 0.4)
+    a[0, :3] = float("nan")  # dead channels are left out
+    ha, hb = srop_histograms(a), srop_histograms(b)
+    got = float(wasserstein1(ha.sum(0), hb.sum(0)))
+    ref = wasserstein_distance(a[~torch.isnan(a)].numpy(), b.flatten().numpy())
+    assert got == pytest.approx(ref, abs=2 * math.sqrt(2) / 512)
+    idx = torch.tensor([[0, 0, 5, 7], [1, 2, 3, 3]])
+    counts = resample_counts(idx, 20)
+    w = wasserstein1(resample_histograms(ha, counts), resample_histograms(hb, counts))
+    for r in range(2):
+        sa, sb = a[idx[r]], b[idx[r]]
+        ref = wasserstein_distance(sa[~torch.isnan(sa)].numpy(), sb.flatten().numpy())
+        assert float(w[r]) == pytest.approx(ref, abs=2 * math.sqrt(2) / 512)
+
+
+# --------------------------------------------------------------------------- claims S1-S3
+
+
+class MeanClassifier(nn.Module):
+    """Predicts from the image mean alone, through a conv + ReLU: a low-pass (DC kept) never changes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.head = nn.Linear(1, 2)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+            self.head.bias.copy_(torch.tensor([-0.5, 0.5]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.relu(self.conv(x))  # maps to measure; the decision uses the mean only
+        return self.head(x.mean((1, 2, 3))[:, None])
+
+
+def _run(tmp_path):
+    from infolens.results import RunDir
+
+    return RunDir(tmp_path / "claims", analysis="srop", params={"test": True})
+
+
+def test_cutoff_rule_takes_the_lowest_cutoff_that_keeps_accuracy(images):
+    from infolens.experiments.srop.claims import CUTOFFS, choose_cutoff
+
+    x = torch.cat([images * 0.4, images * 0.4 + 0.6])  # means below and above 0.5: two classes
+    y = torch.tensor([1] * 6 + [0] * 6)
+    cut = choose_cutoff(MeanClassifier(), x, y, "cpu")
+    assert cut["acc0"] == 1.0 and cut["kept"] and cut["cutoff"] == CUTOFFS[-1]  # the mean survives every low-pass
+    flipped = choose_cutoff(MeanClassifier(), x, 1 - y, "cpu")  # accuracy 0 unfiltered, 0 filtered: kept too
+    assert flipped["cutoff"] == CUTOFFS[-1]
+
+
+def test_s1_s2_point_estimates_equal_scipy_wasserstein(tmp_path):
+    from scipy.stats import wasserstein_distance
+
+    from infolens.experiments.srop.claims import QUICK, _variants, s1_s2_model
+    from infolens.srop import random_init
+
+    g = torch.Generator().manual_seed(4)
+    x = (torch.rand(10, 1, 16, 16, generator=g) > 0.8).float()
+    x = torch.nn.functional.avg_pool2d(x, 3, 1, 1)  # sparse blobs (like digits), so variants differ
+    model = ConvBnRelu().eval()
+    tables = {"cutoffs": [], "dist": [], "stages": [], "robustness": []}
+    s1, s2 = s1_s2_model(_run(tmp_path), "net", model, x, torch.arange(10), x, None, QUICK, "cpu", "MNIST", tables)
+    cutoff = tables["cutoffs"][0]["cutoff"]
+    var = _variants(x, cutoff, QUICK.seed)
+    for at, r1, r2 in zip(("conv", "activation", "block"), s1, s2):
+        def pooled(m, xv):
+            res = layer_srops(m, xv, at=at)
+            return [res.values[k].flatten()[~torch.isnan(res.values[k].flatten())].numpy() for k in res.layers]
+
+        p = {v: pooled(model, xv) for v, xv in var.items()}
+        w = {v: np.mean([wasserstein_distance(a, b) for a, b in zip(p["original"], p[v])]) for v in p}
+        ref = min(w["shuffled"], w["noise"]) / w["lowpass"]
+        assert r1["model"] == f"net@{at}" and r1["value"] == pytest.approx(ref, rel=0.05)
+        rnd = [pooled(random_init(model, seed=s), x) for s in (1, 2)]
+        tr = np.mean([np.mean([wasserstein_distance(a, b) for a, b in zip(p["original"], rr)]) for rr in rnd])
+        between = np.mean([wasserstein_distance(a, b) for a, b in zip(*rnd)])
+        assert r2["value"] == pytest.approx(tr / between, rel=0.05)
+        assert r1["ci_low"] <= r1["value"] <= r1["ci_high"] and r1["n"] == 10
+
+
+def test_s3_rho_equals_spearman_of_direct_layer_means(tmp_path, monkeypatch):
+    from scipy.stats import spearmanr
+
+    import infolens.experiments.srop.claims as C
+
+    from infolens._torch import fork_rng
+
+    def stage(seed: int):
+        def load():
+            with fork_rng(seed):
+                return ConvBnRelu().eval()  # other kernels: other SROPs
+        return load
+
+    scales = [11, 12, 13, 14, 15]  # stage seeds
+    accs = [0.1, 0.5, 0.9, 0.3, 0.7]
+    monkeypatch.setattr(C, "mnist_stages", lambda name, **kw: [(float(k), a, stage(s))
+                                                               for k, (s, a) in enumerate(zip(scales, accs))])
+    g = torch.Generator().manual_seed(5)
+    x = torch.nn.functional.avg_pool2d((torch.rand(8, 1, 16, 16, generator=g) > 0.8).float(), 3, 1, 1)
+    tables = {"cutoffs": [], "dist": [], "stages": [], "robustness": []}
+    rows = C.s3_model(_run(tmp_path), "net", x, C.QUICK, True, "cpu", False, tables)
+    for at, row in zip(("conv", "activation", "block"), rows):
+        means = []
+        for s in scales:
+            res = layer_srops(stage(s)(), x, at=at)
+            per = torch.stack([torch.nanmean(res.values[k].double(), 1) for k in res.layers], 1)  # (N, L)
+            means.append(float(torch.nanmean(per, 1).mean()))
+        assert row["value"] == pytest.approx(spearmanr(means, accs)[0], abs=1e-9)
+    assert {r["setting"] for r in tables["robustness"]} == {s for s, _ in C.S3_SETTINGS}
+
+
+def test_random_init_is_seeded_and_leaves_the_model_alone():
+    from infolens.srop import random_init
+
+    model = ConvBnRelu().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    a, b, a2 = random_init(model, seed=1), random_init(model, seed=2), random_init(model, seed=1)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(torch.equal(a.state_dict()[k], a2.state_dict()[k]) for k in before)
+    assert not torch.equal(a.conv.weight, b.conv.weight) and not torch.equal(a.conv.weight, model.conv.weight)
+    assert torch.equal(a.bn.running_mean, torch.zeros(4)) and torch.equal(a.bn.running_var, torch.ones(4))

@@ -7,7 +7,8 @@ the stage checkpoints (float16) into ``src/infolens/_data/testbed/<name>/``.
 ``train`` runs :func:`infolens.models.train` with ``_builtin_settings(name)`` (5 epochs, Adam, cosine
 learning rate, stage checkpoints at ``DEFAULT_CHECKPOINTS``, seed 0) and keeps a finished model's
 folder, so an interrupted run resumes model by model. ``pack`` rounds each stage to float16 (integer
-buffers stay), measures the packed final model on the first 2,000 test digits and on the whole test
+buffers stay; the epoch-0 stage is not shipped but rebuilt from the seed, after checking it equals the
+saved one), measures the packed final model on the first 2,000 test digits and on the whole test
 set, and writes ``history.json`` beside the stage files (that file is what the test checks against).
 """
 
@@ -60,6 +61,14 @@ def do_pack(work: Path, names: list[str]) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         rows = []
         for row in meta["history"]:
+            if row["step"] == 0:  # the initialisation: rebuilt from the seed at run time, not shipped
+                init = build_builtin(name, seed=meta["settings"]["seed"]).state_dict()
+                saved = torch.load(src / row["file"], map_location="cpu", weights_only=True)
+                if not all(torch.equal(init[k], saved[k]) for k in init):
+                    raise SystemExit(f"{name}: the saved initialisation differs from build_builtin(seed)")
+                rows.append({k: v for k, v in row.items() if k != "file"}
+                            | {"file": None, "init_seed": meta["settings"]["seed"]})
+                continue
             state = torch.load(src / row["file"], map_location="cpu", weights_only=True)
             half = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
             file = f"ep{row['epoch']:g}.pt"

@@ -128,10 +128,11 @@ def image_generators(seed: int, indices: Sequence[int], salt: str = "") -> list[
 def per_image_randn(shape: Sequence[int], seed: int, indices: Sequence[int], *, salt: str = "",
                     device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Standard normal noise of shape ``(len(indices), *shape)``, each image's slice drawn from its own
-    seed (CPU generator, then moved), so it does not depend on batch composition or process count."""
+    seed (CPU generator, then moved), so it does not depend on batch composition or process count. The draw
+    is made in float32 and then cast, so float32 and float64 runs see the same noise."""
     gens = image_generators(seed, indices, salt)
-    noise = torch.stack([torch.randn(tuple(shape), generator=g, dtype=dtype) for g in gens])
-    return noise.to(device)
+    noise = torch.stack([torch.randn(tuple(shape), generator=g, dtype=torch.float32) for g in gens])
+    return noise.to(device=device, dtype=dtype)
 
 
 @contextlib.contextmanager

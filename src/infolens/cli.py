@@ -87,7 +87,8 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     from .models import load_model
     from .probe import list_layers, parse_layer_selection, resolve_layers
 
-    lm = load_model(args.model, checkpoint=args.checkpoint, device=args.device, pretrained=False)
+    lm = load_model(args.model, checkpoint=args.checkpoint, device=args.device, pretrained=False,
+                    weights=args.weights)
     shape = tuple(int(s) for s in args.input_shape.split(",")) if args.input_shape else lm.input_shape
     rows = list_layers(lm.model, shape, device=args.device)
     if args.select:
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint")
     s.add_argument("--device", default="cpu")
     s.add_argument("--input-shape", help="C,H,W (default: the model's)")
+    s.add_argument("--weights", default=None, help="weights to load (DEFAULT, a weight set name, or none: the "
+                   "default here, as the layer list needs only the architecture)")
     s.add_argument("--select", help="only layers matching this selection (e.g. 'all conv' or 'layer*.conv2')")
     s.set_defaults(func=_cmd_layers)
 

@@ -5,7 +5,7 @@ Definitions are Xplique's (``xplique.metrics.fidelity``), the ones FORGrad (arXi
 * **Deletion** (Petsiuk et al. 2018, RISE paper Sec. 4.1): pixels ranked by the signed channel mean of
   the map, most important first (no absolute value); at step ``k`` of ``steps`` the first
   ``floor(k * n / steps)`` pixels (all channels) are set to the baseline; the score is the model's
-  target output (raw logit by default, ``score="softmax"`` as an option); the area is the trapezoid mean
+  target output; the area is the trapezoid mean
   ``mean_k (s_k + s_{k+1}) / 2``. Lower is better.
 * **Insertion**: the same ranking, starting from the baseline image and inserting pixels. Higher is better.
 * **MuFidelity** (Bhatt et al. 2020, Def. 3): ``n_masks`` random subsets of a ``grid x grid`` grid (each
@@ -13,6 +13,17 @@ Definitions are Xplique's (``xplique.metrics.fidelity``), the ones FORGrad (arXi
   to the baseline; per image, the correlation (Spearman by default, as Xplique; Pearson, as before 2021,
   on request) between the drop of the target score and the sum of the attributions over the dropped
   pixels. A constant series gives 0, as in Xplique. Higher is better.
+
+**Score** (every metric): the softmax probability of the target class by default (``score="softmax"``), as
+the RISE paper defines Deletion and Insertion ("the drop in the probability of a class", Petsiuk et al.
+2018, Sec. 4.1, quoted by Xplique's metric documentation) and as FORGrad's reported scores (between 0 and
+1, arXiv 2307.09591 Fig. 1) imply; Xplique itself scores whatever the model outputs. ``score="logit"``
+takes the raw target logit. **Baseline**: the value removed pixels take, default 0 (Xplique's
+``baseline_mode=0.0``), in the units of the images passed in (for a model with built-in normalisation
+that takes [0, 1] pixels, 0 is black; the FORGrad runner passes the value that the model's normalisation
+maps to 0, as Xplique's 0 on preprocessed inputs).
+
+Public extension point: subclass :class:`Metric`.
 
 Unlike Xplique and Quantus, which loop over steps / samples on the host, every perturbed input of many
 images is built on the device and goes through the model in batches of ``batch_size`` (the only memory
@@ -50,7 +61,7 @@ from ._stats import average_ranks, rowwise_correlation
 from .attribution.methods import Score, _indices, model_scores, to_map
 from ._torch import image_generators
 
-__all__ = ["FaithfulnessResult", "Deletion", "Insertion", "MuFidelity", "METRICS", "make_metric",
+__all__ = ["FaithfulnessResult", "Metric", "Deletion", "Insertion", "MuFidelity", "METRICS", "make_metric",
            "average_ranks", "rowwise_correlation"]
 
 
@@ -65,12 +76,39 @@ class FaithfulnessResult:
     mean: float
     higher_is_better: bool
 
+    def to_rows(self, *, indices: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """One row per image: ``index`` (global, default 0..N-1), ``metric``, ``score``, ``higher_is_better``,
+        and for Deletion/Insertion the curve as ``step_0 .. step_S`` (the target's score after each step)."""
+        n = int(self.scores.shape[0])
+        idx = list(range(n)) if indices is None else [int(i) for i in indices]
+        if len(idx) != n:
+            raise ValueError(f"indices must hold one index per image ({n}), got {len(idx)}")
+        scores = self.scores.detach().double().cpu().tolist()
+        curves = self.curves.detach().double().cpu().tolist() if self.curves is not None else None
+        rows = []
+        for j, i in enumerate(idx):
+            row: dict[str, Any] = {"index": i, "metric": self.name, "score": scores[j],
+                                   "higher_is_better": self.higher_is_better}
+            if curves is not None:
+                row.update({f"step_{k}": v for k, v in enumerate(curves[j])})
+            rows.append(row)
+        return rows
 
-class _Metric:
+
+class Metric:
+    """Base of every faithfulness metric: built with the model and the metric's parameters, called on
+    ``(inputs, targets, attributions)``, returning a :class:`FaithfulnessResult` of per-image scores.
+    Subclasses set ``name`` and ``higher_is_better`` and implement ``__call__`` (and may implement
+    ``score_many`` to share work across several maps of the same images).
+
+    ``score``: ``"softmax"`` (default, see the module docstring), ``"logit"`` or ``"log_softmax"``;
+    ``baseline``: the value of removed pixels (default 0, Xplique's).
+    """
+
     name = ""
     higher_is_better = True
 
-    def __init__(self, model: nn.Module, *, baseline: float = 0.0, score: Score = "logit",
+    def __init__(self, model: nn.Module, *, baseline: float = 0.0, score: Score = "softmax",
                  batch_size: int = 256) -> None:
         if not callable(model):
             raise TypeError(f"model must be an nn.Module or callable, got {type(model).__name__}")
@@ -119,10 +157,10 @@ class _Metric:
         return f"{type(self).__name__}(score={self.score!r}, baseline={self.baseline})"
 
 
-class _Causal(_Metric):
+class _Causal(Metric):
     mode = "deletion"
 
-    def __init__(self, model: nn.Module, *, steps: int = 10, baseline: float = 0.0, score: Score = "logit",
+    def __init__(self, model: nn.Module, *, steps: int = 10, baseline: float = 0.0, score: Score = "softmax",
                  max_fraction: float = 1.0, batch_size: int = 256) -> None:
         super().__init__(model, baseline=baseline, score=score, batch_size=batch_size)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -202,8 +240,8 @@ class _Causal(_Metric):
 
 
 class Deletion(_Causal):
-    """Deletion (see the module docstring); lower is better. Defaults as Xplique: 10 steps, baseline 0,
-    the raw target logit."""
+    """Deletion (see the module docstring); lower is better. Defaults: 10 steps and baseline 0 (Xplique's),
+    the softmax probability of the target (RISE's definition)."""
 
     name, mode, higher_is_better = "deletion", "deletion", False
 
@@ -222,16 +260,17 @@ def _cell_index(h: int, w: int, grid: int, device: torch.device) -> Tensor:
     return (r[:, None] * grid + c[None, :]).flatten()
 
 
-class MuFidelity(_Metric):
+class MuFidelity(Metric):
     """MuFidelity (see the module docstring). Defaults as Xplique: 200 masks, a 9 x 9 grid, each cell
-    dropped with probability 0.2, baseline 0, Spearman correlation, the raw target logit. ``seed`` and the
+    dropped with probability 0.2, baseline 0, Spearman correlation; the softmax probability of the target
+    (as Deletion and Insertion). ``seed`` and the
     images' global ``indices`` seed each image's masks."""
 
     name, higher_is_better = "mufidelity", True
 
     def __init__(self, model: nn.Module, *, n_masks: int = 200, grid: int = 9, subset_percent: float = 0.2,
                  baseline: float = 0.0, correlation: Literal["spearman", "pearson"] = "spearman",
-                 score: Score = "logit", seed: int = 0, batch_size: int = 256) -> None:
+                 score: Score = "softmax", seed: int = 0, batch_size: int = 256) -> None:
         super().__init__(model, baseline=baseline, score=score, batch_size=batch_size)
         if isinstance(n_masks, bool) or not isinstance(n_masks, int) or n_masks < 2:
             raise ValueError(f"n_masks must be an integer >= 2, got {n_masks!r}")
@@ -297,10 +336,13 @@ class MuFidelity(_Metric):
             raise TypeError("attributions must be a sequence of (N, [C,] H, W) maps; call the metric for one map")
         return [self(inputs, targets, a, indices=indices) for a in attributions]
 
-METRICS: dict[str, type[_Metric]] = {"deletion": Deletion, "insertion": Insertion, "mufidelity": MuFidelity}
+
+_Metric = Metric  # the former private name
+
+METRICS: dict[str, type[Metric]] = {"deletion": Deletion, "insertion": Insertion, "mufidelity": MuFidelity}
 
 
-def make_metric(name: str, model: nn.Module, **kwargs: Any) -> _Metric:
+def make_metric(name: str, model: nn.Module, **kwargs: Any) -> Metric:
     """Build a metric by name (``deletion``, ``insertion``, ``mufidelity``)."""
     key = str(name).strip().lower().replace("-", "").replace("_", "")
     if key not in METRICS:

@@ -18,3 +18,15 @@ def quick_demo(tmp_path_factory) -> Path:
                        env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def quick_reproduce(tmp_path_factory) -> Path:
+    """``infolens reproduce --quick`` through the real CLI, once per session (issue 10: CI checks the
+    table's shape and vocabulary, never the verdicts themselves)."""
+    out = tmp_path_factory.mktemp("reproduce") / "reproduce"
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    r = subprocess.run([sys.executable, "-m", "infolens", "--no-progress", "reproduce", "--quick", "--out", str(out)],
+                       env=env, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out

@@ -20,7 +20,12 @@ window.addEventListener('load', () => {
   const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt);
   const out = document.createElement('pre');
   out.id = 'probe';
-  out.textContent = JSON.stringify({images: imgs.length, broken: broken, errors: window.__errors});
+  const top = el => el ? el.getBoundingClientRect().top + window.scrollY : -1;
+  const summary = document.getElementById('summary');
+  out.textContent = JSON.stringify({images: imgs.length, broken: broken, errors: window.__errors,
+    firstHeading: (document.querySelector('h2') || {}).textContent || '',
+    summaryTop: top(summary), summaryHeight: summary ? summary.getBoundingClientRect().height : 0,
+    firstSectionTop: top(document.querySelector('section')), viewport: window.innerHeight});
   document.body.appendChild(out);
 });
 </script>"""
@@ -56,6 +61,11 @@ def test_demo_report_renders_in_chromium(quick_demo, tmp_path):
     assert result["images"] == n_figures
     assert result["broken"] == [], f"figures that did not load: {result['broken']}"
     assert result["errors"] == []
+    # issue 16: the reader sees what was found first: the summary is the first heading, above every
+    # analysis section, and it starts on the first screen
+    assert result["firstHeading"] == "Summary"
+    assert 0 <= result["summaryTop"] < result["firstSectionTop"]
+    assert result["summaryTop"] < result["viewport"] and result["summaryHeight"] > 0
     shot = tmp_path / "report.png"
     subprocess.run([chrome, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,2000",
                     f"--screenshot={shot}", (quick_demo / "report.html").as_uri()],

@@ -1,5 +1,6 @@
-"""Attribution maps (:mod:`.methods`: one class per method, Captum's calling convention) and FORGrad
-(:mod:`.forgrad`: the low-pass filter of arXiv 2307.09591, spectra of maps, the cut-off search).
+"""Attribution maps (:mod:`.methods`: one class per method, Captum's calling convention; :mod:`.registry`:
+names, families, shared passes; :mod:`.references`: the sanity references) and FORGrad (:mod:`.forgrad`:
+the low-pass filter of arXiv 2307.09591, spectra of maps, the cut-off search).
 
 Public extension point: subclass :class:`Attribution`.
 """
@@ -7,10 +8,11 @@ Public extension point: subclass :class:`Attribution`.
 from __future__ import annotations
 
 from .forgrad import (CutoffSelection, FORGrad, attribution_spectrum, default_cutoffs, forgrad,
-                      max_cutoff, select_cutoff)
-from .methods import (METHODS, RISE, Attribution, GradCAM, GradientXInput, GuidedBackprop, IntegratedGradients,
-                      Occlusion, Saliency, SmoothGrad, SquareGrad, VarGrad, attribute_many, make_method, method_kind,
-                      model_scores, to_map)
+                      high_frequency_share, max_cutoff, select_cutoff)
+from .methods import (RISE, Attribution, GradCAM, GradCAMPlusPlus, GradientXInput, GuidedBackprop,
+                      IntegratedGradients, Occlusion, Saliency, SmoothGrad, SquareGrad, VarGrad, model_scores, to_map)
+from .registry import METHODS, attribute_many, make_method, method_kind
+from .references import REFERENCES, CentredBlob, InputMagnitude, UniformNoise, make_reference
 
 __all__ = [
     "Attribution",
@@ -22,9 +24,16 @@ __all__ = [
     "VarGrad",
     "GuidedBackprop",
     "GradCAM",
+    "GradCAMPlusPlus",
     "Occlusion",
     "RISE",
     "FORGrad",
+    "CentredBlob",
+    "InputMagnitude",
+    "UniformNoise",
+    "REFERENCES",
+    "make_reference",
+    "high_frequency_share",
     "METHODS",
     "method_kind",
     "make_method",

@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 
 from .._checks import check_images
-from ..spectral import RadialProfile, lowpass_filter, radial_profile
+from ..spectral import RadialProfile, frequency_radius, lowpass_filter, power_spectrum, radial_profile
 from .methods import Attribution, to_map
 
-__all__ = ["FORGrad", "forgrad", "attribution_spectrum", "default_cutoffs", "max_cutoff", "CutoffSelection",
+__all__ = ["FORGrad", "forgrad", "attribution_spectrum", "high_frequency_share", "default_cutoffs", "max_cutoff", "CutoffSelection",
            "select_cutoff"]
 
 
@@ -86,6 +86,24 @@ def attribution_spectrum(attributions: Tensor, *, normalize: bool = True, n_bins
         vals = vals / vals.sum(-1, keepdim=True).clamp(min=1e-300)
     return RadialProfile(values=vals.to(attributions.dtype), frequencies=prof.frequencies.to(attributions.dtype),
                          edges=prof.edges.to(attributions.dtype))
+
+
+def high_frequency_share(attributions: Tensor, *, above: float = 0.5, absolute: bool = True) -> Tensor:
+    """Share of each map's power at radial frequencies above ``above`` x Nyquist (default half Nyquist,
+    ``../shared/CLAIMS.md`` F1 and F5), ``(N,)``.
+
+    The map is the channel mean, made non-negative with ``|.|`` when ``absolute`` (the map FORGrad
+    filters); its mean is removed first, so the DC term (the map's overall level) does not count and the
+    share describes how the map's variation is spread over frequencies. A constant map gives 0."""
+    maps = to_map(attributions).to(torch.float64)
+    if absolute:
+        maps = maps.abs()
+    maps = maps - maps.mean((-2, -1), keepdim=True)
+    power = power_spectrum(maps)
+    rho = frequency_radius(*maps.shape[-2:], device=maps.device, dtype=torch.float64)
+    total = power.sum((-2, -1))
+    high = (power * (rho > above)).sum((-2, -1))
+    return torch.where(total > 0, high / total.clamp(min=1e-300), torch.zeros_like(total)).to(attributions.dtype)
 
 
 # --------------------------------------------------------------------------- cut-off selection

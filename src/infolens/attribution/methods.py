@@ -19,7 +19,7 @@ A new attribution method subclasses :class:`Attribution` and implements ``_attri
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -41,12 +41,9 @@ __all__ = [
     "VarGrad",
     "GuidedBackprop",
     "GradCAM",
+    "GradCAMPlusPlus",
     "Occlusion",
     "RISE",
-    "METHODS",
-    "method_kind",
-    "make_method",
-    "attribute_many",
     "to_map",
     "model_scores",
 ]
@@ -279,12 +276,12 @@ def noise_tunnel_moments(model: nn.Module, x: Tensor, t: Tensor, idx: Sequence[i
 class _NoiseTunnel(Attribution):
     """Shared settings of SmoothGrad / SquareGrad / VarGrad.
 
-    ``stdev`` is absolute, in input units (default 0.15 on [0, 1] images: the 10-20% of the input range
-    that SmoothGrad recommends); ``n_samples`` defaults to 25 (Xplique's SmoothGrad default is 50; 25
-    halves the cost with a small change of the map).
+    Defaults are Xplique's (``SmoothGrad``, ``SquareGrad``, ``VarGrad``: ``nb_samples=50``, ``noise=0.2``), the
+    ones FORGrad (arXiv 2307.09591) used: 50 samples, ``stdev`` 0.2 absolute, in the model's input units
+    (here [0, 1] pixels; Xplique adds its noise to whatever the model takes).
     """
 
-    def __init__(self, model: nn.Module, *, n_samples: int = 25, stdev: float = 0.15, seed: int = 0,
+    def __init__(self, model: nn.Module, *, n_samples: int = 50, stdev: float = 0.2, seed: int = 0,
                  **kw: Any) -> None:
         super().__init__(model, **kw)
         self.n_samples = _check_positive_int(n_samples, "n_samples")
@@ -380,6 +377,7 @@ class GradCAM(Attribution):
     ``layer`` : a dotted name or module (see :func:`infolens.probe.resolve_layers`); default the last Conv2d.
     """
 
+    kind = "gray"
     name = "gradcam"
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None, *, relu: bool = True,
@@ -401,11 +399,32 @@ class GradCAM(Attribution):
         if a.ndim != 4:
             raise ValueError(f"Grad-CAM layer {self.layer!r} gives shape {tuple(a.shape)}; choose a layer with "
                              f"(N, C, H, W) output")
-        cam = (g.mean((2, 3), keepdim=True) * a.detach()).sum(1, keepdim=True)
+        cam = (self.channel_weights(g, a.detach()) * a.detach()).sum(1, keepdim=True)
         if self.relu:
             cam = F.relu(cam)
         return F.interpolate(cam, size=x.shape[-2:], mode=self.upsample,
                              **({} if self.upsample == "nearest" else {"align_corners": False}))
+
+
+    @staticmethod
+    def channel_weights(grads: Tensor, acts: Tensor) -> Tensor:
+        """Grad-CAM's channel weights ``mean_hw(dy/dA_c)`` (Eq. 1), shape (N, C, 1, 1)."""
+        return grads.mean((2, 3), keepdim=True)
+
+
+class GradCAMPlusPlus(GradCAM):
+    """Grad-CAM++ (Chattopadhay et al. 2018, Eqs. 19-20), as Xplique's ``GradCAMPP``: channel weights
+    ``mean_hw(alpha * relu(g))`` with ``alpha = g^2 / (2 g^2 + g^3 mean_hw(A))`` (0/0 taken as 0).
+    Xplique averages over the map where the paper sums; the sum only rescales the map."""
+
+    name = "gradcam_pp"
+
+    @staticmethod
+    def channel_weights(grads: Tensor, acts: Tensor) -> Tensor:
+        g2 = grads.square()
+        den = 2 * g2 + g2 * grads * acts.mean((2, 3), keepdim=True)
+        alpha = g2 / torch.where(den == 0, torch.ones_like(den), den)
+        return (alpha * F.relu(grads)).mean((2, 3), keepdim=True)
 
 
 class Occlusion(Attribution):
@@ -506,96 +525,3 @@ class RISE(Attribution):
                 s = model_scores(self.model(pert), t.repeat_interleave(len(grp)), self.score).view(n, len(grp))
                 out += torch.einsum("ng,ghw->nhw", s, m[:, 0])[:, None]
         return out / (self.n_masks * self.p)
-
-
-METHODS: dict[str, type[Attribution]] = {
-    "saliency": Saliency,
-    "gradient_x_input": GradientXInput,
-    "integrated_gradients": IntegratedGradients,
-    "smoothgrad": SmoothGrad,
-    "squaregrad": SquareGrad,
-    "vargrad": VarGrad,
-    "guided_backprop": GuidedBackprop,
-    "gradcam": GradCAM,
-    "occlusion": Occlusion,
-    "rise": RISE,
-}
-"""Method name -> class. ``kind`` is ``"gradient"`` (white/gray box) or ``"prediction"`` (black box)."""
-
-_ALIASES = {"gxi": "gradient_x_input", "inputxgradient": "gradient_x_input", "ig": "integrated_gradients",
-            "grad_cam": "gradcam", "guidedbackprop": "guided_backprop", "gbp": "guided_backprop"}
-
-
-def _canonical(name: str) -> str:
-    key = str(name).strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in METHODS:
-        import difflib
-
-        close = difflib.get_close_matches(key, list(METHODS), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown attribution method {name!r}{hint} (known: {', '.join(METHODS)})")
-    return key
-
-
-def method_kind(name: str) -> str:
-    """``"gradient"`` or ``"prediction"`` for a method name (the two families FORGrad compares)."""
-    return METHODS[_canonical(name)].kind
-
-
-def make_method(name: str, model: nn.Module, **kwargs: Any) -> Attribution:
-    """Build a method by name; keyword arguments the class does not take are refused with a clear error."""
-    import inspect
-
-    cls = METHODS[_canonical(name)]
-    allowed = set()
-    for klass in cls.__mro__:
-        if klass is object:
-            continue
-        allowed |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "model", "kw")}
-    bad = sorted(set(kwargs) - allowed)
-    if bad:
-        raise TypeError(f"{cls.__name__} takes no argument(s) {', '.join(bad)}; it takes {', '.join(sorted(allowed))}")
-    return cls(model, **kwargs)
-
-
-def attribute_many(model: nn.Module, methods: Mapping[str, Attribution] | Sequence[str], inputs: Tensor,
-                   target: Tensor | int | None = None, *, indices: Sequence[int] | None = None,
-                   **kwargs: Any) -> dict[str, Tensor]:
-    """Maps of several methods for the same batch, sharing passes where the methods allow: Saliency and
-    Gradient x Input share one gradient; SmoothGrad, SquareGrad and VarGrad share their noisy gradients
-    (when built with the same settings). Equal to calling each method's ``attribute``.
-
-    ``methods`` : names (built with ``kwargs``) or a mapping label -> built method.
-    """
-    built = {m: make_method(m, model, **kwargs) for m in methods} if not isinstance(methods, Mapping) \
-        else dict(methods)
-    inputs = check_images(inputs, name="inputs")
-    n = inputs.shape[0]
-    t = check_targets(target, n)
-    any_m = next(iter(built.values()))
-    if t is None:
-        t = any_m._predict(inputs)
-    t = t.to(inputs.device)
-    idx = _indices(indices, n)
-    out: dict[str, list[Tensor]] = {k: [] for k in built}
-    bs = min(m.batch_size for m in built.values())
-    for s in range(0, n, bs):
-        x, tt, ii = inputs[s:s + bs], t[s:s + bs], idx[s:s + bs]
-        shared: dict[tuple, Any] = {}
-        for label, m in built.items():
-            if type(m) in (Saliency, GradientXInput):
-                key = ("grad", id(m.model), m.score)
-                if key not in shared:
-                    shared[key] = _input_grad(m.model, x, tt, m.score)
-                g = shared[key]
-                r = (g.abs() if m.abs else g) if isinstance(m, Saliency) else x * g
-            elif isinstance(m, _NoiseTunnel):
-                key = ("noise", id(m.model), m.score, m.n_samples, m.stdev, m.seed)
-                if key not in shared:
-                    shared[key] = m.moments(x, tt, ii)
-                r = m.combine(*shared[key])
-            else:
-                r = m._attribute(x, tt, ii)
-            out[label].append(r.detach())
-    return {k: torch.cat(v) for k, v in out.items()}

@@ -154,12 +154,12 @@ class PairForward:
         """Feature MSE per active pair (mean over its ``m`` rows and the feature's elements), (P',).
         ``sigma`` is indexed like ``active``; ``transform`` (e.g. ``torch.exp`` for log-sigma parameters)
         is applied chunk by chunk, so each chunk's graph is freed by its own backward pass."""
-        out = torch.empty(len(active), device=self.x.device)
+        out = torch.empty(len(active), device=self.x.device, dtype=self.x.dtype)
         for a, b in self.chunks(active, m):
             act = active[a:b]
             sig = sigma[a:b] if transform is None else transform(sigma[a:b])
             xr = self.noisy(act, sig, eps[a * m:b * m], m)
-            e = torch.empty(b - a, device=self.x.device)
+            e = torch.empty(b - a, device=self.x.device, dtype=self.x.dtype)
             total = 0.0
             for l, sel, f in self.feature_rows(act, xr, m):
                 ref = self.clean[l][self.pair_img[act[sel]]].repeat_interleave(m, dim=0)

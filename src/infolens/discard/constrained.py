@@ -46,7 +46,7 @@ def fit_offset(pf: PairForward, s: Tensor, sf2: Tensor, eps: Tensor, m: int, *, 
     """Per pair the offset ``c`` with error(exp(s + c)) = tau on the draw ``eps`` (``m`` rows per pair):
     a safeguarded secant on ``log E(c)`` (slope 2 for a layer linear in the noise), at most ``iters``
     evaluations; a pair stops once ``|log(E / tau)| <= tol``. Returns the shifted ``s`` and its error."""
-    P, dev = s.shape[0], s.device
+    P, dev, dt = s.shape[0], s.device, s.dtype
     log_tau = math.log(tau)
     rows_of = torch.arange(m, device=dev)
 
@@ -57,11 +57,11 @@ def fit_offset(pf: PairForward, s: Tensor, sf2: Tensor, eps: Tensor, m: int, *, 
         return torch.log(e.clamp_min(1e-30))
 
     span = hi - lo
-    a, b = torch.full((P,), -span, device=dev), torch.full((P,), span, device=dev)
-    c = torch.zeros(P, device=dev)
+    a, b = torch.full((P,), -span, device=dev, dtype=dt), torch.full((P,), span, device=dev, dtype=dt)
+    c = torch.zeros(P, device=dev, dtype=dt)
     f = log_err(c, torch.arange(P, device=dev)) - log_tau
     best_c, best_f = c.clone(), f.clone()
-    slope = torch.full((P,), 2.0, device=dev)
+    slope = torch.full((P,), 2.0, device=dev, dtype=dt)
     for _ in range(iters - 1):
         act = (best_f.abs() > tol).nonzero().flatten()
         if act.numel() == 0:
@@ -89,21 +89,21 @@ def solve_constrained(pf: PairForward, gens: list[torch.Generator], cells: tuple
                       early_stop: bool = True, bisect_iters: int = 8) -> Solution:
     """Largest mean entropy at error ``tau`` for every pair of ``pf`` (module docstring). ``clamp`` bounds
     sigma in the noise space."""
-    dev = pf.x.device
+    dev, dt = pf.x.device, pf.x.dtype
     P, M = pf.N * pf.L, samples
     lo, hi = math.log(clamp[0]), math.log(clamp[1])
     everyone = torch.arange(P, device=dev)
     with torch.no_grad():
         eps_cal = pf.draw(gens, range(P), calib_samples)
-        sf2 = pf.feature_mse(everyone, torch.full((P, 1, 1, 1), float(sigma0), device=dev), eps_cal, calib_samples)
+        sf2 = pf.feature_mse(everyone, torch.full((P, 1, 1, 1), float(sigma0), device=dev, dtype=dt), eps_cal, calib_samples)
     sf2 = sf2.clamp_min(torch.finfo(sf2.dtype).tiny)
-    s = torch.full((P, 1, *cells), math.log(sigma0), device=dev)
+    s = torch.full((P, 1, *cells), math.log(sigma0), device=dev, dtype=dt)
     rbar, win_sum, win_n = torch.ones_like(s), torch.zeros_like(s), 0
     s_avg = s.clone()
-    last_avg_ent = torch.full((P,), float("inf"), device=dev)
-    lam = torch.zeros(P, device=dev)
-    err_hist = torch.full((steps, P), float("nan"), device=dev)
-    ent_hist = torch.full((steps, P), float("nan"), device=dev)
+    last_avg_ent = torch.full((P,), float("inf"), device=dev, dtype=dt)
+    lam = torch.zeros(P, device=dev, dtype=dt)
+    err_hist = torch.full((steps, P), float("nan"), device=dev, dtype=dt)
+    ent_hist = torch.full((steps, P), float("nan"), device=dev, dtype=dt)
     steps_run = torch.full((P,), steps, dtype=torch.long, device=dev)
     alive = torch.ones(P, dtype=torch.bool, device=dev)
     for t in range(steps):

@@ -221,7 +221,7 @@ class ReconstructionUncertainty:
                 weight: Tensor, lam: float) -> tuple[Tensor, Tensor]:
         """Feature MSE and ``mean log(r^2 + 1e-6)`` per active pair; back-propagates the release's loss."""
         M = self.samples
-        mse, val = torch.empty(len(act), device=s.device), torch.empty(len(act), device=s.device)
+        mse, val = (torch.empty(len(act), device=s.device, dtype=s.dtype), torch.empty(len(act), device=s.device, dtype=s.dtype))
         for a, b in pf.chunks(act, M):
             xr = pf.noisy(act[a:b], s[a:b], eps[a * M:b * M], M)
             total = 0.0
@@ -239,13 +239,13 @@ class ReconstructionUncertainty:
 
     def _solve(self, pf: PairForward, gens: list[torch.Generator], decs: Sequence[nn.Module],
                cells: tuple[int, int]) -> dict[str, Tensor]:
-        dev, P, M, T = pf.x.device, pf.N * pf.L, self.samples, self.steps
-        sigma = torch.full((P, 1, *cells), float(self.sigma0), device=dev)
+        dev, dt, P, M, T = pf.x.device, pf.x.dtype, pf.N * pf.L, self.samples, self.steps
+        sigma = torch.full((P, 1, *cells), float(self.sigma0), device=dev, dtype=dt)
         with torch.no_grad():
             sf2 = pf.feature_mse(torch.arange(P, device=dev), sigma, pf.draw(gens, range(P), M), M)
         sf2 = sf2.clamp_min(torch.finfo(sf2.dtype).tiny)
-        best_d = torch.full((P,), float("inf"), device=dev)
-        best_err, best_val = torch.full((P,), float("nan"), device=dev), torch.full((P,), float("nan"), device=dev)
+        best_d = torch.full((P,), float("inf"), device=dev, dtype=dt)
+        best_err, best_val = torch.full((P,), float("nan"), device=dev, dtype=dt), torch.full((P,), float("nan"), device=dev, dtype=dt)
         best_step = torch.zeros(P, dtype=torch.long, device=dev)
         alive = torch.ones(P, dtype=torch.bool, device=dev)
         for t in range(T):

@@ -65,18 +65,18 @@ def solve_release(pf: PairForward, gens: list[torch.Generator], cells: tuple[int
                   samples: int = 8, lr: float = 1e-4, lam: float = 5.0, tau: float = 1.5,
                   sigma0: float = 0.01) -> Solution:
     """Run the release's procedure on every pair of ``pf`` at once (see the module docstring)."""
-    dev = pf.x.device
+    dev, dt = pf.x.device, pf.x.dtype
     P = pf.N * pf.L
     M = samples
     everyone = torch.arange(P, device=dev)
-    sigma = torch.full((P, 1, *cells), float(sigma0), device=dev)
+    sigma = torch.full((P, 1, *cells), float(sigma0), device=dev, dtype=dt)
     with torch.no_grad():
         sf2 = pf.feature_mse(everyone, sigma, pf.draw(gens, range(P), M), M)
     sf2 = sf2.clamp_min(torch.finfo(sf2.dtype).tiny)
-    err_hist = torch.full((steps, P), float("nan"), device=dev)
-    ent_hist = torch.full((steps, P), float("nan"), device=dev)
-    best_d = torch.full((P,), float("inf"), device=dev)
-    best_sigma, best_err = sigma.clone(), torch.full((P,), float("nan"), device=dev)
+    err_hist = torch.full((steps, P), float("nan"), device=dev, dtype=dt)
+    ent_hist = torch.full((steps, P), float("nan"), device=dev, dtype=dt)
+    best_d = torch.full((P,), float("inf"), device=dev, dtype=dt)
+    best_sigma, best_err = sigma.clone(), torch.full((P,), float("nan"), device=dev, dtype=dt)
     best_step = torch.zeros(P, dtype=torch.long, device=dev)
     steps_run = torch.full((P,), steps, dtype=torch.long, device=dev)
     alive = torch.ones(P, dtype=torch.bool, device=dev)
@@ -103,5 +103,5 @@ def solve_release(pf: PairForward, gens: list[torch.Generator], cells: tuple[int
             steps_run[act[~ok]] = t
             alive[act[~ok]] = False
     return Solution(sigma=best_sigma, error=best_err, step=best_step, steps_run=steps_run, sf2=sf2,
-                    lam=torch.full((P,), float(lam), device=dev), error_history=err_hist,
+                    lam=torch.full((P,), float(lam), device=dev, dtype=dt), error_history=err_hist,
                     entropy_history=ent_hist)

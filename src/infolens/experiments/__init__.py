@@ -81,6 +81,15 @@ class RunSetup:
     progress: bool
     t0: float
 
+    def bar(self, total: int | None = None, desc: str | None = None, *, unit: str = "images") -> Any:
+        """The run's one progress bar (default: over its images), with an ETA in a terminal and a line every
+        few seconds in a log; loops inside it stay quiet. Use as ``with setup.bar() as p: ... p.update(n)``."""
+        from .._progress import Progress
+
+        return Progress(self.images.shape[0] if total is None else total,
+                        desc or f"{self.run.analysis} {getattr(self.model, 'name', '')}".strip(), unit=unit,
+                        progress=self.progress)
+
 
 def start_run(args: argparse.Namespace, *, analysis: str, title: str, description: str,
               params: Callable[[Any, str], Mapping[str, Any]] | Mapping[str, Any],
@@ -100,7 +109,8 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
        ``meta.json`` and ``meta.json`` is written;
     5. the data are loaded.
 
-    A run refused before step 4 removes the folder again if it created it (nothing is left behind).
+    A run refused before step 4, or whose data cannot be read, removes what it wrote (nothing is left
+    behind, so the corrected command starts clean).
     """
     from .. import _progress, data, models
     from ..results import RunDir, lock_folder, unlock_folder
@@ -119,6 +129,7 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
             validate_model(lm)
         spec = args.data or default_data(lm.source)
         p = dict(params(lm, spec) if callable(params) else params)
+        fresh = not (out / "meta.json").exists()
         run = RunDir(out, analysis=analysis, params=p, seed=getattr(args, "seed", None), device=args.device,
                      overwrite=getattr(args, "overwrite", False), title=title, description=description)
     except BaseException:
@@ -128,12 +139,36 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
         raise
     if load_data:
         size = lm.input_shape[-1] if spec != "mnist" else None
-        images, labels, names = data.load_dataset(spec, split=split, limit=args.limit, size=size,
-                                                  channels=lm.input_shape[0])
+        try:
+            images, labels, names = data.load_dataset(spec, split=split, limit=args.limit, size=size,
+                                                      channels=lm.input_shape[0])
+        except BaseException:
+            if fresh:  # a data error leaves no meta.json behind: the corrected command starts clean
+                (out / "meta.json").unlink(missing_ok=True)
+                if created:
+                    unlock_folder(out)
+                    _remove_if_only_lock(out)
+            raise
     else:
         images, labels, names = torch.empty(0), torch.empty(0, dtype=torch.long), []
     progress = _progress.enabled(not getattr(args, "no_progress", False))
     return RunSetup(lm, images, labels, list(names), spec, run, out, progress, time.perf_counter())
+
+
+def check_spatial(lm: Any, layers: Sequence[str], *, option: str = "--layers") -> None:
+    """Refuse, before any data are loaded, layers whose output is not a stack of 2-D maps (N, C, H, W):
+    one forward pass of a blank input through the model (for ``validate_model``)."""
+    from ..probe import capture
+
+    shape = tuple(lm.input_shape)
+    x = torch.zeros(1, *shape, device=next((p.device for p in lm.model.parameters()), torch.device("cpu")))
+    with torch.no_grad():
+        cap = capture(lm.model, x, list(layers), stop_after_last=True)
+    flat = [f"{n} {tuple(t.shape[1:])}" for n, t in cap.outputs.items() if getattr(t, "ndim", 0) != 4]
+    if flat:
+        raise ValueError(f"{option}: {', '.join(flat[:4])} {'is' if len(flat) == 1 else 'are'} not spatial (N, C, H, W) "
+                         f"layer output(s); choose convolutional layers (e.g. 'all conv'; list them with "
+                         f"`infolens layers {lm.name}`)")
 
 
 def _remove_if_only_lock(folder: Path) -> None:

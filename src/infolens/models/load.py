@@ -115,6 +115,11 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> None:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {str(path)!r} does not exist; pass the path of a saved state dict")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save: a zip archive, or a legacy pickle
+        raise ValueError(f"checkpoint {str(path)!r} is not a file written by torch.save (it starts with {head!r}); "
+                         f"pass a state-dict file saved with torch.save(model.state_dict(), path)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -122,9 +127,10 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> None:
         text = str(exc)
         reason = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
         first = reason.strip().splitlines()[0].strip() if reason.strip() else type(exc).__name__
+        first = first.split(" Please")[0].split(" by default")[0].rstrip(". ")
         raise ValueError(
-            f"checkpoint {str(path)!r} holds Python objects beyond tensors, which infolens will not unpickle "
-            f"({first[:200]}); re-save only the weights with torch.save(model.state_dict(), path)"
+            f"checkpoint {str(path)!r} holds arbitrary Python objects that infolens will not unpickle "
+            f"({first[:160]}); re-save only the weights with torch.save(model.state_dict(), path)"
         ) from None
     except Exception as exc:  # a text file, a truncated or foreign file: torch raises many kinds
         detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""

@@ -309,10 +309,21 @@ def _read_shipped_history(name: str) -> dict[str, Any] | None:
         return None
     if meta.get("settings") != _builtin_settings(name):
         return None
-    files = [meta.get("final")] + [row.get("file") for row in meta.get("history", [])]
+    # the initialisation stage is not shipped (file None): it is rebuilt from its seed
+    files = [meta.get("final")] + [row.get("file") for row in meta.get("history", []) if row.get("file") is not None]
     if not all(isinstance(f, str) and (folder / f).is_file() for f in files):
         return None
     return meta
+
+
+def _init_stage_path(name: str, seed: int) -> Path:
+    """The state dict of ``build_builtin(name, seed=seed)`` (the epoch-0 stage), written into the
+    cache on first use: it is exactly the initialisation training started from, so it is not shipped."""
+    path = cache_dir() / "models" / name / f"init-seed{seed}.pt"
+    if not path.is_file():
+        model = build_builtin(name, seed=seed)
+        atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+    return path
 
 
 def _ensure_builtin(name: str, device: str | torch.device, progress: bool,
@@ -374,7 +385,9 @@ def builtin_history(name: str, *, device: str | torch.device = "cpu", progress: 
     """
     folder, meta = _ensure_builtin(name, device, progress, quick)
     return [
-        {k: v for k, v in row.items() if k != "file"} | {"path": str(folder / row["file"])}
+        {k: v for k, v in row.items() if k not in ("file", "init_seed")}
+        | {"path": str(folder / row["file"]) if row.get("file") is not None
+           else str(_init_stage_path(name, int(row.get("init_seed", meta["settings"]["seed"]))))}
         for row in meta["history"]
     ]
 

@@ -1,5 +1,7 @@
 """FORGrad figures from result tables (never from models): mean radial spectra of gradient- vs
-prediction-based maps, example maps, faithfulness before/after filtering, cut-off selection curves."""
+prediction-based maps, example maps, faithfulness before/after filtering, cut-off selection curves with
+their maximum marked, the ranking before/after filtering as a bump chart, the two effects (|.| and the
+filter) apart, and the aliasing test's spectra."""
 
 from __future__ import annotations
 
@@ -17,12 +19,14 @@ def _models(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def spectrum_lines(ax: Any, rows: Sequence[Mapping[str, Any]], *, model: str, by: str = "kind",
                    exclude: Sequence[str] = ()) -> list[Any]:
     """Mean normalised radial power against frequency (fraction of Nyquist), one line per ``kind``
-    (gradient / prediction; averaged over the methods of the kind) or per ``method``; log power.
+    (gradient / prediction; averaged over the methods of the kind; gray-box and reference maps left out)
+    or per ``method``; log power.
     ``exclude`` leaves methods out (the figure leaves Grad-CAM, an upsampled coarse map, out of the
     gradient average, so that line shows the pixel-wise gradient methods the paper filters)."""
     acc: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if r["model"] == model and r["method"] not in exclude:
+        if r["model"] == model and r["method"] not in exclude and \
+                not (by == "kind" and r.get("kind") in ("gray", "reference")):
             acc[str(r[by])][float(r["frequency"])].append(float(r["power"]))
     arts = []
     for label, d in sorted(acc.items()):
@@ -126,7 +130,8 @@ def ranking_figure(summary: Sequence[Mapping[str, Any]], metrics: Sequence[str] 
 
 
 def cutoff_figure(curves: Sequence[Mapping[str, Any]]):
-    """Selection score against the cut-off, one panel per model, one line per method."""
+    """Selection score against the cut-off, one panel per model, one line per method, each line's maximum
+    marked with a star."""
     models = _models(curves)
     fig, axes = subplots(1, len(models), width=3.2, height=2.6)
     for j, model in enumerate(models):
@@ -136,6 +141,138 @@ def cutoff_figure(curves: Sequence[Mapping[str, Any]]):
                 d[r["method"]].append((float(r["cutoff"]), float(r["score"])))
         first = next(iter(d.values()), [(0, 0)])
         xs = [c for c, _ in sorted(first)]
-        lines(axes[0, j], xs, {m: [s for _, s in sorted(v)] for m, v in d.items()}, logx=True,
-              xlabel="cut-off (frequency steps)", ylabel="insertion - deletion", title=model)
+        arts = lines(axes[0, j], xs, {m: [s for _, s in sorted(v)] for m, v in d.items()}, logx=True,
+                     xlabel="cut-off (frequency steps)", ylabel="insertion - deletion", title=model)
+        for art, v in zip(arts, d.values()):
+            c, best = max(sorted(v), key=lambda cs: cs[1])
+            axes[0, j].plot([c], [best], marker="*", ms=9, color=art.get_color(), zorder=5)
     return fig
+
+
+def bump_figure(ranking: Sequence[Mapping[str, Any]], metrics: Sequence[str] = ("deletion", "insertion",
+                                                                                 "mufidelity")):
+    """The ranking before and after filtering as a bump chart: one panel per (metric, model), rank 1 on
+    top, one line per method (gradient solid, gray-box dash-dot, prediction dotted, references dashed)."""
+    models = _models(ranking)
+    styles = {"gradient": "-", "gray": "-.", "prediction": ":", "reference": "--"}
+    fig, axes = subplots(len(metrics), len(models), width=3.0, height=3.0)
+    for i, metric in enumerate(metrics):
+        for j, model in enumerate(models):
+            ax = axes[i, j]
+            pos: dict[str, dict[str, int]] = defaultdict(dict)
+            fam = {}
+            for r in ranking:
+                if r["model"] == model and r["metric"] == metric:
+                    pos[r["method"]][r["stage"]] = int(r["rank"])
+                    fam[r["method"]] = r["family"]
+            for k, (m, p) in enumerate(sorted(pos.items())):
+                if "before" in p and "after" in p:
+                    ax.plot([0, 1], [p["before"], p["after"]], styles.get(fam[m], "-"), marker="o", ms=3,
+                            color=f"C{k % 10}")
+                    ax.text(1.04, p["after"], m.replace("_", " "), fontsize=5, va="center")
+            ax.set_xlim(-0.1, 1.6)
+            ax.invert_yaxis()
+            ax.set_xticks([0, 1], ["standard", "filtered"], fontsize=7)
+            ax.set_ylabel("rank", fontsize=7)
+            ax.set_title(f"{model}: {metric}", fontsize=8)
+    return fig
+
+
+def effects_figure(effects: Sequence[Mapping[str, Any]], metrics: Sequence[str] = ("deletion", "insertion",
+                                                                                     "mufidelity")):
+    """Per (metric, model): each gradient method's mean score for its standard map, raw signed, |.| alone,
+    and |.| then filtered at its own cut-off."""
+    import numpy as np
+
+    models = _models(effects)
+    variants = ("standard", "signed", "abs", "forgrad")
+    fig, axes = subplots(len(metrics), len(models), width=3.6, height=2.6)
+    for i, metric in enumerate(metrics):
+        for j, model in enumerate(models):
+            ax = axes[i, j]
+            rows = [r for r in effects if r["model"] == model and r["metric"] == metric]
+            x = np.arange(len(rows))
+            for k, v in enumerate(variants):
+                ax.bar(x + (k - 1.5) * 0.2, [r.get(v) if r.get(v) is not None else np.nan for r in rows], 0.2,
+                       label=v)
+            ax.set_xticks(x, [r["method"].replace("_", " ") for r in rows], rotation=60, fontsize=5)
+            ax.set_title(f"{model}: {metric}", fontsize=8)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=5)
+    return fig
+
+
+def trio_examples_figure(examples: Sequence[Mapping[str, Any]]):
+    """One row pair per model: the photograph, each method's standard map (|.|) and, below, the filtered
+    map of the gradient methods, each tile scaled to its own range."""
+    import numpy as np
+
+    methods = max((list(e["standard"]) for e in examples), key=len)
+    fig, axes = subplots(2 * len(examples), len(methods) + 1, width=1.0, height=1.05)
+    for b, e in enumerate(examples):
+        img = np.clip(np.moveaxis(np.asarray(e["image"][0], dtype=float), 0, -1), 0, 1)
+        for r in range(2):
+            ax = axes[2 * b + r, 0]
+            ax.imshow(img)
+            ax.set_ylabel(f"{e['model']}\n{'standard' if r == 0 else 'filtered'}", fontsize=5)
+        for k, m in enumerate(methods):
+            for r, var in enumerate(("standard", "forgrad")):
+                ax = axes[2 * b + r, k + 1]
+                mp = e[var].get(m)
+                if mp is not None:
+                    ax.imshow(_unit(np.abs(np.asarray(mp[0], dtype=float))), cmap="inferno")
+                if b == 0 and r == 0:
+                    ax.set_title(m.replace("_", " "), fontsize=5)
+                if r == 1 and m in e.get("cutoff", {}):
+                    ax.set_xlabel(f"cut {e['cutoff'][m]:g}", fontsize=5)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def aliasing_figure(info: Mapping[str, Any]):
+    """Mean radial spectrum of Saliency for each model of the anti-aliasing pair; the legend gives the
+    mean high-frequency share."""
+    fig, axes = subplots(1, 1, width=4.0, height=3.0)
+    ax = axes[0, 0]
+    for name, (power, freq) in info["spectra"].items():
+        ax.plot(freq, power, marker="o", ms=2, label=f"{name} (HF share {info['shares'][name]:.3f})")
+    ax.axvline(0.5, color="gray", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("frequency / Nyquist")
+    ax.set_ylabel("share of power")
+    ax.legend(fontsize=6)
+    return fig
+
+
+def opening(claims: Sequence[Mapping[str, Any]], ranking: Sequence[Mapping[str, Any]], sanity: Sequence[str],
+            deviations: Sequence[str]) -> dict[str, Any]:
+    """What the report's FORGrad section opens with, in order: the verdict of each claim row, the sanity
+    references (the blob's, magnitude's and noise's Insertion - Deletion, and the methods that do not
+    beat the blob), each deviation, and the ranking before and after filtering per model
+    (Insertion - Deletion, best first)."""
+    out: dict[str, Any] = {"verdicts": {f"{r['claim']} {r['model']}": f"{r['verdict']} (value {_num(r['value'])}, "
+                                        f"95% CI {_num(r['ci_low'])} to {_num(r['ci_high'])}, n {r['n']}, "
+                                        f"threshold {r['threshold']})" for r in claims}}
+    refs = {f"{r['model']} {r['method']}": _num(r["mean"]) for r in ranking
+            if r["metric"] == "insertion-deletion" and r["stage"] == "before" and r["family"] == "reference"}
+    out["sanity references (Insertion - Deletion)"] = refs
+    out["methods not beating the centred blob"] = list(sanity) or ["none"]
+    out["deviations"] = {str(k + 1): d for k, d in enumerate(deviations)}
+    order: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    for stage in ("before", "after"):
+        for model in _models(ranking):
+            rows = sorted((r for r in ranking if r["model"] == model and r["stage"] == stage and
+                           r["metric"] == "insertion-deletion"), key=lambda r: int(r["rank"]))
+            order[model][stage] = ", ".join(r["method"] + ("*" if r["variant"] == "forgrad" else "") for r in rows)
+    out["ranking by Insertion - Deletion (* filtered)"] = {f"{m} {s}": v for m, d in order.items() for s, v in d.items()}
+    return out
+
+
+def _num(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return "nan" if f != f else f"{f:.3g}"

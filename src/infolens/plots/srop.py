@@ -137,3 +137,84 @@ def training_figure(summary: Sequence[Mapping[str, Any]], correlations: Sequence
         ax2.set_ylabel("mean SROP / Nyquist")
         ax2.grid(alpha=0.3)
     return fig
+
+
+# --------------------------------------------------------------------------- claims S1-S3
+
+
+def _grid_keys(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    return _models(rows), list(dict.fromkeys(str(r["at"]) for r in rows))
+
+
+def quantile_bands(ax: Any, rows: Sequence[Mapping[str, Any]], *, variants: Sequence[str],
+                   labels: Mapping[str, str] | None = None) -> list[Any]:
+    """One median line with a 25-75 % band per variant against layer depth (rows of the ``distributions``
+    table of the claims run: model, at, variant, layer, depth, q10..q90). Returns the Line2D artists."""
+    arts = []
+    names: dict[int, str] = {}
+    for v in variants:
+        rs = sorted((r for r in rows if str(r["variant"]) == v), key=lambda r: int(r["depth"]))
+        if not rs:
+            continue
+        x = [int(r["depth"]) for r in rs]
+        names.update({int(r["depth"]): str(r["layer"]) for r in rs})
+        (line,) = ax.plot(x, [float(r["median"]) for r in rs], marker="o", ms=2.5, lw=1.2,
+                          label=(labels or {}).get(v, v))
+        ax.fill_between(x, [float(r["q25"]) for r in rs], [float(r["q75"]) for r in rs], alpha=0.15,
+                        color=line.get_color())
+        arts.append(line)
+    ticks = sorted(names)
+    step = max(1, len(ticks) // 12)
+    ax.set_xticks(ticks[::step])
+    ax.set_xticklabels([_short(names[d]) for d in ticks[::step]], rotation=60, ha="right", fontsize=5)
+    ax.grid(alpha=0.3)
+    return arts
+
+
+def claims_distribution_figure(rows: Sequence[Mapping[str, Any]], *, variants: Sequence[str],
+                               labels: Mapping[str, str] | None = None):
+    """S1 / S2: per model (rows) and measurement point (columns), :func:`quantile_bands` of ``variants``."""
+    models, points = _grid_keys(rows)
+    fig, axes = subplots(len(models), len(points), width=3.4, height=2.4, sharey="row")
+    for i, m in enumerate(models):
+        for j, at in enumerate(points):
+            ax = axes[i, j]
+            quantile_bands(ax, [r for r in rows if r["model"] == m and r["at"] == at], variants=variants,
+                           labels=labels)
+            ax.set_title(f"{m} @{at}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("SROP / Nyquist", fontsize=7)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=6)
+    return fig
+
+
+def claims_stage_figure(rows: Sequence[Mapping[str, Any]]):
+    """S3: per model (rows) and point (columns), mean SROP per layer (thin) and averaged (thick) against the
+    stage, with test accuracy (dashed, right axis). Rows of the ``s3_stages`` table."""
+    models, points = _grid_keys(rows)
+    fig, axes = subplots(len(models), len(points), width=3.4, height=2.4)
+    for i, m in enumerate(models):
+        for j, at in enumerate(points):
+            ax = axes[i, j]
+            mine = [r for r in rows if r["model"] == m and r["at"] == at]
+            stages = sorted({(int(r["stage"]), float(r["epoch"]), float(r["test_acc"])) for r in mine})
+            x = [s for s, _, _ in stages]
+            for layer in dict.fromkeys(str(r["layer"]) for r in mine):
+                rs = sorted((r for r in mine if r["layer"] == layer), key=lambda r: int(r["stage"]))
+                avg = layer == "mean over layers"
+                ax.plot([int(r["stage"]) for r in rs], [float(r["srop_mean"]) for r in rs],
+                        lw=2.2 if avg else 0.7, color="black" if avg else None, alpha=1 if avg else 0.6,
+                        label="mean over layers" if avg else None)
+            ax.set_xticks(x)
+            ax.set_xticklabels([f"{e:g}" for _, e, _ in stages], rotation=60, fontsize=5)
+            ax.set_title(f"{m} @{at}", fontsize=8)
+            ax.grid(alpha=0.3)
+            tw = ax.twinx()
+            tw.plot(x, [a for _, _, a in stages], ls="--", marker="s", ms=2, color="tab:red")
+            tw.tick_params(labelsize=6, colors="tab:red")
+            if j == 0:
+                ax.set_ylabel("mean SROP / Nyquist", fontsize=7)
+            if i == len(models) - 1:
+                ax.set_xlabel("epoch", fontsize=7)
+    return fig

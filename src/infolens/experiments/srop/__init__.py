@@ -13,6 +13,10 @@ Checks (``../shared/METHODS.md``, section 1; the details are our reading):
 * ``training`` (c): SROP statistics at every stage checkpoint of a training run beside the test
   accuracy, and their correlation (Pearson and Spearman) over the stages.
 
+Every check measures at one point, ``--at`` (:mod:`infolens.srop.points`): ``activation`` (default),
+``conv`` or ``block``. The paper's claims S1-S3 at every point: :func:`claims`
+(:mod:`infolens.experiments.srop.claims`, used by ``infolens reproduce``).
+
 Work is done in units of global image indices per (check, model, variant), each written as a part
 (resumable after a kill; shardable over torchrun processes, giving the rows of one process).
 Tables: ``images`` (image x layer x variant statistics of the channel SROPs), ``histogram`` (channel
@@ -33,12 +37,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import _progress
-from ..distributed import Unit, gather_table, is_main, run_units, work_units
-from ..probe import parse_layer_selection
-from ..results import RunDir
-from ..srop import (INPUT_VARIANTS, cascading_randomization, correlation, input_variant, layer_srops,
-                    summarize_image_rows)
+from ... import _progress
+from ...distributed import Unit, gather_table, is_main, run_units, work_units
+from ...probe import parse_layer_selection
+from ...results import RunDir
+from ...srop import (DEFAULT_AT, INPUT_VARIANTS, MEASUREMENT_POINTS, cascading_randomization, correlation,
+                    input_variant, layer_srops, summarize_image_rows)
 
 HELP = ("SROP (arXiv 2102.00369): spectral roll-off points of feature maps layer by layer, with the paper's "
         "sanity checks (input, architecture/randomisation, training stage)")
@@ -56,6 +60,7 @@ class Settings:
     """What fixes the numbers of every unit (the SROP parameters of :func:`infolens.srop.layer_srops`)."""
 
     layers: Any = "all conv"
+    at: str = DEFAULT_AT
     kappa: float = 0.85
     q: float = 2.0
     keep_dc: bool = True
@@ -84,7 +89,7 @@ def measure(run: RunDir, model: ModelLike, model_name: str, images: torch.Tensor
     ``images`` (one row per image x layer), ``histogram`` and, with ``cfg.channels``, ``channels``.
     Returns the number of units computed.
     """
-    fixed = {"check": check, "model": model_name, "step": int(step), "variant": variant, **(extra or {})}
+    fixed = {"check": check, "model": model_name, "step": int(step), "variant": variant, "at": cfg.at, **(extra or {})}
     prefix = ".".join(_slug(v) for v in (check, model_name, variant))
     units = [Unit(key=f"{prefix}.{u.key}", indices=u.indices) for u in work_units(images.shape[0], cfg.batch_size)]
     holder: dict[str, nn.Module] = {}
@@ -99,7 +104,7 @@ def measure(run: RunDir, model: ModelLike, model_name: str, images: torch.Tensor
         x = images[idx]
         if transform is not None:
             x = transform(x, idx)
-        res = layer_srops(get_model(), x, cfg.layers, kappa=cfg.kappa, q=cfg.q, keep_dc=cfg.keep_dc, disc=cfg.disc,
+        res = layer_srops(get_model(), x, cfg.layers, at=cfg.at, kappa=cfg.kappa, q=cfg.q, keep_dc=cfg.keep_dc, disc=cfg.disc,
                           batch_size=len(idx), device=cfg.device)
         st = res.statistics(bins=cfg.bins)
         rows = st.image_rows(image_ids=idx, extra=fixed)
@@ -161,7 +166,7 @@ class Stage:
 
 def builtin_stages(name: str, *, quick: bool = False, device: str = "cpu", progress: bool = True) -> list[Stage]:
     """The stage checkpoints of a cached built-in (trained first if needed)."""
-    from ..models import build_builtin, builtin_history, load_checkpoint
+    from ...models import build_builtin, builtin_history, load_checkpoint
 
     def loader(path: str) -> Callable[[], nn.Module]:
         def load() -> nn.Module:
@@ -278,7 +283,7 @@ def make_figures(run: RunDir, layers: list[dict], summary: list[dict], corr: lis
                  only: Sequence[str] | None = None) -> dict[str, str]:
     """One figure per check present (or per check of ``only``), from the tables; returns name -> caption."""
     try:
-        from ..plots import srop as splots
+        from ...plots import srop as splots
     except ImportError:  # pragma: no cover - matplotlib missing
         return {}
     figures = {}
@@ -344,6 +349,9 @@ def parse_checks(value: str) -> list[str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", default="all conv", help="layers to analyse: 'all conv' (default), names or globs "
                    "separated by ';' or ',' (list them with `infolens layers MODEL`)")
+    p.add_argument("--at", default=DEFAULT_AT, choices=MEASUREMENT_POINTS,
+                   help=f"measurement point: activation (default: after each convolution's non-linearity), conv "
+                   f"(the convolution output) or block (residual/stage block outputs)")
     p.add_argument("--check", default="none", help="sanity checks: none (only the layer statistics), input, "
                    "architecture, randomization, training, a comma-separated list, or all")
     p.add_argument("--variants", default=",".join(INPUT_VARIANTS), help="input variants of the input check")
@@ -359,7 +367,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _random_init(spec: str, source: str, seed: int, device: str) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
-        from ..models import build_builtin, load_model
+        from ...models import build_builtin, load_model
 
         if source == "builtin":
             return build_builtin(spec, seed=seed).to(device).eval()
@@ -373,8 +381,8 @@ def _random_init(spec: str, source: str, seed: int, device: str) -> Callable[[],
 
 
 def _stages_from_file(path: str, spec: str, images: torch.Tensor, labels: torch.Tensor, device: str) -> list[Stage]:
-    from ..models import evaluate, load_model
-    from ..results import read_csv
+    from ...models import evaluate, load_model
+    from ...results import read_csv
 
     rows = read_csv(path)
     if not rows or "checkpoint" not in rows[0] or "epoch" not in rows[0]:
@@ -403,23 +411,33 @@ def _validate(args: argparse.Namespace) -> None:
     parse_layer_selection(args.layers, name="--layers")
 
 
+def _validate_points(lm: Any, layers: Any, at: str, device: str) -> None:
+    """Unknown layers, or no activation to measure, fail before any work."""
+    from ...probe import resolve_layers
+    from ...srop import plan_points
+
+    from .. import check_spatial
+
+    check_spatial(lm, resolve_layers(lm.model, layers))
+    plan_points(lm.model.eval(), torch.zeros(1, *lm.input_shape, device=device), layers, at)
+
+
 def _variants(args: argparse.Namespace) -> list[str]:
     return [v.strip() for v in args.variants.split(",") if v.strip()]
 
 
 def main(args: argparse.Namespace) -> Path:
-    from ..probe import resolve_layers
-    from . import end_run, start_run
+    from .. import end_run, start_run
 
     layers = parse_layer_selection(args.layers, name="--layers")
-    params = {k: getattr(args, k) for k in ("model", "checkpoint", "data", "limit", "seed", "layers", "check",
+    params = {k: getattr(args, k) for k in ("model", "checkpoint", "data", "limit", "seed", "layers", "at", "check",
                                             "variants", "kappa", "q", "no_dc", "disc", "bins", "batch_size",
                                             "channels", "stages")}
     s = start_run(args, analysis=ANALYSIS, title=f"SROP: {args.model}", description=__doc__.split("\n\n")[0],
                   params=params, validate=_validate,
-                  validate_model=lambda lm: resolve_layers(lm.model, layers))  # unknown layers fail before any work
+                  validate_model=lambda lm: _validate_points(lm, layers, args.at, args.device))
     lm, images, labels, names, run = s.model, s.images, s.labels, s.names, s.run
-    cfg = Settings(layers=layers, kappa=args.kappa, q=args.q, keep_dc=not args.no_dc, disc=args.disc, bins=args.bins,
+    cfg = Settings(layers=layers, at=args.at, kappa=args.kappa, q=args.q, keep_dc=not args.no_dc, disc=args.disc, bins=args.bins,
                    batch_size=args.batch_size, seed=args.seed, device=args.device, channels=args.channels,
                    progress=s.progress)
     for check in parse_checks(args.check):
@@ -451,7 +469,7 @@ def main(args: argparse.Namespace) -> Path:
 
 DEMO = {"n_mnist": 100, "n_photos": 4, "n_cascade": 32, "variants": list(INPUT_VARIANTS),
         "photo_variants": ["original", "lowpass", "noise", "shuffled"], "batch_size": 100,
-        "photo_layers": ["_conv_stem", "_blocks.*._project_conv", "_conv_head"],
+        "photo_layers": ["_conv_stem", "_blocks.*._depthwise_conv", "_conv_head"],
         "cascade_models": ["mnist_vgg", "mnist_resnet", "mnist_allconv"]}
 QUICK = {"n_mnist": 32, "n_photos": 0, "n_cascade": 16, "variants": ["original", "lowpass", "noise", "shuffled"],
          "photo_variants": [], "batch_size": 32, "cascade_models": [], "figures": ["input", "training"]}
@@ -460,9 +478,9 @@ QUICK = {"n_mnist": 32, "n_photos": 0, "n_cascade": 16, "variants": ["original",
 def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool = True) -> Path:
     """The SROP section of ``infolens demo``: the three checks on the built-in MNIST networks (test
     images) and the input check on EfficientNet-Lite0 with the bundled photographs."""
-    from .. import data
-    from ..models import build_builtin
-    from .demo import DEMO_MODELS, demo_models
+    from ... import data
+    from ...models import build_builtin
+    from ..demo import DEMO_MODELS, demo_models
 
     cfg_d = QUICK if quick else DEMO
     run = RunDir(out, analysis=ANALYSIS, params={"quick": quick, **cfg_d}, device=device, overwrite=True,
@@ -473,8 +491,8 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
                               "(originals against content removed or randomised), (b) the architecture (the three "
                               "built-in networks trained and randomly initialised; cascading randomisation) and "
                               "(c) the training stage (SROP beside test accuracy at each checkpoint), on MNIST test "
-                              "digits, and (a) for EfficientNet-Lite0 on bundled photographs (its stem, the output "
-                              "convolution of every block and its head)."))
+                              "digits, and (a) for EfficientNet-Lite0 on bundled photographs (its stem, the depthwise "
+                              "convolution of every block and its head), each measured after its non-linearity."))
     cfg = Settings(batch_size=cfg_d["batch_size"], device=device, progress=progress)
     t0 = time.perf_counter()
     mx, _ = data.mnist_tensors("test", limit=cfg_d["n_mnist"])
@@ -488,7 +506,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
         if name in cfg_d["cascade_models"]:
             check_randomization(run, nets[name], name, mx[:cfg_d["n_cascade"]], mnames, cfg)
     if cfg_d["n_photos"]:
-        from ..models import load_model
+        from ...models import load_model
 
         _progress.say("[srop] efficientnet_lite0", progress=progress)
         lm = load_model("efficientnet_lite0", device=device)
@@ -498,3 +516,14 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
                     variants=cfg_d["photo_variants"])
     finish_run(run, t0=t0, order=10, figures=cfg_d.get("figures", True))
     return out
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True) -> list[dict]:
+    """Claims S1-S3 (``../shared/CLAIMS.md``) on the testbed at every measurement point: see
+    :mod:`infolens.experiments.srop.claims`."""
+    from .claims import claims as _claims
+
+    return _claims(out, quick=quick, device=device, progress=progress)

@@ -1,15 +1,18 @@
 """FORGrad (arXiv 2307.09591): attribution maps with and without low-pass filtering, their spectra, and
 their faithfulness (Deletion, Insertion, MuFidelity), per model; the ranking of methods before and after
-filtering. CLI command ``infolens attribution``; a section of ``infolens demo``.
+filtering. CLI command ``infolens forgrad``; a section of ``infolens demo``; claims F1-F5 for
+``infolens reproduce`` (:func:`claims`, in :mod:`.verdicts`, on the paper's protocol in :mod:`.protocol`).
 
-Protocol (``../shared/METHODS.md``, section 4). Every method explains the model's predicted class. The
-FORGrad cut-off is chosen per model (and per method, or from one reference method) on held-out images
+CLI protocol (``../shared/METHODS.md``, section 4). Every method explains the model's predicted class. Only
+gradient-based methods are filtered; gray-box (Grad-CAM, Grad-CAM++) and prediction-based methods are
+ranked with their own maps before and after filtering, beside the sanity references (centred blob, input
+magnitude, uniform noise; a warning is printed when the blob beats half the methods: a degenerate metric).
+The cut-off is chosen per model (and per method, or from one reference method) on held-out images
 (MNIST: the validation split, never the test images reported on; other data: ``--heldout-data``, else
 mirrored copies of the images, a weaker hold-out that the summary states) by Insertion - Deletion over a
 log-spaced grid of cut-offs that ends with the identity, saved in ``cutoffs.json`` and reused.
 Work is done in units of global image indices (resumable, torchrun-shardable); tables are tidy.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -23,13 +26,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import _progress
-from ..attribution.methods import _canonical
-from ..attribution import (METHODS, CutoffSelection, attribute_many, attribution_spectrum, default_cutoffs, forgrad,
+from ... import _progress
+from ...attribution.registry import _canonical
+from ...attribution import (METHODS, REFERENCES, CutoffSelection, make_reference, attribute_many, attribution_spectrum, default_cutoffs, forgrad,
                            make_method, max_cutoff, method_kind, select_cutoff)
-from ..distributed import Unit, gather_table, is_main, run_units, work_units
-from ..faithfulness import Deletion, Insertion, make_metric
-from ..results import RunDir, atomic_torch_save, atomic_write_text
+from ...distributed import Unit, gather_table, is_main, run_units, work_units
+from ...faithfulness import Deletion, Insertion, make_metric
+from ...results import RunDir, atomic_torch_save, atomic_write_text
 
 HELP = ("FORGrad (arXiv 2307.09591): attribution maps with/without low-pass filtering, their spectra, and "
         "Deletion / Insertion / MuFidelity with the ranking of methods")
@@ -146,17 +149,17 @@ def choose_cutoffs(run: RunDir, model: nn.Module, model_name: str, methods: dict
     own = {**same, "cutoffs": grid, "n_images": int(heldout.shape[0]), "selected_on": note, "steps": steps}
     for src, keys in [(p, k) for p, k in ((reuse, same), (path, own)) if p is not None]:
         saved = load_cutoffs(src, model_name)
-        if saved and all(m in saved or "*" in saved for m in methods) and \
+        if saved and all(m in saved or "*" in saved for m in methods if _family(m) == "gradient") and \
                 all(v.get(k) == val for v in saved.values() for k, val in keys.items()):
             if src != path:
                 save_cutoffs(path, model_name, saved)
-            return {m: float(saved.get(m, saved.get("*"))["cutoff"]) for m in methods}
+            return {m: float(saved.get(m, saved.get("*"))["cutoff"]) for m in methods if m in saved or "*" in saved}
     device = next(iter(model.parameters())).device if list(model.parameters()) else torch.device("cpu")
     x = heldout.to(device)
     with torch.no_grad():
         t = torch.cat([model(x[s:s + batch_size]).argmax(1) for s in range(0, x.shape[0], batch_size)])
     metrics = [Insertion(model, steps=steps, batch_size=batch_size), Deletion(model, steps=steps, batch_size=batch_size)]
-    targets = list(methods) if select_by == "each" else [_canonical(select_by)]
+    targets = [m for m in methods if _family(m) == "gradient"] if select_by == "each" else [_canonical(select_by)]
     chosen_maps = attribute_many(model, {m: methods[m] if m in methods else make_method(m, model) for m in targets},
                                  x, t)
     selections, rows = {}, []
@@ -172,7 +175,7 @@ def choose_cutoffs(run: RunDir, model: nn.Module, model_name: str, methods: dict
     save_cutoffs(path, model_name, selections)
     old = run.read_table("cutoff_curves") if run.has_table("cutoff_curves") else []
     run.write_table("cutoff_curves", [r for r in old if r.get("model") != model_name] + rows)
-    return {m: selections.get(m, selections.get("*")).best for m in methods}
+    return {m: selections.get(m, selections.get("*")).best for m in methods if m in selections or "*" in selections}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -206,10 +209,10 @@ def evaluate(run: RunDir, model: nn.Module, model_name: str, images: torch.Tenso
                 c = cutoffs.get(m) if var == "forgrad" else float("nan")
                 for j, i in enumerate(idx):
                     rows.append({"model": model_name, "index": i, "image": names[i], "target": int(t[j]),
-                                 "method": m, "kind": method_kind(m), "forgrad": var, "cutoff": c,
+                                 "method": m, "kind": _family(m), "forgrad": var, "cutoff": c,
                                  "metric": metric_name, "score": float(r.scores[j])})
         for m, a in maps.items():
-            kind, c = method_kind(m), cutoffs.get(m)
+            kind, c = _family(m), cutoffs.get(m)
             prof = attribution_spectrum(a)
             for j, i in enumerate(idx):
                 for b, (f, p) in enumerate(zip(prof.frequencies.tolist(), prof.values[j].tolist())):
@@ -243,16 +246,20 @@ def summarize(scores: list[dict[str, Any]]) -> tuple[list[dict], list[dict], dic
     lower_better = {"deletion"}
     summary_rows, ranking, headline = [], [], {}
     for model in models:
-        meths = [m for m in METHODS if any(k[0] == model and k[1] == m for k in means)]
+        meths = [m for m in list(METHODS) + list(REFERENCES) if any(k[0] == model and k[1] == m for k in means)]
         ranks = {}
         for metric in metrics:
             for var in ("off", "forgrad"):
-                vals = [(m, means[(model, m, var, metric)]) for m in meths if (model, m, var, metric) in means]
+                # after filtering, methods that are never filtered (gray-box, prediction-based, references)
+                # are ranked with their own maps (arXiv 2307.09591 filters gradient-based methods only)
+                vals = [(m, means[(model, m, var, metric)] if (model, m, var, metric) in means else
+                         means[(model, m, "off", metric)]) for m in meths
+                        if (model, m, var, metric) in means or (model, m, "off", metric) in means]
                 vals.sort(key=lambda mv: mv[1], reverse=metric not in lower_better)
                 for rank, (m, v) in enumerate(vals, 1):
                     ranks[(m, var, metric)] = rank
                     ranking.append({"model": model, "metric": metric, "forgrad": var, "rank": rank, "method": m,
-                                    "kind": method_kind(m), "mean": v})
+                                    "kind": meta[(model, m)]["kind"], "mean": v})
         improved = {"deletion": [], "insertion": []}
         for m in meths:
             row = {"model": model, "method": m, "kind": meta[(model, m)]["kind"], "cutoff": meta[(model, m)]["cutoff"]}
@@ -262,7 +269,7 @@ def summarize(scores: list[dict[str, Any]]) -> tuple[list[dict], list[dict], dic
                 row[f"{metric}_forgrad"] = on
                 row[f"{metric}_rank"] = ranks.get((m, "off", metric))
                 row[f"{metric}_rank_forgrad"] = ranks.get((m, "forgrad", metric))
-                if metric in improved and on is not None and off is not None and method_kind(m) == "gradient":
+                if metric in improved and on is not None and off is not None and meta[(model, m)]["kind"] == "gradient":
                     improved[metric].append((on < off) if metric == "deletion" else (on > off))
             summary_rows.append(row)
         headline[model] = {f"gradient methods improved on {k}": f"{sum(v)}/{len(v)}" for k, v in improved.items() if v}
@@ -298,7 +305,7 @@ def finish_run(run: RunDir, *, params_note: dict[str, Any] | None = None, t0: fl
     run.write_table("mean_spectra", mspec)
     wanted, figures = set(figures), {}
     try:
-        from ..plots import forgrad as fplots
+        from ...plots import forgrad as fplots
 
         if "spectra" in wanted:
             fig = fplots.spectra_figure(mspec, per_method="spectra_per_method" in wanted)
@@ -348,7 +355,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "validation split for MNIST, else mirrored copies of --data)")
     p.add_argument("--steps", type=int, default=10, help="Deletion/Insertion steps (Xplique's default 10)")
     p.add_argument("--mufidelity-masks", type=int, default=200)
-    p.add_argument("--score", choices=("logit", "softmax"), default="logit", help="model output the metrics use")
+    p.add_argument("--score", choices=("logit", "softmax"), default="softmax", help="model output the metrics use "
+                   "(default the target's softmax probability, RISE's definition of Deletion/Insertion)")
     p.add_argument("--ig-steps", type=int, default=50)
     p.add_argument("--noise-samples", type=int, default=25)
     p.add_argument("--rise-masks", type=int, default=4000)
@@ -360,7 +368,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _heldout(spec: str, images: torch.Tensor, n: int, size: int | None) -> tuple[torch.Tensor, str]:
-    from .. import data
+    from ... import data
 
     if spec == "mnist-val":
         x = data.mnist_splits()["val"].tensors[0][:n]
@@ -381,6 +389,8 @@ def run_model(run: RunDir, model: nn.Module, model_name: str, images: torch.Tens
     """Cut-offs, then scores and spectra of one model; returns the cut-off used per method."""
     model = model.eval().to(device)
     methods = build_methods(model, method_names, settings)
+    if not any(_family(m) == "gradient" for m in methods):
+        forgrad_mode = "off"  # only gradient-based methods are filtered
     if forgrad_mode == "off":
         cutoffs: dict[str, float | None] = {m: None for m in methods}
     elif forgrad_mode == "auto":
@@ -390,6 +400,10 @@ def run_model(run: RunDir, model: nn.Module, model_name: str, images: torch.Tens
                                  progress=progress)
     else:
         cutoffs = {m: float(forgrad_mode) for m in methods}
+    cutoffs = {m: (cutoffs.get(m) if _family(m) == "gradient" else None) for m in methods}
+    # the sanity references ride along, unfiltered (never counted as methods)
+    methods.update({r: make_reference(r, model) for r in REFERENCES})
+    cutoffs.update({r: None for r in REFERENCES})
     metrics = build_metrics(model, metric_names, steps=steps, mufidelity_masks=mufidelity_masks, score=score,
                             batch_size=metric_batch_size, seed=seed)
     evaluate(run, model, model_name, images, names, methods=methods, metrics=metrics, cutoffs=cutoffs, unit=unit,
@@ -397,10 +411,40 @@ def run_model(run: RunDir, model: nn.Module, model_name: str, images: torch.Tens
     return cutoffs
 
 
+def _family(name: str) -> str:
+    return "reference" if name in REFERENCES else method_kind(name)
+
+
+def degenerate_warnings(summary_rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One warning per model where the input-blind centred blob scores Insertion - Deletion at least as
+    well as half of the methods (unfiltered): the metric then rewards where the object usually is, not
+    what the model uses (as on MNIST with baseline 0, where deleting the black background changes
+    nothing)."""
+    out = []
+    for model in sorted({r["model"] for r in summary_rows}):
+        rows = {r["method"]: r for r in summary_rows if r["model"] == model}
+        def score(r: Mapping[str, Any]) -> float:
+            try:
+                return float(r["insertion"]) - float(r["deletion"])
+            except (KeyError, TypeError, ValueError):
+                return float("nan")
+
+        if "blob" not in rows or score(rows["blob"]) != score(rows["blob"]):
+            continue
+        blob = score(rows["blob"])
+        meths = [m for m, r in rows.items() if r["kind"] != "reference" and score(r) == score(r)]
+        beaten = [m for m in meths if score(rows[m]) <= blob]
+        if meths and 2 * len(beaten) >= len(meths):
+            out.append(f"warning: on {model} the input-blind centred blob scores Insertion - Deletion {blob:.3g}, as "
+                       f"well as {len(beaten)} of {len(meths)} methods ({', '.join(beaten)}): the metric is degenerate "
+                       f"on these data (e.g. MNIST with baseline 0); rankings here say little about the methods")
+    return out
+
+
 def main(args: argparse.Namespace) -> Path:
-    from .. import data, models
-    from ..report import build_report
-    from . import default_data
+    from ... import data, models
+    from ...report import build_report
+    from .. import default_data
 
     torch.manual_seed(args.seed)
     lm = models.load_model(args.model, checkpoint=args.checkpoint, device=args.device)
@@ -440,6 +484,10 @@ def main(args: argparse.Namespace) -> Path:
                       figures=figures)
     for model, h in summ["improved"].items():
         print(f"{model}: " + "; ".join(f"{k}: {v}" for k, v in h.items()))
+    import sys
+
+    for line in degenerate_warnings(run.read_table("summary") if run.has_table("summary") else []):
+        print(line, file=sys.stderr)
     if not args.no_report:
         build_report(out)
     return out
@@ -467,8 +515,8 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
     cut-off per model, selected by Saliency's Insertion - Deletion on 16 validation images over the default
     log grid, and applied to every method: a search per method, the CLI's default, costs more than the
     section's budget) and EfficientNet-Lite0 on 4 bundled photographs (the paper's cut-off, 15 steps at 224)."""
-    from .. import data
-    from .demo import demo_models
+    from ... import data
+    from ..demo import demo_models
 
     cfg = QUICK if quick else DEMO_MNIST
     pcfg = DEMO_PHOTOS
@@ -501,7 +549,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
                                   cutoff_grid=cfg["cutoff_grid"], metric_batch_size=512, device=device,
                                   progress=progress)["saliency"]
     if photos:
-        from ..models import load_model
+        from ...models import load_model
 
         _progress.say("[attribution] efficientnet_lite0", progress=progress)
         lm = load_model("efficientnet_lite0", device=device)
@@ -516,3 +564,8 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
                                      progress=progress)["saliency"]
     finish_run(run, t0=t0, extra_summary={"cutoff (steps)": cutoffs}, figures=cfg.get("figures", FIGURES))
     return out
+
+
+# --------------------------------------------------------------------------- claims F1-F5
+
+from .verdicts import claims  # noqa: E402  (the paper's protocol on the testbed: ``verdicts.py``)

@@ -1,0 +1,113 @@
+"""The registry of attribution methods (name -> class, FORGrad's three families) and
+:func:`attribute_many`, which shares gradient passes between methods of one batch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_images, check_targets
+from .methods import (RISE, Attribution, GradCAM, GradCAMPlusPlus, GradientXInput, GuidedBackprop,
+                      IntegratedGradients, Occlusion, Saliency, SmoothGrad, SquareGrad, VarGrad, _indices,
+                      _input_grad, _NoiseTunnel)
+
+__all__ = ["METHODS", "method_kind", "make_method", "attribute_many"]
+
+
+METHODS: dict[str, type[Attribution]] = {
+    "saliency": Saliency,
+    "gradient_x_input": GradientXInput,
+    "integrated_gradients": IntegratedGradients,
+    "smoothgrad": SmoothGrad,
+    "squaregrad": SquareGrad,
+    "vargrad": VarGrad,
+    "guided_backprop": GuidedBackprop,
+    "gradcam": GradCAM,
+    "gradcam_pp": GradCAMPlusPlus,
+    "occlusion": Occlusion,
+    "rise": RISE,
+}
+"""Method name -> class. ``kind`` is ``"gradient"`` (white box: filtered by FORGrad), ``"gray"`` (Grad-CAM,
+Grad-CAM++: reported, never filtered) or ``"prediction"`` (black box: never filtered), the paper's three
+families (arXiv 2307.09591, Sec. 4). Sobol and HSIC, in the paper's black-box family, are not implemented."""
+
+_ALIASES = {"gxi": "gradient_x_input", "inputxgradient": "gradient_x_input", "ig": "integrated_gradients",
+            "grad_cam": "gradcam", "gradcampp": "gradcam_pp", "gradcam++": "gradcam_pp", "grad_cam_pp": "gradcam_pp", "guidedbackprop": "guided_backprop", "gbp": "guided_backprop"}
+
+
+def _canonical(name: str) -> str:
+    key = str(name).strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in METHODS:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(METHODS), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown attribution method {name!r}{hint} (known: {', '.join(METHODS)})")
+    return key
+
+
+def method_kind(name: str) -> str:
+    """``"gradient"``, ``"gray"`` or ``"prediction"`` for a method name (FORGrad's three families)."""
+    return METHODS[_canonical(name)].kind
+
+
+def make_method(name: str, model: nn.Module, **kwargs: Any) -> Attribution:
+    """Build a method by name; keyword arguments the class does not take are refused with a clear error."""
+    import inspect
+
+    cls = METHODS[_canonical(name)]
+    allowed = set()
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        allowed |= {p for p in inspect.signature(klass.__init__).parameters if p not in ("self", "model", "kw")}
+    bad = sorted(set(kwargs) - allowed)
+    if bad:
+        raise TypeError(f"{cls.__name__} takes no argument(s) {', '.join(bad)}; it takes {', '.join(sorted(allowed))}")
+    return cls(model, **kwargs)
+
+
+def attribute_many(model: nn.Module, methods: Mapping[str, Attribution] | Sequence[str], inputs: Tensor,
+                   target: Tensor | int | None = None, *, indices: Sequence[int] | None = None,
+                   **kwargs: Any) -> dict[str, Tensor]:
+    """Maps of several methods for the same batch, sharing passes where the methods allow: Saliency and
+    Gradient x Input share one gradient; SmoothGrad, SquareGrad and VarGrad share their noisy gradients
+    (when built with the same settings). Equal to calling each method's ``attribute``.
+
+    ``methods`` : names (built with ``kwargs``) or a mapping label -> built method.
+    """
+    built = {m: make_method(m, model, **kwargs) for m in methods} if not isinstance(methods, Mapping) \
+        else dict(methods)
+    inputs = check_images(inputs, name="inputs")
+    n = inputs.shape[0]
+    t = check_targets(target, n)
+    any_m = next(iter(built.values()))
+    if t is None:
+        t = any_m._predict(inputs)
+    t = t.to(inputs.device)
+    idx = _indices(indices, n)
+    out: dict[str, list[Tensor]] = {k: [] for k in built}
+    bs = min(m.batch_size for m in built.values())
+    for s in range(0, n, bs):
+        x, tt, ii = inputs[s:s + bs], t[s:s + bs], idx[s:s + bs]
+        shared: dict[tuple, Any] = {}
+        for label, m in built.items():
+            if type(m) in (Saliency, GradientXInput):
+                key = ("grad", id(m.model), m.score)
+                if key not in shared:
+                    shared[key] = _input_grad(m.model, x, tt, m.score)
+                g = shared[key]
+                r = (g.abs() if m.abs else g) if isinstance(m, Saliency) else x * g
+            elif isinstance(m, _NoiseTunnel):
+                key = ("noise", id(m.model), m.score, m.n_samples, m.stdev, m.seed)
+                if key not in shared:
+                    shared[key] = m.moments(x, tt, ii)
+                r = m.combine(*shared[key])
+            else:
+                r = m._attribute(x, tt, ii)
+            out[label].append(r.detach())
+    return {k: torch.cat(v) for k, v in out.items()}

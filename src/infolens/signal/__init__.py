@@ -1,0 +1,67 @@
+"""Method 3: what a classifier likes to see (Palacio et al., "What do Deep Networks Like to See?",
+CVPR 2018, arXiv 1803.08337).
+
+An image autoencoder is first trained to reconstruct images (stage 1); a copy of it is then tuned
+through a *frozen* classifier (stage 2): the loss is the classifier's cross-entropy on the
+reconstruction with the true labels, so the decoder learns to emit whatever signal that classifier
+needs ("S2SNets"). Feeding the reconstructions tuned for classifier A to another classifier B (the
+cross-classifier accuracy matrix) shows whether A lets in the signal B relies on; the normalised mutual
+information (NMI) between images and reconstructions shows how much of the input survives.
+
+Layout: :mod:`.autoencoder` (SegNet-style autoencoder, both training stages), :mod:`.nmi` (mutual
+information, the joint-range binning), :mod:`.stats` (McNemar's exact test, the order, Kruskal-Wallis),
+:mod:`.method` (:class:`InputSignal`, the one verb ``measure(images, labels)``).
+
+Readings and deviations (each a parameter with this default; ``../shared/METHODS.md`` section 3):
+
+* autoencoder: SegNet's shape scaled to 28 x 28 (two pooling stages, two convolutions per stage, 28 k
+  parameters instead of five stages and 29 M), the released code's 1x1 output convolution with no
+  activation;
+* stage 1 loss: mean squared error; optimiser (both stages): Adam, lr 1e-3; both stages stop at a
+  plateau of a held-out loss (:func:`plateaued`);
+* stage 2: classifier frozen, encoder frozen and detached (released code), decoder tuned on the
+  cross-entropy alone; ``tune="all"`` tunes the whole autoencoder;
+* NMI: 256 levels over the joint range of original and reconstruction (no clipping), per image.
+"""
+
+from .._torch import frozen
+from .autoencoder import (FitResult, Schedule, SegNetAE, build_autoencoder, classify, finetune_through_classifier,
+                          fingerprint, plateaued, predict, pretrain_autoencoder, recalibrate_batchnorm, reconstruct,
+                          tuned_parameters)
+from .method import ROW_COLUMNS, InputSignal, SignalMeasurement
+from .nmi import (MutualInformation, joint_range, mutual_information, nmi, nmi_noise_bias, out_of_range,
+                  quantize)
+from .stats import ALPHA, SignalOrder, average_ranks, kruskal_wallis, mcnemar_exact, signal_order
+
+__all__ = [
+    "InputSignal",
+    "SignalMeasurement",
+    "ROW_COLUMNS",
+    "SegNetAE",
+    "FitResult",
+    "Schedule",
+    "build_autoencoder",
+    "fingerprint",
+    "frozen",
+    "recalibrate_batchnorm",
+    "plateaued",
+    "pretrain_autoencoder",
+    "finetune_through_classifier",
+    "tuned_parameters",
+    "reconstruct",
+    "classify",
+    "predict",
+    "quantize",
+    "joint_range",
+    "out_of_range",
+    "MutualInformation",
+    "mutual_information",
+    "nmi",
+    "nmi_noise_bias",
+    "ALPHA",
+    "mcnemar_exact",
+    "average_ranks",
+    "kruskal_wallis",
+    "SignalOrder",
+    "signal_order",
+]

@@ -1,0 +1,45 @@
+"""``infolens reproduce --quick`` end to end: every claim of ../shared/CLAIMS.md gets rows in the fixed
+format with a known verdict, and the report opens with them. The verdicts themselves are not checked."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+from infolens.claims import CLAIM_COLUMNS, VERDICTS
+from infolens.experiments.reproduce import CLAIM_ORDER, PAPERS
+
+
+def test_every_claim_has_rows_in_the_fixed_format(quick_reproduce):
+    with open(quick_reproduce / "tables" / "claims.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == CLAIM_COLUMNS
+        rows = list(reader)
+    assert {r["claim"] for r in rows} == set(CLAIM_ORDER)
+    assert {r["paper"] for r in rows} == set(PAPERS)
+    for r in rows:
+        assert r["verdict"] in VERDICTS, r
+        assert r["model"] and r["statistic"] and r["threshold"], r
+        assert int(float(r["n"])) >= 0
+        value = float(r["value"]) if r["value"] not in ("", "nan") else math.nan
+        if r["verdict"] != "inconclusive":
+            assert math.isfinite(value), r
+    order = [CLAIM_ORDER.index(r["claim"]) for r in rows]
+    assert order == sorted(order), "claims.csv is in CLAIMS.md order"
+
+
+def test_each_paper_names_its_figures_and_deviations(quick_reproduce):
+    for paper in PAPERS:
+        meta = json.loads((quick_reproduce / paper / "meta.json").read_text())
+        figures = meta.get("claim_figures", {})
+        assert figures, f"{paper}: no claim figures"
+        for path in figures.values():
+            assert (quick_reproduce / paper / path).is_file(), f"{paper}: {path} missing"
+        assert isinstance(meta.get("deviations", []), list)
+
+
+def test_the_report_opens_with_the_claims(quick_reproduce):
+    page = (quick_reproduce / "report.html").read_text()
+    first_verdict = min(page.find(v) for v in VERDICTS if v in page)
+    assert 0 <= first_verdict < page.find("<section") or page.find("<section") < 0

@@ -1,0 +1,40 @@
+"""_checks.py: inputs a model cannot take get one line naming the problem and the fix (issue 16)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from infolens import attribution as A
+from infolens._checks import check_images
+from infolens.faithfulness import Deletion
+from infolens.srop import layer_srops
+
+
+def _net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 8 * 8, 3)).eval()
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x: A.Saliency(m).attribute(x, 0),
+    lambda m, x: Deletion(m, steps=2)(x, [0] * x.shape[0], torch.rand(x.shape[0], 8, 8)),
+    lambda m, x: layer_srops(m, x),
+])
+def test_float64_pixels_into_a_float32_model_name_the_fix(call):
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"are float64 but the model's weights are float32; pass .*\.to\(torch.float32\)"):
+        call(_net(), x)
+
+
+def test_a_batch_without_its_channel_axis_names_the_fix():
+    x = torch.rand(5, 8, 8)  # five 8x8 gray images, channel axis missing
+    with pytest.raises(ValueError, match=r"batch of 5 \(H, W\) images without the channel axis.*unsqueeze\(1\)"):
+        A.Saliency(_net()).attribute(x, 0)
+    # one (C, H, W) image is still welcome
+    assert check_images(torch.rand(1, 8, 8), model=_net()).shape == (1, 1, 8, 8)
+
+
+def test_a_double_model_takes_double_pixels():
+    m = _net().double()
+    assert check_images(torch.rand(2, 1, 8, 8, dtype=torch.float64), model=m).dtype == torch.float64
