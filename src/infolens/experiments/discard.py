@@ -312,8 +312,19 @@ def main(args: argparse.Namespace) -> Path:
         return {"model": args.model, "checkpoint": args.checkpoint, "data": spec, "limit": args.limit,
                 "layers": args.layers, "settings": settings_from(args, lm.input_shape[-1]), "decoders": args.decoders}
 
+    def validate(a: argparse.Namespace) -> None:
+        for name in ("steps", "samples"):
+            if getattr(a, name) < 1:
+                raise ValueError(f"--{name} must be a positive int, got {getattr(a, name)}")
+        for name in ("tau", "sigma0"):
+            if not getattr(a, name) > 0:
+                raise ValueError(f"--{name} must be a positive number, got {getattr(a, name)}")
+        if a.decoders is not None and a.decoders < 0:
+            raise ValueError(f"--decoders must be >= 0, got {a.decoders}")
+        parse_grid(a.grid) if str(a.grid) != "auto" else None
+
     setup = start_run(args, analysis=ANALYSIS, title="Information discarding", description=__doc__.split("\n\n")[0],
-                      params=params)
+                      params=params, validate=validate)
     lm, images, names = setup.model, setup.images, setup.names
     layers = resolve_layers(lm.model, parse_layer_selection(args.layers, name="--layers") if args.layers
                             else default_layers(lm.model, lm.name))
