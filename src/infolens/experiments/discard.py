@@ -422,9 +422,9 @@ def _imagenet(size: int, quick: bool, device: str) -> tuple[dict[str, Any], torc
         torch.arange(x.shape[0])
 
 
-QUICK_CLAIMS = {"n": 3, "steps": 30, "samples": 4, "stages": 3, "stage_n": 3, "dec_train": 300, "dec_val": 100,
-                "dec_epochs": 2, "dec_width": 8, "photos": 1, "photo_size": 64, "photo_steps": 10, "photo_samples": 2,
-                "iso_widths": (1, 3), "iso_sizes": (28,), "iso_n": 3, "iso_steps": 30}
+QUICK_CLAIMS = {"n": 3, "steps": 15, "samples": 2, "stages": 3, "stage_n": 3, "dec_train": 100, "dec_val": 50,
+                "dec_epochs": 1, "dec_width": 4, "photos": 3, "photo_size": 64, "photo_steps": 5, "photo_samples": 2,
+                "iso_widths": (1, 3), "iso_sizes": (28,), "iso_n": 3, "iso_steps": 15}
 FULL_CLAIMS = {"n": 10, "steps": 100, "samples": 8, "stages": 99, "stage_n": 6, "dec_train": 1000, "dec_val": 250,
                "dec_epochs": 30, "dec_width": 16, "photos": 3, "photo_size": 128, "photo_steps": 100, "photo_samples": 8,
                "iso_widths": (1, 3, 8), "iso_sizes": (28, 56), "iso_n": 4, "iso_steps": 100}
