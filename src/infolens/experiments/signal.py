@@ -117,7 +117,7 @@ def mnist_set(*, quick: bool, device: str = "cpu", progress: bool = True,
         from . import testbed  # type: ignore[attr-defined]
 
         names = list(names or testbed.MNIST_SET)
-        return {n: testbed.mnist_model(n, quick=quick, device=device) for n in names}
+        return {n: testbed.mnist_model(n, quick=quick, device=device, progress=progress) for n in names}
     except ImportError:
         from ..models import BUILTIN_MODELS, pretrained_builtin
 
