@@ -188,9 +188,18 @@ def test_mnist_data_splits() -> None:
 
 @pytest.mark.slow  # trains the quick LeNet-5 (10 s idle, 30 s on a busy machine)
 def test_quick_stages_are_eight_and_cheap() -> None:
-    stages = tb.mnist_stages("mnist_lenet5", quick=True, progress=False)
+    stages = tb.mnist_stages("mnist_lenet5", variant="quick", progress=False)
     assert len(stages) >= 8 and stages[0]["epoch"] == 0
     assert all(math.isfinite(r["test_acc"]) for r in stages)
     model = tb.load_stage("mnist_lenet5", stages[-1])
     x, y = tb.mnist_data("test", 500)
     assert models.evaluate(model, x, y) > 0.8
+
+
+def test_quick_runs_use_the_shipped_networks() -> None:
+    """``reproduce --quick`` lowers sample counts, never training: quick asks for the same shipped stages."""
+    full = tb.mnist_stages("mnist_mlp", progress=False)
+    quick = tb.mnist_stages("mnist_mlp", quick=True, progress=False)
+    assert [r["epoch"] for r in quick] == [r["epoch"] for r in full] and full[-1]["epoch"] >= 5
+    with pytest.raises(ValueError, match="variant"):
+        tb.mnist_model("mnist_mlp", variant="tiny")

@@ -9,27 +9,35 @@ from __future__ import annotations
 from ._version import __version__  # noqa: E402
 
 from . import spectral  # noqa: E402
+from . import claims  # noqa: E402
 from .attribution import (  # noqa: E402
+    Attribution,
+    CentredBlob,
     FORGrad,
     GradCAM,
+    GradCAMPlusPlus,
     GradientXInput,
     GuidedBackprop,
+    InputMagnitude,
     IntegratedGradients,
     Occlusion,
     RISE,
     Saliency,
     SmoothGrad,
     SquareGrad,
+    UniformNoise,
     VarGrad,
     attribution_spectrum,
     forgrad,
+    high_frequency_share,
     select_cutoff,
 )
-from .discard import InformationDiscarding, gaussian_entropy, reconstruction_uncertainty  # noqa: E402
-from .faithfulness import Deletion, FaithfulnessResult, Insertion, MuFidelity  # noqa: E402
+from .discard import (InformationDiscarding, ReconstructionUncertainty, gaussian_entropy,  # noqa: E402
+                      reconstruction_uncertainty)
+from .faithfulness import Deletion, FaithfulnessResult, Insertion, Metric, MuFidelity  # noqa: E402
 from .signal import (InputSignal, finetune_through_classifier, mutual_information, nmi,  # noqa: E402
                      pretrain_autoencoder)
-from .srop import layer_srops, srop_statistics  # noqa: E402
+from .srop import SpectralRolloff, layer_srops, srop_statistics  # noqa: E402
 from .probe import Capture, LayerInfo, capture, list_layers, resolve_layers  # noqa: E402
 from .results import RunDir, read_csv, write_csv  # noqa: E402
 from .spectral import (  # noqa: E402
@@ -60,11 +68,14 @@ __all__ = [
     "radial_profile",
     "rolloff_1d",
     "srop_2d",
+    "claims",
     # method 1: SROP
+    "SpectralRolloff",
     "layer_srops",
     "srop_statistics",
     # method 2: information discarding
     "InformationDiscarding",
+    "ReconstructionUncertainty",
     "gaussian_entropy",
     "reconstruction_uncertainty",
     # method 3: input signal
@@ -74,6 +85,7 @@ __all__ = [
     "mutual_information",
     "nmi",
     # method 4: attributions, FORGrad, faithfulness
+    "Attribution",
     "Saliency",
     "GradientXInput",
     "IntegratedGradients",
@@ -82,12 +94,18 @@ __all__ = [
     "VarGrad",
     "GuidedBackprop",
     "GradCAM",
+    "GradCAMPlusPlus",
     "Occlusion",
     "RISE",
     "FORGrad",
+    "CentredBlob",
+    "InputMagnitude",
+    "UniformNoise",
+    "high_frequency_share",
     "forgrad",
     "attribution_spectrum",
     "select_cutoff",
+    "Metric",
     "Deletion",
     "Insertion",
     "MuFidelity",

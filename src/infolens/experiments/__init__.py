@@ -119,8 +119,11 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
     if validate is not None:
         validate(args)
     out = Path(args.out or f"results/{analysis}-{slug(args.model if hasattr(args, 'model') else analysis)}")
+    from ..distributed import is_main
+
     created = not out.exists()
-    lock_folder(out)
+    if is_main():  # under torchrun rank 0 holds the lock for the whole world
+        lock_folder(out)
     run = None
     try:
         lm = models.load_model(args.model, checkpoint=args.checkpoint, device=args.device,
@@ -133,7 +136,7 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
         run = RunDir(out, analysis=analysis, params=p, seed=getattr(args, "seed", None), device=args.device,
                      overwrite=getattr(args, "overwrite", False), title=title, description=description)
     except BaseException:
-        if run is None and created:
+        if run is None and created and is_main():
             unlock_folder(out)
             _remove_if_only_lock(out)
         raise
@@ -143,7 +146,7 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
             images, labels, names = data.load_dataset(spec, split=split, limit=args.limit, size=size,
                                                       channels=lm.input_shape[0])
         except BaseException:
-            if fresh:  # a data error leaves no meta.json behind: the corrected command starts clean
+            if fresh and is_main():  # a data error leaves no meta.json behind: the corrected command starts clean
                 (out / "meta.json").unlink(missing_ok=True)
                 if created:
                     unlock_folder(out)

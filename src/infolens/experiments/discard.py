@@ -312,8 +312,19 @@ def main(args: argparse.Namespace) -> Path:
         return {"model": args.model, "checkpoint": args.checkpoint, "data": spec, "limit": args.limit,
                 "layers": args.layers, "settings": settings_from(args, lm.input_shape[-1]), "decoders": args.decoders}
 
+    def validate(a: argparse.Namespace) -> None:
+        for name in ("steps", "samples"):
+            if getattr(a, name) < 1:
+                raise ValueError(f"--{name} must be a positive int, got {getattr(a, name)}")
+        for name in ("tau", "sigma0"):
+            if not getattr(a, name) > 0:
+                raise ValueError(f"--{name} must be a positive number, got {getattr(a, name)}")
+        if a.decoders is not None and a.decoders < 0:
+            raise ValueError(f"--decoders must be >= 0, got {a.decoders}")
+        parse_grid(a.grid) if str(a.grid) != "auto" else None
+
     setup = start_run(args, analysis=ANALYSIS, title="Information discarding", description=__doc__.split("\n\n")[0],
-                      params=params)
+                      params=params, validate=validate)
     lm, images, names = setup.model, setup.images, setup.names
     layers = resolve_layers(lm.model, parse_layer_selection(args.layers, name="--layers") if args.layers
                             else default_layers(lm.model, lm.name))
@@ -411,9 +422,9 @@ def _imagenet(size: int, quick: bool, device: str) -> tuple[dict[str, Any], torc
         torch.arange(x.shape[0])
 
 
-QUICK_CLAIMS = {"n": 3, "steps": 30, "samples": 4, "stages": 3, "stage_n": 3, "dec_train": 300, "dec_val": 100,
-                "dec_epochs": 2, "dec_width": 8, "photos": 1, "photo_size": 64, "photo_steps": 10, "photo_samples": 2,
-                "iso_widths": (1, 3), "iso_sizes": (28,), "iso_n": 3, "iso_steps": 30}
+QUICK_CLAIMS = {"n": 3, "steps": 15, "samples": 2, "stages": 3, "stage_n": 3, "dec_train": 100, "dec_val": 50,
+                "dec_epochs": 1, "dec_width": 4, "photos": 3, "photo_size": 64, "photo_steps": 5, "photo_samples": 2,
+                "iso_widths": (1, 3), "iso_sizes": (28,), "iso_n": 3, "iso_steps": 15}
 FULL_CLAIMS = {"n": 10, "steps": 100, "samples": 8, "stages": 99, "stage_n": 6, "dec_train": 1000, "dec_val": 250,
                "dec_epochs": 30, "dec_width": 16, "photos": 3, "photo_size": 128, "photo_steps": 100, "photo_samples": 8,
                "iso_widths": (1, 3, 8), "iso_sizes": (28, 56), "iso_n": 4, "iso_steps": 100}

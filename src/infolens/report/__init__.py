@@ -107,7 +107,7 @@ def _claims_html(rows: list[tuple[dict[str, Any], Path | None]], root: Path,
                              sorted(counts.items(), key=lambda kv: list(VERDICT_CLASS).index(kv[0])
                                     if kv[0] in VERDICT_CLASS else 9))
         parts.append(f"<h3>{esc(PAPERS.get(paper, paper))}</h3><p class=counts>{count_html}</p>")
-        parts.append("<table class=claims><tr><th>claim</th><th>model</th><th>verdict</th><th>value</th>"
+        parts.append("<table class=claims><tr><th>claim</th><th class=t>model</th><th>verdict</th><th>value</th>"
                      "<th>95 % interval</th><th>threshold</th><th>n</th><th class=t>statistic</th>"
                      "<th class=t>note</th></tr>")
         for r, sec in prs:

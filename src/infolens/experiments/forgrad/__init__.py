@@ -90,7 +90,7 @@ def build_methods(model: nn.Module, names: Sequence[str], settings: dict[str, di
 
 
 def build_metrics(model: nn.Module, names: Sequence[str], *, steps: int = 10, mufidelity_masks: int = 200,
-                  score: str = "logit", batch_size: int = 256, seed: int = 0) -> dict:
+                  score: str = "softmax", batch_size: int = 256, seed: int = 0) -> dict:
     out = {}
     for n in names:
         kw: dict[str, Any] = {"score": score, "batch_size": batch_size}
@@ -382,7 +382,7 @@ def _heldout(spec: str, images: torch.Tensor, n: int, size: int | None) -> tuple
 def run_model(run: RunDir, model: nn.Module, model_name: str, images: torch.Tensor, names: Sequence[str], *,
               method_names: Sequence[str], metric_names: Sequence[str], forgrad_mode: str | float,
               heldout: tuple[torch.Tensor, str] | None, settings: dict[str, dict[str, Any]], unit: str = "steps",
-              window: str = "ideal", steps: int = 10, mufidelity_masks: int = 200, score: str = "logit",
+              window: str = "ideal", steps: int = 10, mufidelity_masks: int = 200, score: str = "softmax",
               select_by: str = "each", metric_batch_size: int = 256, batch_size: int = 64, seed: int = 0,
               cutoff_grid: Sequence[float] | None = None, reuse: Path | None = None, device: str = "cpu",
               progress: bool = True) -> dict[str, float | None]:

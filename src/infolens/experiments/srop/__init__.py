@@ -521,9 +521,10 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
 # --------------------------------------------------------------------------- claims
 
 
-def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True) -> list[dict]:
+def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True,
+           models: Sequence[str] | None = None) -> list[dict]:
     """Claims S1-S3 (``../shared/CLAIMS.md``) on the testbed at every measurement point: see
-    :mod:`infolens.experiments.srop.claims`."""
+    :mod:`infolens.experiments.srop.claims` (``models``: a partial run on some testbed models)."""
     from .claims import claims as _claims
 
-    return _claims(out, quick=quick, device=device, progress=progress)
+    return _claims(out, quick=quick, device=device, progress=progress, models=models)
