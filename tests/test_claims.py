@@ -22,6 +22,8 @@ from infolens import claims as C
     (0.1, -0.3, 0.5, 0.8, "abs>=", "not reproduced"),
     (-0.5, -0.6, -0.4, 0.0, "<", "reproduced"),
     (float("nan"), 0.1, 0.2, 0.0, ">", "inconclusive"),
+    (0.7999999999999999, 0.7999999999999999, 0.9, 0.8, ">=", "reproduced"),  # rho = 0.8 in floating point
+    (0.0, -1e-12, 1e-12, 0.0, ">", "not reproduced"),
 ])
 def test_decide_hand_cases(value, low, high, thr, side, expected):
     assert C.decide(value, low, high, thr, side) == expected
@@ -71,3 +73,9 @@ def test_claim_row_and_most_row():
     assert C.most_row([r, r2, r2, r3])["verdict"] == "inconclusive"
     with pytest.raises(ValueError, match="verdict"):
         C.claim_row("p", "c", "m", "s", 1.0, 0.0, verdict="maybe")
+
+
+def test_needed_n_is_none_at_the_threshold():
+    assert C.needed_n(0.8, 0.2, 1.0, 0.8, 3, side=">=") is None
+    assert C.needed_n(0.79, 0.2, 1.0, 0.8, 3, side=">=") is None      # would be millions: no estimate
+    assert C.needed_n(0.5, -0.1, 1.1, 0.0, 10) == 15                    # half-width 0.6 at distance 0.5

@@ -32,6 +32,7 @@ __all__ = [
     "CLAIM_COLUMNS",
     "MOST",
     "N_RESAMPLES",
+    "TIE",
     "Interval",
     "bootstrap",
     "bootstrap_indices",
@@ -107,17 +108,22 @@ def _as_float(v: float | Tensor) -> float:
     return float(v.item()) if isinstance(v, Tensor) else float(v)
 
 
+TIE: float = 1e-9
+"""Values within this of the threshold count as equal to it: a Spearman rho of exactly 0.8 computed as
+0.7999999999 in floating point still meets ``>= 0.8``, and a difference of exactly 0 is not ``> 0``."""
+
+
 def _passes(v: float, threshold: float, side: Side) -> bool:
     if side == ">":
-        return v > threshold
+        return v > threshold + TIE
     if side == ">=":
-        return v >= threshold
+        return v >= threshold - TIE
     if side == "<":
-        return v < threshold
+        return v < threshold - TIE
     if side == "<=":
-        return v <= threshold
+        return v <= threshold + TIE
     if side == "abs>=":
-        return abs(v) >= threshold
+        return abs(v) >= threshold - TIE
     raise ValueError(f"side must be one of >, >=, <, <=, abs>=; got {side!r}")
 
 
@@ -135,8 +141,8 @@ def decide(value: float, low: float, high: float, threshold: float, side: Side =
         return "inconclusive"
     if side == "abs>=":
         passes = _passes(value, threshold, side)
-        inside = low >= threshold or high <= -threshold
-        outside = -threshold < low and high < threshold
+        inside = low >= threshold - TIE or high <= -threshold + TIE
+        outside = -threshold + TIE < low and high < threshold - TIE
     else:
         passes = _passes(value, threshold, side)
         inside = _passes(low, threshold, side) and _passes(high, threshold, side)
@@ -158,9 +164,10 @@ def needed_n(value: float, low: float, high: float, threshold: float, n: int, *,
     t = threshold if side != "abs>=" else math.copysign(threshold, value)
     dist = abs(value - t)
     half = (high - low) / 2
-    if dist <= 0:
+    if dist <= TIE:
         return None
-    return max(n, int(math.ceil(n * (half / dist) ** 2)))
+    need = max(n, int(math.ceil(n * (half / dist) ** 2)))
+    return need if need <= 1000 * max(n, 1) else None
 
 
 def claim_row(paper: str, claim: str, model: str, statistic: str, interval: Interval | Mapping[str, Any] | float,
@@ -181,7 +188,8 @@ def claim_row(paper: str, claim: str, model: str, statistic: str, interval: Inte
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
     if verdict == "inconclusive" and not note:
         need = needed_n(v, lo, hi, threshold, n, side=side)
-        note = f"about {need} source images would decide it" if need else "the value sits on the threshold"
+        note = (f"about {need} source images would decide it" if need else
+                "the value sits on (or too near) the threshold for more images to decide it")
     return {"paper": paper, "claim": claim, "model": model, "statistic": statistic, "value": v, "ci_low": lo,
             "ci_high": hi, "threshold": f"{side} {threshold:g}", "n": n, "verdict": verdict, "note": note}
 
