@@ -85,7 +85,7 @@ class Plan:
 
 
 QUICK = Plan(n_mnist=48, n_heldout=500, photo_sources=4, photo_views=("full",), held_views=("full",), batch_size=48)
-FULL = Plan(n_mnist=300, n_heldout=2000, photo_sources=None, photo_views=("full", "flip"), held_views=("full",),
+FULL = Plan(n_mnist=300, n_heldout=2000, photo_sources=None, photo_views=("full", "flip"), held_views=None,
             batch_size=50)
 """Full: 300 test digits measured (2,000 held out for the cut-off), every photograph's unaltered view and its
 mirror image for the even-ranked sources; the unaltered odd-ranked photographs choose the cut-off (with 8
