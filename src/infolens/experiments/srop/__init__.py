@@ -165,18 +165,11 @@ class Stage:
 
 
 def builtin_stages(name: str, *, quick: bool = False, device: str = "cpu", progress: bool = True) -> list[Stage]:
-    """The stage checkpoints of a cached built-in (trained first if needed)."""
-    from ...models import build_builtin, builtin_history, load_checkpoint
+    """The stage checkpoints of a built-in network (the testbed's shipped stages)."""
+    from .claims import mnist_stages
 
-    def loader(path: str) -> Callable[[], nn.Module]:
-        def load() -> nn.Module:
-            m = build_builtin(name)
-            load_checkpoint(path, m)
-            return m.to(device).eval()
-        return load
-
-    return [Stage(float(h["epoch"]), float(h["test_acc"]), loader(h["path"]))
-            for h in builtin_history(name, quick=quick, device=device, progress=progress)]
+    return [Stage(epoch, acc, load) for epoch, acc, load in mnist_stages(name, quick=quick, device=device,
+                                                                        progress=progress)]
 
 
 def check_training(run: RunDir, stages: Sequence[Stage], model_name: str, images: torch.Tensor,

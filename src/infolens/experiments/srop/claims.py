@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ... import _progress
+from .. import testbed
 from ...claims import bootstrap, claim_row, most_row, spearman
 from ...results import RunDir, atomic_torch_save
 from ...spectral import lowpass_filter
@@ -88,102 +89,50 @@ QUICK = Plan(n_mnist=48, n_heldout=500, photo_sources=4, photo_views=("full",), 
 FULL = Plan(n_mnist=300, n_heldout=2000, photo_sources=None, photo_views=("full", "flip"), held_views=None,
             batch_size=50)
 """Full: 300 test digits measured (2,000 held out for the cut-off), every photograph's unaltered view and its
-mirror image for the even-ranked sources; the unaltered odd-ranked photographs choose the cut-off (with 8
-of them, as with all 48 of their views, "within 2 points" allows no changed prediction)."""
+mirror image for the even-ranked sources; every view of the odd-ranked photographs chooses the cut-off."""
 
 
-# --------------------------------------------------------------------------- testbed (with fallbacks)
-
-
-def _testbed() -> Any:
-    try:
-        from .. import testbed  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return testbed
+# --------------------------------------------------------------------------- testbed
 
 
 def mnist_names() -> list[str]:
-    tb = _testbed()
-    if tb is not None:
-        return list(tb.MNIST_SET)
-    from ...models import BUILTIN_MODELS
-
-    return list(BUILTIN_MODELS)
+    return list(testbed.MNIST_SET)
 
 
 def mnist_model(name: str, *, quick: bool, device: str, progress: bool) -> nn.Module:
-    tb = _testbed()
-    if tb is not None:
-        return tb.mnist_model(name, quick=quick, device=device, progress=progress)
-    from ...models import pretrained_builtin
-
-    return pretrained_builtin(name, quick=quick, device=device, progress=progress).eval()
+    return testbed.mnist_model(name, quick=quick, device=device, progress=progress)
 
 
 def mnist_stages(name: str, *, quick: bool, device: str, progress: bool) -> list[tuple[float, float, Callable[[], nn.Module]]]:
     """``(epoch, test accuracy, load)`` per stage checkpoint, in training order."""
-    tb = _testbed()
-    if tb is not None:
-        return [(float(r["epoch"]), float(r["test_acc"]), lambda r=r: tb.load_stage(name, r, device=device))
-                for r in tb.mnist_stages(name, quick=quick, progress=progress)]
-    from ...models import build_builtin, builtin_history, load_checkpoint
-
-    def loader(path: str) -> Callable[[], nn.Module]:
-        def load() -> nn.Module:
-            m = build_builtin(name)
-            load_checkpoint(path, m)
-            return m.to(device).eval()
-        return load
-
-    return [(float(h["epoch"]), float(h["test_acc"]), loader(h["path"]))
-            for h in builtin_history(name, quick=quick, device=device, progress=progress)]
+    return [(float(r["epoch"]), float(r["test_acc"]), lambda r=r: testbed.load_stage(name, r, device=device))
+            for r in testbed.mnist_stages(name, quick=quick, progress=progress)]
 
 
 def mnist_test(limit: int) -> tuple[Tensor, Tensor]:
-    tb = _testbed()
-    if tb is not None:
-        return tb.mnist_data("test", limit)
-    from ...data import mnist_tensors
-
-    return mnist_tensors("test", limit=limit)
+    return testbed.mnist_data("test", limit)
 
 
 def imagenet_models(device: str, only: set[str] | None = None) -> tuple[dict[str, Any], list[str]]:
     """The ImageNet trio that loads here (:class:`infolens.models.LoadedModel`, [0, 1] pixels at its native
     size), and a note per missing model."""
-    tb = _testbed()
-    names = list(tb.IMAGENET_TRIO) if tb is not None else ["efficientnet_lite0", "efficientnet_lite1",
-                                                            "efficientnet_lite2"]
     out, missing = {}, []
-    for n in names:
+    for n in testbed.IMAGENET_TRIO:
         if only is not None and n not in only:
             continue
         try:
-            out[n] = tb.imagenet_model(n, device=device) if tb is not None else _load(n, device)
+            out[n] = testbed.imagenet_model(n, device=device)
         except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
             missing.append(f"{n}: not available offline ({str(e).splitlines()[0][:120]})")
     return out, missing
 
 
-def _load(name: str, device: str) -> Any:
-    from ...models import load_model
-
-    return load_model(name, device=device)
-
-
 def photos(size: int, *, views: Sequence[str] | None) -> tuple[Tensor, Tensor, list[str]]:
     """Photographs (N, 3, size, size) in [0, 1], the source photograph of each, and each one's view
     (``views``: the testbed views to keep; None: all)."""
-    tb = _testbed()
-    if tb is not None:
-        p = tb.photos(size, quick=False)
-        keep = [i for i, v in enumerate(p.views) if views is None or v in views]
-        return p.images[keep], torch.as_tensor(p.source).long()[keep], [p.views[i] for i in keep]
-    from ...data import load_photos
-
-    x, _ = load_photos(size=size)
-    return x, torch.arange(x.shape[0]), ["full"] * x.shape[0]
+    p = testbed.photos(size, quick=False)
+    keep = [i for i, v in enumerate(p.views) if views is None or v in views]
+    return p.images[keep], torch.as_tensor(p.source).long()[keep], [p.views[i] for i in keep]
 
 
 def photo_split(source: Tensor, view: list[str], plan: Plan) -> tuple[Tensor, Tensor]:
@@ -492,9 +441,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
                    claim_figures={k: f"figures/{v}.png" for k, v in
                                   (("S1", "srop_s1_distributions"), ("S2", "srop_s2_random"), ("S3", "srop_s3_stages"))
                                   if v in figures},
-                   deviations=DEVIATIONS + [f"left out: {s}" for s in skipped]
-                   + ([] if _testbed() is not None else ["the testbed module was not available: the built-in MNIST "
-                                                          "networks and their own stages stand in for it"]))
+                   deviations=DEVIATIONS + [f"left out: {s}" for s in skipped])
     run.finish({"seconds": round(time.perf_counter() - t0, 1),
                 "verdicts": {f"{r['claim']} {r['model']}": r["verdict"] for r in rows}})
     return rows
