@@ -11,29 +11,11 @@ import importlib
 import time
 from pathlib import Path
 
-from torch import nn
 
 from .. import _progress
 from ..results import RunDir
 from . import DEMO_ORDER, RUNNERS
-
-#: The built-in MNIST networks every demo section uses.
-DEMO_MODELS = ("mnist_vgg", "mnist_resnet", "mnist_allconv")
-
-
-def demo_models(*, quick: bool = False, device: str = "cpu", progress: bool = True) -> dict[str, nn.Module]:
-    """The trained built-in networks (trained once and cached; ``quick`` ones train in seconds on a subset)."""
-    from ..models import pretrained_builtin
-
-    return {name: pretrained_builtin(name, device=device, progress=progress, quick=quick) for name in DEMO_MODELS}
-
-
-def demo_history(name: str, *, quick: bool = False) -> list[dict]:
-    """Training history of a built-in (stage checkpoints with paths and test accuracies)."""
-    from ..models import builtin_history
-
-    return builtin_history(name, quick=quick)
-
+from .testbed import DEMO_MODELS, demo_history, demo_models
 
 def _models_section(out: Path, *, quick: bool, device: str, progress: bool) -> None:
     """The foundation's own section: which networks, how well they are trained, how long it took."""

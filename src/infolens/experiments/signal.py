@@ -466,7 +466,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
 def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool = True) -> Path:
     """The signal section of ``infolens demo``: the built-in MNIST networks, the shared pre-trained autoencoder
     and one tuned per classifier (short schedules), measured on test digits; resumable."""
-    from .demo import demo_models
+    from .testbed import demo_models
 
     st = QUICK if quick else DEMO
     classifiers = demo_models(quick=quick, device=device, progress=progress)

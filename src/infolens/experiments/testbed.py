@@ -177,6 +177,21 @@ def mnist_stages(name: str, *, quick: bool = False, progress: bool = True,
     return builtin_history(name, quick=_quick(variant), progress=progress)
 
 
+DEMO_MODELS: tuple[str, ...] = ("mnist_vgg", "mnist_resnet", "mnist_allconv")
+"""The built-in MNIST networks every ``infolens demo`` section uses."""
+
+
+def demo_models(*, quick: bool = False, device: str | torch.device = "cpu",
+                progress: bool = True) -> dict[str, nn.Module]:
+    """The demo's networks: the shipped ones, in ``--quick`` demos too (loading them costs nothing)."""
+    return {name: mnist_model(name, quick=quick, device=device, progress=progress) for name in DEMO_MODELS}
+
+
+def demo_history(name: str, *, quick: bool = False) -> list[dict[str, Any]]:
+    """Training history of a demo network: its stage checkpoints with paths and test accuracies."""
+    return mnist_stages(name, quick=quick, progress=False)
+
+
 def load_stage(name: str, row: dict[str, Any], *, device: str | torch.device = "cpu") -> nn.Module:
     """The network ``name`` at the stage ``row`` of :func:`mnist_stages` (float32, eval mode)."""
     from ..models import build_builtin, load_checkpoint

@@ -516,7 +516,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
     log grid, and applied to every method: a search per method, the CLI's default, costs more than the
     section's budget) and EfficientNet-Lite0 on 4 bundled photographs (the paper's cut-off, 15 steps at 224)."""
     from ... import data
-    from ..demo import demo_models
+    from ..testbed import demo_models
 
     cfg = QUICK if quick else DEMO_MNIST
     pcfg = DEMO_PHOTOS

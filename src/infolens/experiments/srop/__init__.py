@@ -473,7 +473,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
     images) and the input check on EfficientNet-Lite0 with the bundled photographs."""
     from ... import data
     from ...models import build_builtin
-    from ..demo import DEMO_MODELS, demo_models
+    from ..testbed import DEMO_MODELS, demo_models
 
     cfg_d = QUICK if quick else DEMO
     run = RunDir(out, analysis=ANALYSIS, params={"quick": quick, **cfg_d}, device=device, overwrite=True,
