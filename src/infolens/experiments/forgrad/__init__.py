@@ -441,31 +441,41 @@ def degenerate_warnings(summary_rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def _validate(args: argparse.Namespace) -> None:
+    if not [m for m in args.methods.split(",") if m.strip()]:
+        raise ValueError("--methods must name at least one attribution method")
+    for m in args.methods.split(","):
+        if m.strip():
+            _canonical(m)
+    if not [m for m in args.metrics.split(",") if m.strip()]:
+        raise ValueError("--metrics must name at least one of deletion, insertion, mufidelity")
+    parse_forgrad(args.forgrad)
+    parse_figures(args.figures)
+
+
 def main(args: argparse.Namespace) -> Path:
-    from ... import data, models
-    from ...report import build_report
-    from .. import default_data
+    import sys
+
+    from .. import end_run, start_run
 
     torch.manual_seed(args.seed)
-    lm = models.load_model(args.model, checkpoint=args.checkpoint, device=args.device)
     method_names = [_canonical(m) for m in args.methods.split(",") if m.strip()]
     metric_names = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
-    for m in metric_names:
-        make_metric(m, lm.model)  # validates the name
-    fmode = parse_forgrad(args.forgrad)
-    figures = parse_figures(args.figures)
-    spec = args.data or default_data(lm.source)
-    size = lm.input_shape[-1] if spec != "mnist" else None
-    loaded = data.load_dataset(spec, split="test", limit=args.limit, size=size, channels=lm.input_shape[0])
-    images, names = loaded[0], list(loaded[2])
-    out = Path(args.out or f"results/forgrad-{lm.name}")
     params = {k: getattr(args, k) for k in ("model", "checkpoint", "data", "limit", "seed", "methods", "metrics",
                                             "forgrad", "cutoff_unit", "window", "select_images", "select_by",
                                             "heldout_data", "steps", "mufidelity_masks", "score", "ig_steps",
                                             "noise_samples", "rise_masks", "occlusion_window", "gradcam_layer")}
-    run = RunDir(out, analysis=ANALYSIS, params=params, seed=args.seed, device=args.device, overwrite=args.overwrite,
-                 title=f"FORGrad attribution: {lm.name}", description=__doc__.split("\n\n")[0])
-    t0 = time.perf_counter()
+
+    def validate_model(lm: Any) -> None:
+        for m in metric_names:
+            make_metric(m, lm.model)  # validates the name
+
+    s = start_run(args, analysis=ANALYSIS, title=f"FORGrad attribution: {args.model}",
+                  description=__doc__.split("\n\n")[0], params=params, validate=_validate,
+                  validate_model=validate_model)
+    lm, images, names, run, spec = s.model, s.images, s.names, s.run, s.data
+    fmode = parse_forgrad(args.forgrad)
+    size = lm.input_shape[-1] if spec != "mnist" else None
     heldout = None
     if fmode == "auto":
         hspec = args.heldout_data or ("mnist-val" if spec == "mnist" else "mirror")
@@ -478,19 +488,14 @@ def main(args: argparse.Namespace) -> Path:
                     steps=args.steps, mufidelity_masks=args.mufidelity_masks, score=args.score,
                     select_by=args.select_by, batch_size=args.batch_size, seed=args.seed,
                     reuse=Path(args.cutoffs_file) if args.cutoffs_file else None, device=args.device,
-                    progress=not getattr(args, "no_progress", False))
-    summ = finish_run(run, t0=t0, extra_summary={"cutoffs": {lm.name: cut},
-                                                 "held_out": heldout[1] if heldout else "not used"},
-                      figures=figures)
-    for model, h in summ["improved"].items():
-        print(f"{model}: " + "; ".join(f"{k}: {v}" for k, v in h.items()))
-    import sys
-
+                    progress=s.progress)
+    summ = finish_run(run, t0=s.t0, extra_summary={"cutoffs": {lm.name: cut},
+                                                   "held_out": heldout[1] if heldout else "not used"},
+                      figures=parse_figures(args.figures))
     for line in degenerate_warnings(run.read_table("summary") if run.has_table("summary") else []):
         print(line, file=sys.stderr)
-    if not args.no_report:
-        build_report(out)
-    return out
+    lines = [f"{model}: " + "; ".join(f"{k}: {v}" for k, v in h.items()) for model, h in summ["improved"].items()]
+    return end_run(s, args, None, lines)
 
 
 # --------------------------------------------------------------------------- demo
