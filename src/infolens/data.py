@@ -397,8 +397,6 @@ _DEEP_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 655
 def _to_array(img, channels: int) -> np.ndarray:
     """A PIL image of any mode as ``(H, W, channels)``: uint8 for 8-bit modes, float32 in [0, 1] for deep
     ones (16-bit gray is scaled by 1/65535, never clipped to 255)."""
-    from PIL import Image
-
     if img.mode in _DEEP_MODES:
         arr = np.asarray(img, dtype=np.float32) / _DEEP_MODES[img.mode]
         arr = np.clip(arr, 0.0, 1.0)

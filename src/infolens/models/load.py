@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .builtin import BUILTIN_MODELS, _unknown, build_builtin
+from .builtin import BUILTIN_MODELS, build_builtin
 
 
 

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from .._checks import check_images, check_targets
 from .._torch import frozen, per_image_randn
 from .autoencoder import reconstruct
-from .nmi import AVERAGES, Binning, mutual_information, out_of_range
+from .nmi import Binning, mutual_information, out_of_range
 from .stats import ALPHA, SignalOrder, signal_order
 
 ROW_COLUMNS: tuple[str, ...] = ("image", "source", "classifier", "label", "pred", "correct", "loss", "nmi",

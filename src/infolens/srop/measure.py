@@ -20,7 +20,7 @@ from .._checks import check_images
 from .._torch import frozen, model_device
 from ..probe import LayerSpec, _first_tensor, _Stop
 from ..spectral import srop_2d
-from .points import DEFAULT_AT, MEASUREMENT_POINTS, Point, check_at, describe, plan_points
+from .points import DEFAULT_AT, MEASUREMENT_POINTS, check_at, describe, plan_points
 
 __all__ = ["LayerSROPs", "SpectralRolloff", "layer_srops", "layer_srops_at", "Setting"]
 
