@@ -7,6 +7,7 @@ composition can be checked in milliseconds.
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 
@@ -54,6 +55,25 @@ def test_table_format_order_and_resume(tmp_path, toy_papers):
     assert toy_papers == ["srop", "discard"]
     R.reproduce(tmp_path / "r", quick=True, report=False)   # resumed: nothing is run again
     assert toy_papers == ["srop", "discard"]
+    meta = json.loads((tmp_path / "r" / "meta.json").read_text())
+    assert set(meta["seconds_per_paper"]) == {"srop", "discard"}   # every paper's wall time, whichever rank ran it
+
+
+def test_shard_partitions_and_balances():
+    """Every paper goes to exactly one rank, and the busiest rank's load is the best partition's (checked by
+    brute force over all assignments of the four papers to 1-3 ranks)."""
+    import itertools
+
+    papers = list(R.PAPERS)
+    for world in (1, 2, 3, 5):
+        ranks = R.shard(papers, world)
+        assert len(ranks) == world and sorted(p for r in ranks for p in r) == sorted(papers)
+        assert all(r == sorted(r, key=papers.index) for r in ranks)
+        busiest = max(sum(R.COST[p] for p in r) for r in ranks)
+        best = min(max(sum(R.COST[p] for p, k in zip(papers, a) if k == j) for j in range(world))
+                   for a in itertools.product(range(world), repeat=len(papers)))
+        assert busiest == pytest.approx(best)
+    assert R.shard(["srop"], 2) == [["srop"], []]
 
 
 def test_paper_selection(tmp_path, toy_papers):

@@ -10,9 +10,10 @@ only composes them:
 * ``OUT/report.html``: opens with that table, verdicts coloured, each row linking to its figure;
 * resume: a paper whose rows are written (``OUT/parts/claims/<paper>.csv``) is not run again, and each
   paper's own folder resumes its finished units;
-* torchrun: papers are handed out ``papers[rank::world]``; each rank computes its papers alone
-  (:func:`infolens.distributed.single_process`), writes their rows atomically, and after one barrier rank 0
-  merges them. The rows do not depend on the number of processes.
+* torchrun: papers are handed out by :func:`shard` (longest first, each to the least-loaded rank, by
+  :data:`COST`); each rank computes its papers alone (:func:`infolens.distributed.single_process`), writes
+  their rows and its wall time atomically, and after one barrier rank 0 merges them. The rows do not depend
+  on the number of processes.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ PAPERS: dict[str, str] = {
     "signal": "infolens.experiments.signal",
     "forgrad": "infolens.experiments.forgrad",
 }
+
+#: Relative cost of each paper's full run (minutes on one core of the 2-core reference CPU, measured by the
+#: full runs in benchmarks/RESULTS.md); only used to balance the papers over torchrun ranks.
+COST: dict[str, float] = {"srop": 3.0, "discard": 30.0, "signal": 12.0, "forgrad": 25.0}
 
 #: Claim ids in CLAIMS.md order (sorting the table).
 CLAIM_ORDER: tuple[str, ...] = ("S1", "S2", "S3", "D1", "D2", "D3", "D4", "D5", "A1", "A2", "A3", "A4",
@@ -71,6 +76,18 @@ def check_rows(paper: str, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any
     return out
 
 
+def shard(papers: Sequence[str], world: int) -> list[list[str]]:
+    """Papers per rank: longest (:data:`COST`) first, each to the rank with the least work so far (ties: the
+    lower rank); within a rank, table order. Deterministic, and every paper goes to exactly one rank."""
+    load = [0.0] * world
+    out: list[list[str]] = [[] for _ in range(world)]
+    for p in sorted(papers, key=lambda q: (-COST.get(q, 1.0), list(PAPERS).index(q))):
+        r = min(range(world), key=lambda k: (load[k], k))
+        out[r].append(p)
+        load[r] += COST.get(p, 1.0)
+    return [sorted(o, key=list(PAPERS).index) for o in out]
+
+
 def _order(row: dict[str, Any]) -> tuple:
     claim = str(row["claim"])
     k = CLAIM_ORDER.index(claim) if claim in CLAIM_ORDER else len(CLAIM_ORDER)
@@ -92,8 +109,7 @@ def reproduce(out: str | Path, *, papers: Sequence[str] | str | None = None, qui
     run.write_meta(order=0, report_tables=["claims"])
     t0 = time.perf_counter()
     rank, world = rank_world()
-    timings: dict[str, float] = {}
-    for paper in wanted[rank::world]:
+    for paper in shard(wanted, world)[rank]:
         if run.has_part("claims", paper):
             continue
         mod = importlib.import_module(PAPERS[paper])
@@ -103,7 +119,8 @@ def reproduce(out: str | Path, *, papers: Sequence[str] | str | None = None, qui
         s = time.perf_counter()
         with single_process():
             rows = check_rows(paper, mod.claims(out / paper, quick=quick, device=device, progress=progress))
-        timings[paper] = round(time.perf_counter() - s, 1)
+        run.write_part("seconds", paper, [{"paper": paper, "seconds": round(time.perf_counter() - s, 1),
+                                            "rank": rank, "world": world}])
         run.write_part("claims", paper, rows)
     barrier()
     rows: list[dict[str, Any]] = []
@@ -113,8 +130,9 @@ def reproduce(out: str | Path, *, papers: Sequence[str] | str | None = None, qui
         rows.sort(key=_order)
         run.write_table("claims", rows)
         counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
-        run.finish({"verdicts": counts, "seconds": round(time.perf_counter() - t0, 1)},
-                   seconds_per_paper=timings)
+        timings = {p: float(run.read_part("seconds", p)[0]["seconds"]) for p in wanted if run.has_part("seconds", p)}
+        run.finish({"verdicts": counts, "seconds": round(time.perf_counter() - t0, 1),
+                    "seconds_per_paper": timings}, seconds_per_paper=timings)
         if report:
             from ..report import build_report
 

@@ -71,7 +71,7 @@ class Settings:
 
     widths: tuple[int, ...] = (16, 32)
     convs_per_stage: int = 2
-    pretrain: Schedule = field(default_factory=lambda: Schedule(max_steps=1500, eval_every=100))
+    pretrain: Schedule = field(default_factory=lambda: Schedule(max_steps=10000, eval_every=100))
     finetune: Schedule = field(default_factory=lambda: Schedule(max_steps=600, eval_every=50))
     tune: str = "decoder"
     train_limit: int | None = None

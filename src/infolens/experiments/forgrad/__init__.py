@@ -67,11 +67,14 @@ def load_cutoffs(path: str | os.PathLike, model: str) -> dict[str, dict[str, Any
     return json.loads(path.read_text()).get(model, {})
 
 
-def method_settings(*, ig_steps: int = 50, noise_samples: int = 25, noise_stdev: float = 0.15,
-                    rise_masks: int = 4000, occlusion_window: int | None = None, seed: int = 0,
+def method_settings(*, ig_steps: int = 50, noise_samples: int = 50, noise_stdev: float = 0.2,
+                    rise_masks: int = 4000, sobol_designs: int = 32, hsic_designs: int = 1500,
+                    occlusion_window: int | None = None, seed: int = 0,
                     batch_size: int = 64, internal_batch_size: int = 256,
                     gradcam_layer: str | None = None) -> dict[str, dict[str, Any]]:
-    """Constructor arguments of every method (defaults: the methods' own, see attribution.py)."""
+    """Constructor arguments of every method. Defaults are Xplique's (IntegratedGradients steps 50;
+    SmoothGrad/SquareGrad/VarGrad nb_samples 50, noise 0.2; RISE nb_samples 4000; Sobol nb_design 32; HSIC
+    nb_design 1500); the grids and the rest are the methods' own (``infolens.attribution.methods``)."""
     common = {"batch_size": batch_size, "internal_batch_size": internal_batch_size}
     return {
         "saliency": dict(common), "gradient_x_input": dict(common), "guided_backprop": dict(common),
@@ -82,6 +85,8 @@ def method_settings(*, ig_steps: int = 50, noise_samples: int = 25, noise_stdev:
         "gradcam": {**common, "layer": gradcam_layer},
         "occlusion": {**common, "window": occlusion_window},
         "rise": {**common, "n_masks": rise_masks, "seed": seed},
+        "sobol": {**common, "n_design": sobol_designs, "seed": seed},
+        "hsic": {**common, "n_design": hsic_designs, "seed": seed},
     }
 
 
@@ -358,8 +363,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--score", choices=("logit", "softmax"), default="softmax", help="model output the metrics use "
                    "(default the target's softmax probability, RISE's definition of Deletion/Insertion)")
     p.add_argument("--ig-steps", type=int, default=50)
-    p.add_argument("--noise-samples", type=int, default=25)
-    p.add_argument("--rise-masks", type=int, default=4000)
+    p.add_argument("--noise-samples", type=int, default=50, help="SmoothGrad/SquareGrad/VarGrad samples (Xplique 50)")
+    p.add_argument("--rise-masks", type=int, default=4000, help="RISE masks (Xplique 4000)")
+    p.add_argument("--sobol-designs", type=int, default=32, help="Sobol designs, each 8^2 + 2 passes (Xplique 32)")
+    p.add_argument("--hsic-designs", type=int, default=1500, help="HSIC designs, one pass each (Xplique 1500)")
     p.add_argument("--occlusion-window", type=int, default=None)
     p.add_argument("--gradcam-layer", default=None, help="layer for Grad-CAM (default the last Conv2d)")
     p.add_argument("--internal-batch-size", type=int, default=256, help="perturbed/noisy copies per pass")
@@ -464,7 +471,8 @@ def main(args: argparse.Namespace) -> Path:
     params = {k: getattr(args, k) for k in ("model", "checkpoint", "data", "limit", "seed", "methods", "metrics",
                                             "forgrad", "cutoff_unit", "window", "select_images", "select_by",
                                             "heldout_data", "steps", "mufidelity_masks", "score", "ig_steps",
-                                            "noise_samples", "rise_masks", "occlusion_window", "gradcam_layer")}
+                                            "noise_samples", "rise_masks", "sobol_designs", "hsic_designs",
+                                            "occlusion_window", "gradcam_layer")}
 
     def validate_model(lm: Any) -> None:
         for m in metric_names:
@@ -481,6 +489,7 @@ def main(args: argparse.Namespace) -> Path:
         hspec = args.heldout_data or ("mnist-val" if spec == "mnist" else "mirror")
         heldout = _heldout(hspec, images, args.select_images, size)
     settings = method_settings(ig_steps=args.ig_steps, noise_samples=args.noise_samples, rise_masks=args.rise_masks,
+                               sobol_designs=args.sobol_designs, hsic_designs=args.hsic_designs,
                                occlusion_window=args.occlusion_window, seed=args.seed, batch_size=args.batch_size,
                                internal_batch_size=args.internal_batch_size, gradcam_layer=args.gradcam_layer)
     cut = run_model(run, lm.model, lm.name, images, names, method_names=method_names, metric_names=metric_names,
