@@ -82,6 +82,7 @@ def method_settings(*, ig_steps: int = 50, noise_samples: int = 25, noise_stdev:
         "gradcam": {**common, "layer": gradcam_layer},
         "occlusion": {**common, "window": occlusion_window},
         "rise": {**common, "n_masks": rise_masks, "seed": seed},
+        "sobol": {**common, "seed": seed}, "hsic": {**common, "seed": seed},
     }
 
 
