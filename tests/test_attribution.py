@@ -113,6 +113,7 @@ ALL = {
     "saliency": {}, "gradient_x_input": {}, "integrated_gradients": {"n_steps": 5},
     "smoothgrad": {"n_samples": 4}, "squaregrad": {"n_samples": 4}, "vargrad": {"n_samples": 4},
     "guided_backprop": {}, "gradcam": {}, "gradcam_pp": {}, "occlusion": {"window": 7}, "rise": {"n_masks": 40},
+    "sobol": {"grid_size": 4, "n_design": 4}, "hsic": {"grid_size": 4, "n_design": 16},
     "blob": {}, "magnitude": {}, "noise": {},
 }
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from .forgrad import (CutoffSelection, FORGrad, attribution_spectrum, default_cutoffs, forgrad,
                       high_frequency_share, max_cutoff, select_cutoff)
-from .methods import (RISE, Attribution, GradCAM, GradCAMPlusPlus, GradientXInput, GuidedBackprop,
-                      IntegratedGradients, Occlusion, Saliency, SmoothGrad, SquareGrad, VarGrad, model_scores, to_map)
+from .methods import (HSIC, RISE, Attribution, GradCAM, GradCAMPlusPlus, GradientXInput, GuidedBackprop,
+                      IntegratedGradients, Occlusion, Saliency, SmoothGrad, Sobol, SquareGrad, VarGrad, model_scores,
+                      to_map)
 from .registry import METHODS, attribute_many, make_method, method_kind
 from .references import REFERENCES, CentredBlob, InputMagnitude, UniformNoise, make_reference
 
@@ -27,6 +28,8 @@ __all__ = [
     "GradCAMPlusPlus",
     "Occlusion",
     "RISE",
+    "Sobol",
+    "HSIC",
     "FORGrad",
     "CentredBlob",
     "InputMagnitude",

@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_images, check_targets
-from .methods import (RISE, Attribution, GradCAM, GradCAMPlusPlus, GradientXInput, GuidedBackprop,
-                      IntegratedGradients, Occlusion, Saliency, SmoothGrad, SquareGrad, VarGrad, _indices,
+from .methods import (HSIC, RISE, Attribution, GradCAM, GradCAMPlusPlus, GradientXInput, GuidedBackprop,
+                      IntegratedGradients, Occlusion, Saliency, SmoothGrad, Sobol, SquareGrad, VarGrad, _indices,
                       _input_grad, _NoiseTunnel)
 
 __all__ = ["METHODS", "method_kind", "make_method", "attribute_many"]
@@ -29,13 +29,16 @@ METHODS: dict[str, type[Attribution]] = {
     "gradcam_pp": GradCAMPlusPlus,
     "occlusion": Occlusion,
     "rise": RISE,
+    "sobol": Sobol,
+    "hsic": HSIC,
 }
 """Method name -> class. ``kind`` is ``"gradient"`` (white box: filtered by FORGrad), ``"gray"`` (Grad-CAM,
 Grad-CAM++: reported, never filtered) or ``"prediction"`` (black box: never filtered), the paper's three
-families (arXiv 2307.09591, Sec. 4). Sobol and HSIC, in the paper's black-box family, are not implemented."""
+families (arXiv 2307.09591, Sec. 4). The black-box family is the paper's: Occlusion, RISE, Sobol, HSIC."""
 
 _ALIASES = {"gxi": "gradient_x_input", "inputxgradient": "gradient_x_input", "ig": "integrated_gradients",
-            "grad_cam": "gradcam", "gradcampp": "gradcam_pp", "gradcam++": "gradcam_pp", "grad_cam_pp": "gradcam_pp", "guidedbackprop": "guided_backprop", "gbp": "guided_backprop"}
+            "grad_cam": "gradcam", "gradcampp": "gradcam_pp", "gradcam++": "gradcam_pp", "grad_cam_pp": "gradcam_pp", "guidedbackprop": "guided_backprop", "gbp": "guided_backprop",
+            "sobol_attribution": "sobol", "hsic_attribution": "hsic"}
 
 
 def _canonical(name: str) -> str:

@@ -61,8 +61,8 @@ class Settings:
     rise_masks: int = 4000        # Xplique RISE nb_samples=4000 (grid 7, p 0.5)
     sobol_designs: int = 32       # Xplique SobolAttributionMethod nb_design=32 (x (8^2 + 2) passes)
     sobol_grid: int = 8           # Xplique SobolAttributionMethod grid_size=8
-    hsic_designs: int = 1500      # Xplique HsicAttributionMethod nb_design=1500
-    hsic_grid: int = 8            # Xplique HsicAttributionMethod grid_size=8
+    hsic_designs: int = 1500      # Xplique's recommended HsicAttributionMethod: nb_design=1500 (binary LHS)
+    hsic_grid: int = 7            # ... and grid_size=7
     occlusion_patches: int = 75   # Xplique Occlusion patch 3 px at stride 3 -> 75 per side at 224
     steps: int = 10               # Xplique Deletion/Insertion steps=10
     mufidelity_masks: int = 200   # Xplique MuFidelity nb_samples=200 (grid 9, subset 0.2)
