@@ -43,7 +43,7 @@ PAPERS: dict[str, str] = {
 
 #: Relative cost of each paper's full run (minutes on one core of the 2-core reference CPU, measured by the
 #: full runs in benchmarks/RESULTS.md); only used to balance the papers over torchrun ranks.
-COST: dict[str, float] = {"srop": 3.0, "discard": 30.0, "signal": 12.0, "forgrad": 25.0}
+COST: dict[str, float] = {"srop": 3.0, "discard": 30.0, "signal": 15.0, "forgrad": 30.0}
 
 #: Claim ids in CLAIMS.md order (sorting the table).
 CLAIM_ORDER: tuple[str, ...] = ("S1", "S2", "S3", "D1", "D2", "D3", "D4", "D5", "A1", "A2", "A3", "A4",

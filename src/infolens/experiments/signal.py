@@ -96,7 +96,8 @@ class Settings:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
-#: ``claims(quick=False)``: the full protocol (about 10 minutes on 2 idle cores, the pre-trained AE cached).
+#: ``claims(quick=False)``: the full protocol (stage 1 reaches its plateau at 2,400 steps, about 5 minutes on 2 cores;
+#: the whole protocol about 15 minutes on one core).
 FULL = Settings()
 #: ``claims(quick=True)`` and ``infolens demo --quick``: every row filled in about 2 minutes.
 QUICK = Settings(pretrain=Schedule(max_steps=200, eval_every=50), finetune=Schedule(max_steps=60, eval_every=20),
