@@ -97,7 +97,7 @@ def test_mnist_splits_deterministic() -> None:
 def test_mnist_checksum_detects_tampering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in data.MNIST_SHA256:
         shutil.copy(data.MNIST_DIR / name, tmp_path / name)
-    monkeypatch.setattr(data, "MNIST_DIR", tmp_path)
+    monkeypatch.setattr(data.mnist, "MNIST_DIR", tmp_path)  # mnist_dir() reads it in infolens.data.mnist
     assert len(data.load_mnist("test", limit=3)) == 3  # an intact copy loads
     labels = tmp_path / "t10k-labels-idx1-ubyte.gz"
     raw = bytearray(gzip.decompress(labels.read_bytes()))
