@@ -101,3 +101,14 @@ def test_cli_rejects_unknown_paper(capsys):
     assert main(["reproduce", "--paper", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown nope" in err[0]
+
+
+def test_runner_claims_stay_functions():
+    """Each paper's ``claims`` is a function, also after it has run once (a submodule named ``claims`` would
+    replace the package attribute on first import)."""
+    import importlib
+
+    for mod in R.PAPERS.values():
+        m = importlib.import_module(mod)
+        importlib.import_module(f"{mod}.verdicts") if (hasattr(m, "__path__")) else None
+        assert callable(m.claims) and not isinstance(m.claims, types.ModuleType), mod

@@ -495,7 +495,7 @@ def _run(tmp_path):
 
 
 def test_cutoff_rule_takes_the_lowest_cutoff_that_keeps_accuracy(images):
-    from infolens.experiments.srop.claims import CUTOFFS, choose_cutoff
+    from infolens.experiments.srop.verdicts import CUTOFFS, choose_cutoff
 
     x = torch.cat([images * 0.4, images * 0.4 + 0.6])  # means below and above 0.5: two classes
     y = torch.tensor([1] * 6 + [0] * 6)
@@ -508,7 +508,7 @@ def test_cutoff_rule_takes_the_lowest_cutoff_that_keeps_accuracy(images):
 def test_s1_s2_point_estimates_equal_scipy_wasserstein(tmp_path):
     from scipy.stats import wasserstein_distance
 
-    from infolens.experiments.srop.claims import QUICK, _variants, s1_s2_model
+    from infolens.experiments.srop.verdicts import QUICK, _variants, s1_s2_model
     from infolens.srop import random_init
 
     g = torch.Generator().manual_seed(4)
@@ -538,7 +538,7 @@ def test_s1_s2_point_estimates_equal_scipy_wasserstein(tmp_path):
 def test_s3_rho_equals_spearman_of_direct_layer_means(tmp_path, monkeypatch):
     from scipy.stats import spearmanr
 
-    import infolens.experiments.srop.claims as C
+    import infolens.experiments.srop.verdicts as C
 
     from infolens._torch import fork_rng
 

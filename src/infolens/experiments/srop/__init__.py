@@ -15,7 +15,7 @@ Checks (``../shared/METHODS.md``, section 1; the details are our reading):
 
 Every check measures at one point, ``--at`` (:mod:`infolens.srop.points`): ``activation`` (default),
 ``conv`` or ``block``. The paper's claims S1-S3 at every point: :func:`claims`
-(:mod:`infolens.experiments.srop.claims`, used by ``infolens reproduce``).
+(:mod:`infolens.experiments.srop.verdicts`, used by ``infolens reproduce``).
 
 Work is done in units of global image indices per (check, model, variant), each written as a part
 (resumable after a kill; shardable over torchrun processes, giving the rows of one process).
@@ -166,7 +166,7 @@ class Stage:
 
 def builtin_stages(name: str, *, quick: bool = False, device: str = "cpu", progress: bool = True) -> list[Stage]:
     """The stage checkpoints of a built-in network (the testbed's shipped stages)."""
-    from .claims import mnist_stages
+    from .verdicts import mnist_stages
 
     return [Stage(epoch, acc, load) for epoch, acc, load in mnist_stages(name, quick=quick, device=device,
                                                                         progress=progress)]
@@ -517,7 +517,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
 def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True,
            models: Sequence[str] | None = None) -> list[dict]:
     """Claims S1-S3 (``../shared/CLAIMS.md``) on the testbed at every measurement point: see
-    :mod:`infolens.experiments.srop.claims` (``models``: a partial run on some testbed models)."""
-    from .claims import claims as _claims
+    :mod:`infolens.experiments.srop.verdicts` (``models``: a partial run on some testbed models)."""
+    from .verdicts import claims as _claims
 
     return _claims(out, quick=quick, device=device, progress=progress, models=models)
