@@ -42,8 +42,8 @@ PAPERS: dict[str, str] = {
 }
 
 #: Relative cost of each paper's full run (minutes on one core of the 2-core reference CPU, measured by the
-#: full runs in benchmarks/RESULTS.md); only used to balance the papers over torchrun ranks.
-COST: dict[str, float] = {"srop": 3.0, "discard": 30.0, "signal": 15.0, "forgrad": 30.0}
+#: full run of 2026-11-30 in benchmarks/RESULTS.md); only used to balance the papers over torchrun ranks.
+COST: dict[str, float] = {"srop": 2.4, "discard": 34.4, "signal": 10.6, "forgrad": 27.2}
 
 #: Claim ids in CLAIMS.md order (sorting the table).
 CLAIM_ORDER: tuple[str, ...] = ("S1", "S2", "S3", "D1", "D2", "D3", "D4", "D5", "A1", "A2", "A3", "A4",

@@ -121,7 +121,6 @@ def analyse(run: RunDir, model: nn.Module, model_name: str, images: torch.Tensor
     layers = method.layers
     tag = f"{model_name}-{method.solver}-{stage}"
     units = [Unit(key=f"{tag}-{u.key}", indices=u.indices) for u in work_units(images.shape[0], batch_size)]
-    depth = {name: i for i, name in enumerate(method.layers)}
 
     def unit_fn(u: Unit) -> list[dict[str, Any]]:
         idx = list(u.indices)

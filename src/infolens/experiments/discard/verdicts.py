@@ -199,10 +199,10 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     out_rows, gaps = decide_claims(rows, recon, iso, accs, list(nets), imagenet)
     run.write_table("stages_gap", gaps)
     conv = convergence(rows)
-    desc = (f"Claims of arXiv 1906.04109 decided on the testbed under both solvers: 'release' (the official code's "
-            f"procedure: SGD on sigma, lambda 5, the step closest to error 1.5) and 'constrained' (the exact optimum "
-            f"at error 1.5). Noise in the model's normalised input space (the release); entropies in nats per cell. "
-            f"Verdicts: " + "; ".join(f"{r['claim']} {r['model']}: {r['verdict']}" for r in out_rows
+    desc = ("Claims of arXiv 1906.04109 decided on the testbed under both solvers: 'release' (the official code's "
+            "procedure: SGD on sigma, lambda 5, the step closest to error 1.5) and 'constrained' (the exact optimum "
+            "at error 1.5). Noise in the model's normalised input space (the release); entropies in nats per cell. "
+            "Verdicts: " + "; ".join(f"{r['claim']} {r['model']}: {r['verdict']}" for r in out_rows
                                        if r['model'].startswith(('most', 'MNIST', 'ImageNet', 'isometries')))
             + f". Convergence: {conv}." + (" Quick mode: fewer images and steps." if quick else ""))
     run.meta["description"] = desc

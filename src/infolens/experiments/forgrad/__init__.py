@@ -365,7 +365,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ig-steps", type=int, default=50)
     p.add_argument("--noise-samples", type=int, default=50, help="SmoothGrad/SquareGrad/VarGrad samples (Xplique 50)")
     p.add_argument("--rise-masks", type=int, default=4000, help="RISE masks (Xplique 4000)")
-    p.add_argument("--sobol-designs", type=int, default=32, help="Sobol designs, each 8^2 + 2 passes (Xplique 32)")
+    p.add_argument("--sobol-designs", type=int, default=32, help="Sobol designs, each 8^2 + 1 passes (Xplique 32)")
     p.add_argument("--hsic-designs", type=int, default=1500, help="HSIC designs, one pass each (Xplique 1500)")
     p.add_argument("--occlusion-window", type=int, default=None)
     p.add_argument("--gradcam-layer", default=None, help="layer for Grad-CAM (default the last Conv2d)")

@@ -59,7 +59,7 @@ class Settings:
     noise_samples: int = 50       # Xplique SmoothGrad/SquareGrad/VarGrad nb_samples=50
     noise_stdev: float = 0.2      # Xplique noise=0.2, in the model's (normalised) input units
     rise_masks: int = 4000        # Xplique RISE nb_samples=4000 (grid 7, p 0.5)
-    sobol_designs: int = 32       # Xplique SobolAttributionMethod nb_design=32 (x (8^2 + 2) passes)
+    sobol_designs: int = 32       # Xplique SobolAttributionMethod nb_design=32 (x (8^2 + 1) passes: B's are not needed)
     sobol_grid: int = 8           # Xplique SobolAttributionMethod grid_size=8
     hsic_designs: int = 1500      # Xplique's recommended HsicAttributionMethod: nb_design=1500 (binary LHS)
     hsic_grid: int = 7            # ... and grid_size=7
@@ -181,7 +181,6 @@ def run_model(model: nn.Module, name: str, images: Tensor, sources: Tensor, cfg:
     from ... import _progress
 
     t0 = time.perf_counter()
-    device = images.device
     zero, scale = input_zero(model), input_scale(model)
     s = images.shape[-1]
     # the paper's cut-offs are frequency steps at 224 px: scale them to this size

@@ -34,9 +34,9 @@ QUICK = Settings(ig_steps=4, noise_samples=4, rise_masks=32, sobol_designs=2, so
 FULL = Settings(ig_steps=4, noise_samples=4, rise_masks=32, sobol_designs=4, hsic_designs=128, occlusion_patches=4,
                 steps=4, mufidelity_masks=32, cutoffs=(4, 15), batch_size=16, internal_batch_size=32)
 """``full`` on the CPU: every photograph (17 sources), counts lowered to fit the 60-minute budget of the whole
-``reproduce`` (about 900 forward passes per photograph and model, 390 of them Sobol's 4 x (8^2 + 2) designs
-and HSIC's 128; EfficientNet-Lite at 224-260 px costs 0.05-0.1 s a pass on one core). Sobol and HSIC keep
-Xplique's 8 x 8 grid. On a GPU (``device="cuda..."``) the paper's counts, :data:`PAPER`."""
+``reproduce``: the trio and F5 took 27 min 13 s on one core in the full run of 2026-11-30 (Sobol 4 x (8^2 + 1)
+and HSIC 128 passes per photograph among them). Sobol and HSIC keep Xplique's grids (8 and 7). On a GPU
+(``device="cuda..."``) the paper's counts, :data:`PAPER`."""
 QUICK_PHOTOS = 2
 F5_DIGITS = {True: 64, False: 500}
 

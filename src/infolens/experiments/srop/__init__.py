@@ -343,8 +343,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", default="all conv", help="layers to analyse: 'all conv' (default), names or globs "
                    "separated by ';' or ',' (list them with `infolens layers MODEL`)")
     p.add_argument("--at", default=DEFAULT_AT, choices=MEASUREMENT_POINTS,
-                   help=f"measurement point: activation (default: after each convolution's non-linearity), conv "
-                   f"(the convolution output) or block (residual/stage block outputs)")
+                   help="measurement point: activation (default: after each convolution's non-linearity), conv "
+                   "(the convolution output) or block (residual/stage block outputs)")
     p.add_argument("--check", default="none", help="sanity checks: none (only the layer statistics), input, "
                    "architecture, randomization, training, a comma-separated list, or all")
     p.add_argument("--variants", default=",".join(INPUT_VARIANTS), help="input variants of the input check")
