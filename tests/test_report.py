@@ -167,3 +167,22 @@ def test_corrupt_files_are_named(tmp_path, bad, name):
     path.write_bytes(b"{\x00\xff not json" if bad.endswith(".json") else b"a,b\n\xff\xfe\x00,1\n")
     with pytest.raises(ValueError, match=rf"{name} is not (valid JSON|a readable CSV table).*rerun"):
         build_report(tmp_path)
+
+
+@pytest.mark.parametrize("scale,kw", [("log", {}), ("symlog", {"linthresh": 0.02})])
+def test_log_axes_have_plain_tick_labels(scale, kw):
+    """Mathtext is off (user labels keep their "$"), so log-axis tick labels must be plain numbers, not the
+    literal ``$\\mathdefault{10^{-2}}$`` matplotlib's default formatter writes, also within one decade."""
+    pytest.importorskip("matplotlib")
+    from infolens.plots import log_scale, subplots
+
+    for lo, hi in ((1e-4, 1e-1), (0.02, 0.09)):
+        fig, axes = subplots()
+        ax = axes[0, 0]
+        ax.plot([0, 1, 2], [lo, (lo * hi) ** 0.5, hi])
+        log_scale(ax, "y", scale, **kw)
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
+        assert labels and not [t for t in labels if "$" in t or "mathdefault" in t], labels
+        assert all(float(t.replace("\u2212", "-")) >= 0 for t in labels), labels
+        fig.clf()

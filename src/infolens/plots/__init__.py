@@ -25,6 +25,18 @@ def pyplot() -> Any:
     return plt
 
 
+def log_scale(ax: Any, axis: str = "y", scale: str = "log", **kw: Any) -> None:
+    """Set a log (or ``symlog``) scale on ``axis`` with plain tick labels ("0.01", "6e-05"): matplotlib's
+    default log labels are mathtext, which :func:`pyplot` turns off (they would print as
+    ``$\\mathdefault{10^{-2}}$``)."""
+    from matplotlib.ticker import LogFormatter
+
+    getattr(ax, f"set_{axis}scale")(scale, **kw)
+    a = getattr(ax, f"{axis}axis")
+    a.set_major_formatter(LogFormatter(labelOnlyBase=False))
+    a.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+
+
 def subplots(nrows: int = 1, ncols: int = 1, *, width: float = 4.0, height: float = 3.2, **kw: Any):
     """A figure with a grid of axes sized per panel (inches)."""
     plt = pyplot()
@@ -44,9 +56,9 @@ def lines(ax: Any, x: Any, ys: dict[str, Any], *, xlabel: str = "", ylabel: str 
     if title:
         ax.set_title(title, fontsize=10)
     if logx:
-        ax.set_xscale("log")
+        log_scale(ax, "x")
     if logy:
-        ax.set_yscale("log")
+        log_scale(ax, "y")
     if len(ys) > 1:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)

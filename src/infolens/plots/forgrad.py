@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import lines, subplots
+from . import lines, log_scale, subplots
 
 
 def _models(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -33,7 +33,7 @@ def spectrum_lines(ax: Any, rows: Sequence[Mapping[str, Any]], *, model: str, by
         f = sorted(d)
         arts.extend(ax.plot(f, [sum(d[k]) / len(d[k]) for k in f], marker="o", ms=2, label=label,
                             lw=2 if by == "kind" else 1))
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     from matplotlib.ticker import NullLocator
 
     ax.yaxis.set_minor_locator(NullLocator())  # minor log ticks double the drawing time
@@ -239,7 +239,7 @@ def aliasing_figure(info: Mapping[str, Any]):
     for name, (power, freq) in info["spectra"].items():
         ax.plot(freq, power, marker="o", ms=2, label=f"{name} (HF share {info['shares'][name]:.3f})")
     ax.axvline(0.5, color="gray", lw=0.8, ls="--")
-    ax.set_yscale("log")
+    log_scale(ax, "y")
     ax.set_xlabel("frequency / Nyquist")
     ax.set_ylabel("share of power")
     ax.legend(fontsize=6)

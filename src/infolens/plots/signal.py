@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import lines
+from . import lines, log_scale
 
 __all__ = ["reconstruction_mosaic", "difference_mosaic", "accuracy_matrix", "order_panel", "spectra",
            "nmi_distributions", "loss_curves"]
@@ -165,7 +165,7 @@ def loss_curves(ax: Any, curves: Mapping[str, tuple[Any, Any]], *, xlabel: str =
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
     if logy:
-        ax.set_yscale("log")
+        log_scale(ax, "y")
     if title:
         ax.set_title(title, fontsize=9)
     if curves:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import subplots
+from . import log_scale, subplots
 
 
 def _models(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -119,7 +119,7 @@ def training_figure(summary: Sequence[Mapping[str, Any]], correlations: Sequence
         acc = [float(r["test_acc"]) for r in rs]
         ax = axes[0, j]
         ax.plot(ep, srop, marker="o", ms=3, color="tab:blue", label="mean SROP")
-        ax.set_xscale("symlog", linthresh=0.02)
+        log_scale(ax, "x", "symlog", linthresh=0.02)
         ax.set_xlabel("epoch")
         ax.set_ylabel("mean SROP / Nyquist", color="tab:blue")
         ax.set_title(m, fontsize=10)
