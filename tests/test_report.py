@@ -176,7 +176,7 @@ def test_log_axes_have_plain_tick_labels(scale, kw):
     pytest.importorskip("matplotlib")
     from infolens.plots import log_scale, subplots
 
-    for lo, hi in ((1e-4, 1e-1), (0.02, 0.09)):
+    for lo, hi in ((1e-4, 1e-1), (0.02, 0.09), (0.018, 0.029)):
         fig, axes = subplots()
         ax = axes[0, 0]
         ax.plot([0, 1, 2], [lo, (lo * hi) ** 0.5, hi])
@@ -184,5 +184,6 @@ def test_log_axes_have_plain_tick_labels(scale, kw):
         fig.canvas.draw()
         labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
         assert labels and not [t for t in labels if "$" in t or "mathdefault" in t], labels
-        assert all(float(t.replace("\u2212", "-")) >= 0 for t in labels), labels
+        values = [float(t.replace("\u2212", "-")) for t in labels]
+        assert all(v >= 0 for v in values) and len(set(labels)) == len(labels), labels  # distinct, readable
         fig.clf()

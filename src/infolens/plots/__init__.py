@@ -26,15 +26,19 @@ def pyplot() -> Any:
 
 
 def log_scale(ax: Any, axis: str = "y", scale: str = "log", **kw: Any) -> None:
-    """Set a log (or ``symlog``) scale on ``axis`` with plain tick labels ("0.01", "6e-05"): matplotlib's
-    default log labels are mathtext, which :func:`pyplot` turns off (they would print as
-    ``$\\mathdefault{10^{-2}}$``)."""
+    """Set a log (or ``symlog``) scale on ``axis`` with plain tick labels ("0.01", "0.026", "6e-05"), three
+    significant digits: matplotlib's default log labels are mathtext, which :func:`pyplot` turns off (they
+    would print as ``$\\mathdefault{10^{-2}}$``). Which ticks get a label is matplotlib's own choice."""
     from matplotlib.ticker import LogFormatter
+
+    class Plain(LogFormatter):
+        def __call__(self, x: float, pos: Any = None) -> str:
+            return self.fix_minus(f"{x:.3g}") if super().__call__(x, pos) else ""
 
     getattr(ax, f"set_{axis}scale")(scale, **kw)
     a = getattr(ax, f"{axis}axis")
-    a.set_major_formatter(LogFormatter(labelOnlyBase=False))
-    a.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+    a.set_major_formatter(Plain(labelOnlyBase=False))
+    a.set_minor_formatter(Plain(labelOnlyBase=False))
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, width: float = 4.0, height: float = 3.2, **kw: Any):
