@@ -87,6 +87,13 @@ def _groups(n_copies: int, n_images: int, internal_batch_size: int) -> Iterator[
         yield range(s, min(n_copies, s + per))
 
 
+def copy_scores(model: nn.Module, copies: Tensor, target: Tensor, score: Score) -> Tensor:
+    """Scores of ``G`` perturbed copies of each of ``N`` images, ``copies`` ``(N, G, C, H, W)`` -> ``(N, G)``,
+    in one forward pass (the black-box methods' inner step: Occlusion, RISE, Sobol, HSIC)."""
+    n, g = copies.shape[:2]
+    return model_scores(model(copies.flatten(0, 1)), target.repeat_interleave(g), score).view(n, g)
+
+
 def _check_positive_int(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -144,6 +151,14 @@ class Attribution:
 
         The model is evaluated in eval mode with frozen weights and comes back exactly as it was passed
         (every submodule's mode, ``requires_grad`` flag and buffer; :func:`infolens._torch.frozen`)."""
+        return self._batched(self._attribute, inputs, target, indices)
+
+    __call__ = attribute
+
+    def _batched(self, fn: Any, inputs: Tensor, target: Tensor | int | Sequence[int] | None,
+                 indices: Sequence[int] | Tensor | None) -> Tensor:
+        """``fn(x, t, idx)`` over ``batch_size`` slices of the checked inputs, the model frozen, the
+        target defaulting to the prediction; results concatenated."""
         inputs = check_images(inputs, name="inputs", model=self.model)
         n = inputs.shape[0]
         with frozen_model(self.model):
@@ -155,10 +170,8 @@ class Attribution:
             outs = []
             for s in range(0, n, self.batch_size):
                 sl = slice(s, s + self.batch_size)
-                outs.append(self._attribute(inputs[sl], t[sl], idx[sl]).detach())
+                outs.append(fn(inputs[sl], t[sl], idx[sl]).detach())
         return torch.cat(outs)
-
-    __call__ = attribute
 
     def _predict(self, inputs: Tensor) -> Tensor:
         with torch.no_grad():
@@ -470,9 +483,8 @@ class Occlusion(Attribution):
             diffs = []
             for grp in _groups(masks.shape[0], n, self.internal_batch_size):
                 m = masks[grp.start:grp.stop][None, :, None]
-                pert = (x[:, None] * (1 - m) + self.baseline * m).flatten(0, 1)
-                s = model_scores(self.model(pert), t.repeat_interleave(len(grp)), self.score)
-                diffs.append(base[:, None] - s.view(n, len(grp)))
+                s = copy_scores(self.model, x[:, None] * (1 - m) + self.baseline * m, t, self.score)
+                diffs.append(base[:, None] - s)
             d = torch.cat(diffs, 1)
         counts = masks.sum(0)
         attr = (d @ masks.flatten(1)).view(n, 1, h, w)
@@ -523,8 +535,7 @@ class RISE(Attribution):
         with torch.no_grad():
             for grp in _groups(self.n_masks, n, self.internal_batch_size):
                 m = self.masks(h, w, grp, x.device, x.dtype)  # (g, 1, h, w)
-                pert = (x[:, None] * m[None]).flatten(0, 1)
-                s = model_scores(self.model(pert), t.repeat_interleave(len(grp)), self.score).view(n, len(grp))
+                s = copy_scores(self.model, x[:, None] * m[None], t, self.score)
                 out += torch.einsum("ng,ghw->nhw", s, m[:, 0])[:, None]
         return out / (self.n_masks * self.p)
 
@@ -664,9 +675,8 @@ class _GlobalSensitivity(Attribution):
             for grp in _groups(cells.shape[0], n, self.internal_batch_size):
                 lo = cells[grp.start:grp.stop, None].to(device=x.device, dtype=x.dtype)
                 m = F.interpolate(lo, size=(h, w), mode="nearest-exact")  # (G, 1, h, w)
-                pert = (x[:, None] * m[None]).flatten(0, 1)  # inpainting with 0: x * M + (1 - M) * 0
-                s = model_scores(self.model(pert), t.repeat_interleave(len(grp)), self.score)
-                out.append(s.view(n, len(grp)))
+                # inpainting with 0: x * M + (1 - M) * 0
+                out.append(copy_scores(self.model, x[:, None] * m[None], t, self.score))
         return torch.cat(out, 1)
 
     def _cells(self, x: Tensor, t: Tensor) -> Tensor:
@@ -675,17 +685,10 @@ class _GlobalSensitivity(Attribution):
     def cell_scores(self, inputs: Tensor, target: Tensor | int | Sequence[int] | None = None) -> Tensor:
         """The per-cell estimates, ``(N, grid_size, grid_size)``, before the bicubic upsampling of
         :meth:`attribute` (row ``r``, column ``c`` is the cell over image rows ``r H/g .. (r+1) H/g``)."""
-        self._upsample = False
-        try:
-            return self.attribute(inputs, target)[:, 0]
-        finally:
-            self._upsample = True
+        return self._batched(lambda x, t, idx: self._cells(x, t), inputs, target, None)
 
     def _attribute(self, x, t, idx):
-        cells = self._cells(x, t)[:, None]
-        if not getattr(self, "_upsample", True):
-            return cells
-        return F.interpolate(cells, size=x.shape[-2:], mode="bicubic", align_corners=False)
+        return F.interpolate(self._cells(x, t)[:, None], size=x.shape[-2:], mode="bicubic", align_corners=False)
 
 
 class Sobol(_GlobalSensitivity):
