@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from infolens.attribution import Saliency, forgrad
-from infolens.faithfulness import Deletion, Insertion, MuFidelity
+from infolens.attribution.metrics import Deletion, Insertion, MuFidelity
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))

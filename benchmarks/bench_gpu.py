@@ -231,7 +231,7 @@ def bench_faithfulness(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
     from bench_faithfulness import floor_fn
 
     from infolens.attribution import Saliency
-    from infolens.faithfulness import Deletion, Insertion, MuFidelity
+    from infolens.attribution.metrics import Deletion, Insertion, MuFidelity
 
     name, model = _efficientnet(device)
     x = _photos(sz.faith_images, sz.faith_size).to(device)
@@ -349,7 +349,7 @@ def _verb(method) -> Callable:
 
 def _discard_layers(model_name: str) -> list[str]:
     try:
-        from infolens.experiments.discard import DEFAULT_LAYERS
+        from infolens.experiments.discard.measure import DEFAULT_LAYERS
 
         return list(DEFAULT_LAYERS[model_name])
     except Exception:  # noqa: BLE001 - the runner's table moved: the same three blocks

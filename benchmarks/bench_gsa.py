@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import append_results, interleaved  # noqa: E402
 
 from infolens.attribution import HSIC, Sobol  # noqa: E402
-from infolens.attribution.methods import model_scores  # noqa: E402
+from infolens.attribution import model_scores  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from infolens import attribution as A
 from infolens._checks import check_images
-from infolens.faithfulness import Deletion
+from infolens.attribution.metrics import Deletion
 from infolens.srop import layer_srops
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from infolens import attribution as A
-from infolens import faithfulness as F
+from infolens.attribution import metrics as F
 from infolens import signal as S
 from infolens.discard import InformationDiscarding, ReconstructionUncertainty, train_decoder
 from infolens.srop import SpectralRolloff

@@ -36,7 +36,7 @@ from .attribution import (  # noqa: E402
 )
 from .discard import (InformationDiscarding, ReconstructionUncertainty, gaussian_entropy,  # noqa: E402
                       reconstruction_uncertainty)
-from .faithfulness import Deletion, FaithfulnessResult, Insertion, Metric, MuFidelity  # noqa: E402
+from .attribution.metrics import Deletion, FaithfulnessResult, Insertion, Metric, MuFidelity  # noqa: E402
 from .signal import (InputSignal, finetune_through_classifier, mutual_information, nmi,  # noqa: E402
                      pretrain_autoencoder)
 from .srop import SpectralRolloff, layer_srops, srop_statistics  # noqa: E402

@@ -8,6 +8,19 @@ A verdict is one of :data:`VERDICTS`:
 * ``not reproduced``: the statistic fails its threshold and the interval lies on the other side;
 * ``inconclusive``: anything else; the row's note says roughly how many images would decide it.
 
+Three rules keep a verdict from resting on too little (the claims document's amendment 1,
+``docs/claims.md``):
+
+* a row decided from fewer than :data:`MIN_UNITS` independent source units (photographs, digits, or
+  random seeds where the statistic compares seeds) is ``inconclusive (n below 15)``;
+* a Spearman correlation over layers or stages needs at least :data:`MIN_POINTS` points;
+* a row whose statistic depends on a protocol setting lowered below the paper's is inconclusive, with the
+  lowered setting named (``lowered=``).
+
+In each case the note keeps the verdict the row would otherwise have had. Each claim has one ``primary``
+variant; every other variant (measurement point, solver, score) is a ``sensitivity`` row (column
+``variant``), and only primary rows enter an aggregate that is read as the claim's verdict.
+
 A claim that must hold "on most models" (at least 75 % of them) gets one row per model and one aggregate
 row (:func:`most_row`). Rows have the columns :data:`CLAIM_COLUMNS`; ``tables/claims.csv`` of
 ``infolens reproduce`` is a list of them.
@@ -41,15 +54,24 @@ __all__ = [
     "claim_row",
     "most_row",
     "spearman",
+    "MIN_UNITS",
+    "MIN_POINTS",
+    "VARIANTS",
 ]
 
 VERDICTS: tuple[str, str, str] = ("reproduced", "not reproduced", "inconclusive")
-CLAIM_COLUMNS: tuple[str, ...] = ("paper", "claim", "model", "statistic", "value", "ci_low", "ci_high", "threshold",
+CLAIM_COLUMNS: tuple[str, ...] = ("paper", "claim", "variant", "model", "statistic", "value", "ci_low", "ci_high", "threshold",
                                   "n", "verdict", "note")
 MOST: float = 0.75
 """"Holds on most models" means on at least this share of them (CLAIMS.md)."""
 N_RESAMPLES: int = 1000
-"""Bootstrap resamples (CLAIMS.md)."""
+"""Bootstrap resamples (docs/claims.md)."""
+MIN_UNITS: int = 15
+"""A decisive row needs at least this many independent source units (docs/claims.md, amendment 1)."""
+MIN_POINTS: int = 5
+"""A Spearman correlation over layers or stages needs at least this many points (amendment 1)."""
+VARIANTS: tuple[str, str] = ("primary", "sensitivity")
+"""The ``variant`` column: the claim's one primary variant, or a sensitivity row beside it."""
 
 Side = Literal[">", ">=", "<", "<=", "abs>="]
 
@@ -171,10 +193,30 @@ def needed_n(value: float, low: float, high: float, threshold: float, n: int, *,
 
 
 def claim_row(paper: str, claim: str, model: str, statistic: str, interval: Interval | Mapping[str, Any] | float,
-              threshold: float, *, side: Side = ">", note: str = "", verdict: str | None = None) -> dict[str, Any]:
-    """One row of ``claims.csv``. ``interval`` is an :class:`Interval` (or a mapping with value, ci_low,
-    ci_high, n; or a bare value with no interval, which is inconclusive unless ``verdict`` is given).
-    ``threshold`` is written as ``side`` + number (``"> 0"``, ``"abs>= 0.8"``)."""
+              threshold: float, *, side: Side = ">", note: str = "", verdict: str | None = None,
+              variant: str = "primary", min_units: int | None = MIN_UNITS, lowered: str | None = None
+              ) -> dict[str, Any]:
+    """One row of ``claims.csv``.
+
+    Parameters
+    ----------
+    interval : Interval, mapping or float
+        The statistic with its bootstrap interval (a mapping with value, ci_low, ci_high, n; or a bare value
+        with no interval, which is inconclusive unless ``verdict`` is given).
+    threshold, side : float, str
+        Written as ``side`` + number (``"> 0"``, ``"abs>= 0.8"``).
+    variant : {"primary", "sensitivity"}
+        The claim's primary variant, or a sensitivity row.
+    min_units : int or None
+        A decisive verdict from fewer than this many independent source units (``n``) becomes
+        ``inconclusive``; the note keeps the verdict it would have had. ``None`` for rows whose ``n`` does not
+        count source units (a closed-form check, an aggregate over models).
+    lowered : str or None
+        The protocol settings this row's statistic depends on that were lowered below the paper's: the row
+        is inconclusive, and its note names them and keeps the verdict it would have had.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if isinstance(interval, Interval):
         v, lo, hi, n = interval.value, interval.low, interval.high, interval.n
     elif isinstance(interval, Mapping):
@@ -186,11 +228,23 @@ def claim_row(paper: str, claim: str, model: str, statistic: str, interval: Inte
         verdict = decide(v, lo, hi, threshold, side)
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    reasons = []
+    if lowered:
+        reasons.append(f"protocol lowered: {lowered}")
+    if min_units is not None and n < min_units:
+        reasons.append(f"n below {min_units} (n = {n})")
+    if reasons and verdict != "inconclusive":
+        would = verdict
+        verdict = "inconclusive"
+        note = f"{'; '.join(reasons)}; would be: {would}" + (f"; {note}" if note else "")
+    elif reasons:
+        note = "; ".join(reasons) + (f"; {note}" if note else "")
     if verdict == "inconclusive" and not note:
         need = needed_n(v, lo, hi, threshold, n, side=side)
         note = (f"about {need} source images would decide it" if need else
                 "the value sits on (or too near) the threshold for more images to decide it")
-    return {"paper": paper, "claim": claim, "model": model, "statistic": statistic, "value": v, "ci_low": lo,
+    return {"paper": paper, "claim": claim, "variant": variant, "model": model, "statistic": statistic, "value": v,
+            "ci_low": lo,
             "ci_high": hi, "threshold": f"{side} {threshold:g}", "n": n, "verdict": verdict, "note": note}
 
 
@@ -198,9 +252,14 @@ def most_row(rows: Sequence[Mapping[str, Any]], *, share: float = MOST, model: s
              statistic: str | None = None, note: str = "") -> dict[str, Any]:
     """The aggregate row of a claim that must hold on most models: reproduced when at least ``share`` of
     the per-model rows are reproduced; not reproduced when so many are not reproduced that ``share`` can no
-    longer be reached; inconclusive otherwise. Its value is the share of models reproduced."""
+    longer be reached; inconclusive otherwise. Its value is the share of models reproduced. All ``rows`` must
+    be of one variant (aggregate primary and sensitivity rows separately)."""
     if not rows:
         raise ValueError("most_row needs at least one per-model row")
+    variants = {r.get("variant", "primary") for r in rows}
+    if len(variants) > 1:
+        raise ValueError(f"most_row aggregates rows of one variant, got {sorted(variants)}: "
+                         "aggregate the primary rows and the sensitivity rows separately")
     k = len(rows)
     rep = sum(r["verdict"] == "reproduced" for r in rows)
     notrep = sum(r["verdict"] == "not reproduced" for r in rows)
@@ -212,7 +271,8 @@ def most_row(rows: Sequence[Mapping[str, Any]], *, share: float = MOST, model: s
         verdict = "inconclusive"
     first = rows[0]
     summary = f"{rep} of {k} reproduced, {notrep} not reproduced"
-    return {"paper": first["paper"], "claim": first["claim"], "model": model or f"most of {k}",
+    return {"paper": first["paper"], "claim": first["claim"], "variant": first.get("variant", "primary"),
+            "model": model or f"most of {k}",
             "statistic": statistic or f"share of models reproduced ({first['statistic']})", "value": rep / k,
             "ci_low": math.nan, "ci_high": math.nan, "threshold": f">= {share:g}", "n": k, "verdict": verdict,
             "note": f"{summary}; {note}" if note else summary}

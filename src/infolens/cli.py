@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from .experiments import RUNNERS, common_arguments, validate_common
+from .experiments.common import RUNNERS, common_arguments, validate_common
 
 USER_ERRORS = (ValueError, TypeError, KeyError, ImportError, OSError)
 

@@ -1,4 +1,5 @@
-"""Attribution maps (:mod:`.methods`: one class per method, Captum's calling convention; :mod:`.registry`:
+"""Attribution maps (one class per method, Captum's calling convention: :mod:`.gradient`, :mod:`.cam`,
+:mod:`.perturbation`; :mod:`.metrics`: Deletion, Insertion, MuFidelity; :mod:`.registry`:
 names, families, shared passes; :mod:`.references`: the sanity references) and FORGrad (:mod:`.forgrad`:
 the low-pass filter of arXiv 2307.09591, spectra of maps, the cut-off search).
 
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 from .forgrad import (CutoffSelection, FORGrad, attribution_spectrum, default_cutoffs, forgrad,
                       high_frequency_share, max_cutoff, select_cutoff)
-from .methods import (HSIC, RISE, Attribution, GradCAM, GradCAMPlusPlus, GradientXInput, GuidedBackprop,
-                      IntegratedGradients, Occlusion, Saliency, SmoothGrad, Sobol, SquareGrad, VarGrad, model_scores,
-                      to_map)
+from ._base import Attribution, model_scores, to_map
+from .cam import GradCAM, GradCAMPlusPlus
+from .gradient import (GradientXInput, GuidedBackprop, IntegratedGradients, Saliency, SmoothGrad, SquareGrad,
+                       VarGrad)
+from .metrics import Deletion, FaithfulnessResult, Insertion, Metric, MuFidelity, make_metric
+from .perturbation import HSIC, RISE, Occlusion, Sobol
 from .registry import METHODS, attribute_many, make_method, method_kind
 from .references import REFERENCES, CentredBlob, InputMagnitude, UniformNoise, make_reference
 
@@ -49,4 +53,10 @@ __all__ = [
     "max_cutoff",
     "CutoffSelection",
     "select_cutoff",
+    "Deletion",
+    "Insertion",
+    "MuFidelity",
+    "Metric",
+    "FaithfulnessResult",
+    "make_metric",
 ]

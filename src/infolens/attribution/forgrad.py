@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .._checks import check_images
 from ..spectral import RadialProfile, frequency_radius, lowpass_filter, power_spectrum, radial_profile
-from .methods import Attribution, to_map
+from ._base import Attribution, to_map
 
 __all__ = ["FORGrad", "forgrad", "attribution_spectrum", "high_frequency_share", "default_cutoffs", "max_cutoff", "CutoffSelection",
            "select_cutoff"]
@@ -156,7 +156,7 @@ def select_cutoff(attributions: Tensor, inputs: Tensor, targets: Tensor, metrics
 
     ``attributions`` are the method's maps on held-out ``inputs`` (never the images results are reported
     on). Each cut-off of the grid (default :func:`default_cutoffs`, log-spaced, ending with the identity)
-    filters them and is scored by ``metrics`` (a :mod:`infolens.faithfulness` metric or a list; the score
+    filters them and is scored by ``metrics`` (a :mod:`infolens.attribution.metrics` metric or a list; the score
     is the sum of their means, negated for lower-is-better ones: the default pair Insertion + Deletion
     gives Insertion - Deletion, our reading of the paper's combined score). Returns the whole curve.
     """

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .._torch import image_generators
-from .methods import Attribution
+from ._base import Attribution
 
 __all__ = ["CentredBlob", "InputMagnitude", "UniformNoise", "REFERENCES", "make_reference"]
 

@@ -10,9 +10,11 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_images, check_targets
-from .methods import (HSIC, RISE, Attribution, GradCAM, GradCAMPlusPlus, GradientXInput, GuidedBackprop,
-                      IntegratedGradients, Occlusion, Saliency, SmoothGrad, Sobol, SquareGrad, VarGrad, _indices,
-                      _input_grad, _NoiseTunnel)
+from ._base import Attribution, _indices, _input_grad
+from .cam import GradCAM, GradCAMPlusPlus
+from .gradient import (GradientXInput, GuidedBackprop, IntegratedGradients, Saliency, SmoothGrad, SquareGrad, VarGrad,
+                       _NoiseTunnel)
+from .perturbation import HSIC, RISE, Occlusion, Sobol
 
 __all__ = ["METHODS", "method_kind", "make_method", "attribute_many"]
 

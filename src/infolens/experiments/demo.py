@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import _progress
 from ..results import RunDir
-from . import DEMO_ORDER, RUNNERS
+from .common import DEMO_ORDER, RUNNERS
 from .testbed import DEMO_MODELS, demo_history, demo_models
 
 def _models_section(out: Path, *, quick: bool, device: str, progress: bool) -> None:

@@ -35,10 +35,10 @@ ANALYSIS = "reproduce"
 
 #: paper key -> runner module; the order of the table and the report.
 PAPERS: dict[str, str] = {
-    "srop": "infolens.experiments.srop",
-    "discard": "infolens.experiments.discard",
-    "signal": "infolens.experiments.signal",
-    "forgrad": "infolens.experiments.forgrad",
+    "srop": "infolens.experiments.srop.runner",
+    "discard": "infolens.experiments.discard.runner",
+    "signal": "infolens.experiments.signal.runner",
+    "forgrad": "infolens.experiments.forgrad.runner",
 }
 
 #: Relative cost of each paper's full run (minutes on one core of the 2-core reference CPU, measured by the

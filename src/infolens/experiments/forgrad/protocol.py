@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from ..._torch import frozen
 from ...attribution import (REFERENCES, attribute_many, forgrad, high_frequency_share, make_method, make_reference,
                             max_cutoff, method_kind)
-from ...faithfulness import Deletion, Insertion, MuFidelity
+from ...attribution.metrics import Deletion, Insertion, MuFidelity
 
 GRADIENT = ("saliency", "gradient_x_input", "integrated_gradients", "smoothgrad", "squaregrad", "vargrad",
             "guided_backprop")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from infolens import attribution as A
-from infolens.attribution.methods import (binary_latin_hypercube, hsic_binary, jansen_total_indices,
+from infolens.attribution.perturbation import (binary_latin_hypercube, hsic_binary, jansen_total_indices,
                                           sobol_design)
 
 

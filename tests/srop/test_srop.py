@@ -334,7 +334,7 @@ def test_training_check_from_a_stages_file(tmp_path, allconv_ckpt):
 
 @pytest.mark.slow
 def test_quick_demo_section(tmp_path):
-    from infolens.experiments.srop import demo
+    from infolens.experiments.srop.runner import demo
 
     out = demo(tmp_path / "srop", quick=True, progress=False)
     summary = json.loads((out / "summary.json").read_text())

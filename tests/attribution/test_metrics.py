@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from infolens.faithfulness import (Deletion, Insertion, MuFidelity, average_ranks, make_metric,
+from infolens.attribution.metrics import (Deletion, Insertion, MuFidelity, average_ranks, make_metric,
                                    rowwise_correlation)
 
 torch.set_num_threads(2)

@@ -426,7 +426,7 @@ def test_input_signal_measure_rows_batching_and_state(digits):
 
 
 def test_claim_rows_follow_claims_md():
-    from infolens.experiments.signal import claim_rows
+    from infolens.experiments.signal.runner import claim_rows
     from infolens.signal import SignalMeasurement
 
     names = ["a", "b", "c", "d", "e"]
@@ -467,7 +467,7 @@ def test_claim_rows_follow_claims_md():
 
 @pytest.mark.slow
 def test_runner_protocol_tables_figures_and_resume(tmp_path, quick_mnist_model, train_digits, digits):
-    from infolens.experiments.signal import Settings, run_protocol
+    from infolens.experiments.signal.runner import Settings, run_protocol
     from infolens.models import train
     from infolens.results import RunDir
 

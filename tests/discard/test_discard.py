@@ -323,7 +323,7 @@ def test_decoder_trains_to_a_plateau_and_batches():
 def test_runner_resumes_and_shards_like_one_process(tmp_path, monkeypatch):
     """Units of global image indices: a resumed run computes nothing, and two torchrun ranks writing
     into one folder give exactly the rows of one process (seeds per image, not per rank)."""
-    from infolens.experiments import discard as ex
+    from infolens.experiments.discard import runner as ex
     from infolens.results import RunDir
 
     model, x = conv_net(), images(3, seed=4)
@@ -356,7 +356,7 @@ def test_runner_resumes_and_shards_like_one_process(tmp_path, monkeypatch):
 
 
 def test_runner_helpers():
-    from infolens.experiments import discard as ex
+    from infolens.experiments.discard import runner as ex
     from infolens.models import build_builtin
 
     assert ex.parse_grid("pixel") is None and ex.parse_grid("16") == 16
@@ -372,7 +372,7 @@ def test_runner_helpers():
 
 def test_ink_gap_cells_and_claim_rows():
     """D1's cells: background = no ink, stroke = mean ink above 0.2; the gap is background minus stroke."""
-    from infolens.experiments import discard as ex
+    from infolens.experiments.discard import runner as ex
 
     x = torch.zeros(1, 1, 4, 4)
     x[0, 0, :2, :2] = 1.0  # one stroke cell (top left, 2 x 2 grid)

@@ -12,8 +12,8 @@ from torch import nn
 
 from infolens import attribution as A
 from infolens._torch import per_image_randn
-from infolens.experiments import forgrad as F
-from infolens.faithfulness import Deletion, Insertion
+from infolens.experiments.forgrad import runner as F
+from infolens.attribution.metrics import Deletion, Insertion
 
 torch.set_num_threads(2)
 
@@ -63,7 +63,7 @@ def _captum(name, m, x, t, monkeypatch):
         from captum.attr._core.noise_tunnel import NoiseTunnel
 
         n = 6
-        noise = torch.stack([per_image_randn(x.shape[1:], 0, list(range(x.shape[0])), salt=f"{A.methods.NOISE_SALT}:{k}")
+        noise = torch.stack([per_image_randn(x.shape[1:], 0, list(range(x.shape[0])), salt=f"{A.gradient.NOISE_SALT}:{k}")
                              for k in range(n)], 1).flatten(0, 1) * 0.2
         monkeypatch.setattr(NoiseTunnel, "_add_noise_to_input",
                             staticmethod(lambda inp, stdev, part: inp.repeat_interleave(part, 0) + noise))

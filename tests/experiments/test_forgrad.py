@@ -11,8 +11,8 @@ import torch
 
 from infolens import attribution as A
 from infolens.cli import main as cli_main
-from infolens.experiments import forgrad as R
-from infolens.faithfulness import Deletion, Insertion, MuFidelity
+from infolens.experiments.forgrad import runner as R
+from infolens.attribution.metrics import Deletion, Insertion, MuFidelity
 from infolens.models import build_builtin
 from infolens.results import read_csv
 

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 import functools
 
-from ._checks import check_images, check_targets, frozen_model
+from .._checks import check_images, check_targets, frozen_model
 
 
 def _keeps_model(fn: Any) -> Any:
@@ -57,9 +57,9 @@ def _keeps_model(fn: Any) -> Any:
         with frozen_model(self.model):
             return fn(self, *args, **kwargs)
     return wrapper
-from ._stats import average_ranks, rowwise_correlation
-from .attribution.methods import Score, _indices, model_scores, to_map
-from ._torch import image_generators
+from .._stats import average_ranks, rowwise_correlation
+from ._base import Score, _indices, model_scores, to_map
+from .._torch import image_generators
 
 __all__ = ["FaithfulnessResult", "Metric", "Deletion", "Insertion", "MuFidelity", "METRICS", "make_metric",
            "average_ranks", "rowwise_correlation"]

@@ -27,12 +27,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import _progress
-from ..claims import bootstrap, claim_row, most_row, spearman
-from ..results import RunDir, atomic_torch_save
-from ..signal import (InputSignal, Schedule, SignalMeasurement, build_autoencoder, finetune_through_classifier,
+from ... import _progress
+from ...claims import bootstrap, claim_row, most_row, spearman
+from ...results import RunDir, atomic_torch_save
+from ...signal import (InputSignal, Schedule, SignalMeasurement, build_autoencoder, finetune_through_classifier,
                       kruskal_wallis, predict, pretrain_autoencoder)
-from ..spectral import radial_profile
+from ...spectral import radial_profile
 
 HELP = ("what classifiers let through an autoencoder tuned on their gradients (arXiv 1803.08337): "
         "cross-classifier accuracy matrix, its order, NMI, spectra")
@@ -115,12 +115,12 @@ def mnist_set(*, quick: bool, device: str = "cpu", progress: bool = True,
     """The testbed's MNIST classifiers (``experiments.testbed.MNIST_SET``), trained and cached, in eval mode;
     until the testbed exists, the built-in networks (fewer than the 5 the claims need: A2/A3 say so)."""
     try:
-        from . import testbed  # type: ignore[attr-defined]
+        from .. import testbed  # type: ignore[attr-defined]
 
         names = list(names or testbed.MNIST_SET)
         return {n: testbed.mnist_model(n, quick=quick, device=device, progress=progress) for n in names}
     except ImportError:
-        from ..models import BUILTIN_MODELS, pretrained_builtin
+        from ...models import BUILTIN_MODELS, pretrained_builtin
 
         names = list(names or BUILTIN_MODELS)
         return {n: pretrained_builtin(n, quick=quick, device=device, progress=progress) for n in names}
@@ -134,7 +134,7 @@ def n_parameters(model: nn.Module) -> int:
 
 
 def _cache_path(name: str) -> Path:
-    from ..models import cache_dir
+    from ...models import cache_dir
 
     return cache_dir() / "signal" / name
 
@@ -368,12 +368,12 @@ def _figures(run: RunDir, m: SignalMeasurement, names: list[str], shown: Tensor,
              tuned: Mapping[str, nn.Module], acc_iv: Mapping, order: Any, curve: list[dict], params: Mapping[str, int],
              info: Mapping[str, Any]) -> dict[str, str]:
     try:
-        from ..plots import subplots
-        from ..plots.signal import (accuracy_matrix, difference_mosaic, loss_curves, nmi_distributions, order_panel,
+        from ...plots import subplots
+        from ...plots.signal import (accuracy_matrix, difference_mosaic, loss_curves, nmi_distributions, order_panel,
                                     reconstruction_mosaic, spectra)
     except ImportError:  # pragma: no cover - matplotlib missing
         return {}
-    from ..signal import reconstruct
+    from ...signal import reconstruct
 
     s_n, k = len(m.sources), len(names)
     acc = torch.tensor([[acc_iv[(i, j)].value for j in range(k)] for i in range(s_n)])
@@ -437,7 +437,7 @@ def _figures(run: RunDir, m: SignalMeasurement, names: list[str], shown: Tensor,
 
 
 def _mnist(st: Settings) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    from .. import data
+    from ... import data
 
     sp = data.mnist_splits()
     tx, ty = sp["train"].tensors
@@ -467,7 +467,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
 def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool = True) -> Path:
     """The signal section of ``infolens demo``: the built-in MNIST networks, the shared pre-trained autoencoder
     and one tuned per classifier (short schedules), measured on test digits; resumable."""
-    from .testbed import demo_models
+    from ..testbed import demo_models
 
     st = QUICK if quick else DEMO
     classifiers = demo_models(quick=quick, device=device, progress=progress)
@@ -499,8 +499,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> Path:
-    from .. import models
-    from ..report import build_report
+    from ... import models
+    from ...report import build_report
 
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     if len(names) < 2 or len(set(names)) != len(names):

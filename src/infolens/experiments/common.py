@@ -1,0 +1,237 @@
+"""One runner per paper protocol. Each composes the core modules and writes a result folder
+(:class:`infolens.results.RunDir`) that ``infolens report`` turns into a page.
+
+Every runner module exposes the same small interface, which the CLI and the demo use:
+
+``HELP``                      one line for ``infolens --help``
+``add_arguments(parser)``     its own CLI options (the common ones come from :func:`common_arguments`)
+``main(args) -> Path``        run from parsed CLI arguments, return the result folder
+``demo(out, *, quick, device, progress) -> Path``   its section of ``infolens demo``
+
+``main`` holds only its paper's protocol: :func:`start_run` does the shared set-up (validate the
+arguments, load the model and the data, open the result folder) and :func:`end_run` the shared ending
+(print the headline, write the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: CLI command -> runner module (imported lazily, so ``infolens --help`` stays fast).
+RUNNERS: dict[str, str] = {
+    "srop": "infolens.experiments.srop.runner",
+    "discard": "infolens.experiments.discard.runner",
+    "signal": "infolens.experiments.signal.runner",
+    "forgrad": "infolens.experiments.forgrad.runner",
+}
+
+#: Order of the demo sections.
+DEMO_ORDER = ["srop", "forgrad", "discard", "signal"]
+
+
+def common_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None:
+    """Options shared by every analysis command."""
+    if model:
+        p.add_argument("model", help="built-in name (mnist_vgg, mnist_resnet, mnist_allconv), efficientnet_lite0, "
+                       "a torchvision name (resnet18), timm:NAME, or package.module:factory with --checkpoint")
+        p.add_argument("--checkpoint", help="state-dict file for the model (loaded with weights_only=True)")
+        p.add_argument("--weights", default=None, help="torchvision/timm weights: DEFAULT (the default), a weight "
+                       "set name (IMAGENET1K_V2, or a timm tag) or none (random); downloaded into the library's "
+                       "cache when missing and there is a network")
+    p.add_argument("--data", default=None, help="'mnist' (embedded), 'photos' (bundled photographs) or an image "
+                   "folder; default: mnist for MNIST models, photos for ImageNet models")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    p.add_argument("--out", default=None, help="result folder (default results/<command>-<model>)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64, help="images per step")
+    p.add_argument("--overwrite", action="store_true", help="start the result folder afresh if it holds another run")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+
+
+def default_data(model_source: str) -> str:
+    """MNIST for the built-in networks, the bundled photographs for ImageNet models."""
+    return "mnist" if model_source == "builtin" else "photos"
+
+
+def slug(s: Any) -> str:
+    """A file-name-safe form of a model name or parameter value."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", str(s)).strip("_") or "x"
+
+
+@dataclass
+class RunSetup:
+    """What every runner's ``main`` starts from (:func:`start_run`)."""
+
+    model: Any  # infolens.models.LoadedModel
+    images: torch.Tensor
+    labels: torch.Tensor
+    names: list[str]
+    data: str
+    run: Any  # infolens.results.RunDir
+    out: Path
+    progress: bool
+    t0: float
+
+    def bar(self, total: int | None = None, desc: str | None = None, *, unit: str = "images") -> Any:
+        """The run's one progress bar (default: over its images), with an ETA in a terminal and a line every
+        few seconds in a log; loops inside it stay quiet. Use as ``with setup.bar() as p: ... p.update(n)``."""
+        from .._progress import Progress
+
+        return Progress(self.images.shape[0] if total is None else total,
+                        desc or f"{self.run.analysis} {getattr(self.model, 'name', '')}".strip(), unit=unit,
+                        progress=self.progress)
+
+
+def start_run(args: argparse.Namespace, *, analysis: str, title: str, description: str,
+              params: Callable[[Any, str], Mapping[str, Any]] | Mapping[str, Any],
+              validate: Callable[[argparse.Namespace], None] | None = None,
+              validate_model: Callable[[Any], None] | None = None, split: str = "test",
+              load_data: bool = True) -> RunSetup:
+    """The shared set-up of an analysis command, in this order so that a bad argument costs nothing and
+    leaves nothing behind, and two runs into one folder can never mix:
+
+    1. every argument is validated: the common ones (:func:`validate_common`) and ``validate(args)``
+       (the runner's own pure checks: ranges, names, empty lists) — nothing loaded, nothing written;
+    2. the result folder ``--out`` (default ``results/<analysis>-<model>``) is locked for this process
+       (a second run gets a one-line error naming the holder's PID);
+    3. the model is loaded (its identity is part of the parameters) and ``validate_model(lm)`` checks what
+       needs it (layers exist, are spatial);
+    4. under the lock, ``params`` (a mapping, or ``params(lm, data_spec)``) are compared with the folder's
+       ``meta.json`` and ``meta.json`` is written;
+    5. the data are loaded.
+
+    A run refused before step 4, or whose data cannot be read, removes what it wrote (nothing is left
+    behind, so the corrected command starts clean).
+    """
+    from .. import _progress, data, models
+    from ..results import RunDir, lock_folder, unlock_folder
+
+    validate_common(args)
+    if validate is not None:
+        validate(args)
+    out = Path(args.out or f"results/{analysis}-{slug(args.model if hasattr(args, 'model') else analysis)}")
+    from ..distributed import is_main
+
+    created = not out.exists()
+    if is_main():  # under torchrun rank 0 holds the lock for the whole world
+        lock_folder(out)
+    run = None
+    try:
+        lm = models.load_model(args.model, checkpoint=args.checkpoint, device=args.device,
+                               **({"weights": args.weights} if getattr(args, "weights", None) is not None else {}))
+        if validate_model is not None:
+            validate_model(lm)
+        spec = args.data or default_data(lm.source)
+        p = dict(params(lm, spec) if callable(params) else params)
+        fresh = not (out / "meta.json").exists()
+        run = RunDir(out, analysis=analysis, params=p, seed=getattr(args, "seed", None), device=args.device,
+                     overwrite=getattr(args, "overwrite", False), title=title, description=description)
+    except BaseException:
+        if run is None and created and is_main():
+            unlock_folder(out)
+            _remove_if_only_lock(out)
+        raise
+    if load_data:
+        size = lm.input_shape[-1] if spec != "mnist" else None
+        try:
+            images, labels, names = data.load_dataset(spec, split=split, limit=args.limit, size=size,
+                                                      channels=lm.input_shape[0])
+        except BaseException:
+            if fresh and is_main():  # a data error leaves no meta.json behind: the corrected command starts clean
+                (out / "meta.json").unlink(missing_ok=True)
+                if created:
+                    unlock_folder(out)
+                    _remove_if_only_lock(out)
+            raise
+    else:
+        images, labels, names = torch.empty(0), torch.empty(0, dtype=torch.long), []
+    progress = _progress.enabled(not getattr(args, "no_progress", False))
+    return RunSetup(lm, images, labels, list(names), spec, run, out, progress, time.perf_counter())
+
+
+def check_spatial(lm: Any, layers: Sequence[str], *, option: str = "--layers") -> None:
+    """Refuse, before any data are loaded, layers whose output is not a stack of 2-D maps (N, C, H, W):
+    one forward pass of a blank input through the model (for ``validate_model``)."""
+    from ..probe import capture
+
+    shape = tuple(lm.input_shape)
+    x = torch.zeros(1, *shape, device=next((p.device for p in lm.model.parameters()), torch.device("cpu")))
+    with torch.no_grad():
+        cap = capture(lm.model, x, list(layers), stop_after_last=True)
+    flat = [f"{n} {tuple(t.shape[1:])}" for n, t in cap.outputs.items() if getattr(t, "ndim", 0) != 4]
+    if flat:
+        raise ValueError(f"{option}: {', '.join(flat[:4])} {'is' if len(flat) == 1 else 'are'} not spatial (N, C, H, W) "
+                         f"layer output(s); choose convolutional layers (e.g. 'all conv'; list them with "
+                         f"`infolens layers {lm.name}`)")
+
+
+def _remove_if_only_lock(folder: Path) -> None:
+    from ..results import LOCK_NAME
+
+    try:
+        (folder / LOCK_NAME).unlink(missing_ok=True)
+        folder.rmdir()  # only if empty
+    except OSError:
+        pass
+
+
+def validate_common(args: argparse.Namespace) -> None:
+    """The checks every analysis command shares, before any work: sizes and counts positive, ``--out``
+    not an existing file, ``--checkpoint`` an existing file, ``--data`` an existing source."""
+    for names, low, what in ((POSITIVE_OPTIONS, 1, "a positive integer"), (COUNT_OPTIONS, 0, "an integer >= 0")):
+        for name in names:
+            v = getattr(args, name, None)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise ValueError(f"--{name.replace('_', '-')} must be {what}, got {v}")
+    out = getattr(args, "out", None)
+    if out:
+        if Path(out).exists() and not Path(out).is_dir():
+            raise ValueError(f"--out {out} is an existing file, not a folder; choose a folder name")
+    ckpt = getattr(args, "checkpoint", None)
+    if ckpt:
+        if not Path(ckpt).exists():
+            raise FileNotFoundError(f"--checkpoint {ckpt} does not exist; pass the path of a state-dict file")
+        if Path(ckpt).is_dir():
+            raise ValueError(f"--checkpoint {ckpt} is a folder; pass the path of a state-dict file")
+    d = getattr(args, "data", None)
+    if d and d.lower() not in ("mnist", "photos") and not Path(d).expanduser().is_dir():
+        raise FileNotFoundError(f"--data {d} is neither 'mnist', 'photos' nor an existing image folder")
+    for name in LIST_OPTIONS:
+        v = getattr(args, name, None)
+        if isinstance(v, str) and not [x for x in v.split(",") if x.strip()]:
+            raise ValueError(f"--{name.replace('_', '-')} is empty; pass a comma-separated list (or leave the "
+                             f"option out for the default)")
+
+
+#: Integer options that must be >= 1, and counts that may be 0, in any runner that has them.
+POSITIVE_OPTIONS = ("batch_size", "internal_batch_size", "eval_batch_size", "limit", "steps", "samples", "ig_steps",
+                    "noise_samples", "rise_masks", "mufidelity_masks", "bins", "select_images")
+COUNT_OPTIONS = ("decoders", "decoder_epochs", "show", "train_limit", "finetune_limit", "calibration_images")
+
+#: Options that take a comma-separated list: an empty one is refused before any work.
+LIST_OPTIONS = ("methods", "metrics", "variants", "check", "layers", "checks", "models", "claims")
+
+
+def end_run(setup: RunSetup, args: argparse.Namespace, headline: Mapping[str, Any] | None = None,
+            lines: Sequence[str] = ()) -> Path:
+    """The shared ending: print the headline numbers (one ``key: value`` line each, then ``lines``) and
+    write ``report.html`` unless ``--no-report``; returns the result folder."""
+    from ..report import build_report
+
+    for k, v in (headline or {}).items():
+        if k != "seconds":
+            print(f"{k}: {v}")
+    for line in lines:
+        print(line)
+    if not getattr(args, "no_report", False):
+        build_report(setup.out)
+    return setup.out
