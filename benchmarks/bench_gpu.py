@@ -1,4 +1,4 @@
-"""The GPU suite (issue 15): every hot path of infolens against its floor, measured in one run.
+"""The GPU suite: every hot path of infolens against its floor, measured in one run.
 
     bash benchmarks/gpu.sh                      # on a GPU machine: --device cuda, appends to RESULTS.md
     bash benchmarks/gpu.sh --device cpu --tiny  # the dry run (tiny sizes, prints only; tests run it)

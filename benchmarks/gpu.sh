@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU suite in one command (issue 15); the Python is benchmarks/bench_gpu.py, this only prepares.
+# The GPU suite in one command; the Python is benchmarks/bench_gpu.py, this only prepares.
 #
 #   bash benchmarks/gpu.sh                       # GPU run: --device cuda --bf16, appends to benchmarks/RESULTS.md
 #   bash benchmarks/gpu.sh --device cpu --tiny   # dry run on the CPU (minutes; prints only)

@@ -9,7 +9,7 @@ import tempfile
 # to the user's caches (these are read again at call time, so the session fixture below can
 # still point them at pytest's own temporary folder).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# No network for torch.hub either (issue 16: torchvision weights download when missing): every HTTP(S)
+# No network for torch.hub either (torchvision weights download when missing): every HTTP(S)
 # request goes to a closed local port and fails at once, whatever network the machine has.
 for _var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
     os.environ[_var] = "http://127.0.0.1:9"

@@ -1,4 +1,4 @@
-"""_checks.py: inputs a model cannot take get one line naming the problem and the fix (issue 16)."""
+"""_checks.py: inputs a model cannot take get one line naming the problem and the fix."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The contract every method and metric keeps (issue 14), driven by one table, as Captum's
+"""The contract every method and metric keeps, driven by one table, as Captum's
 ``testing/attr/helpers/test_config.py`` does. A new method joins by adding one row to :data:`ROWS`.
 
 For every row:
@@ -204,7 +204,7 @@ def test_float32_and_float64_agree(row):
 
 
 # --------------------------------------------------------------------------- calls outside the table
-# Helpers that are not methods of one batch still give the model back as passed (issue 16).
+# Helpers that are not methods of one batch still give the model back as passed.
 
 OTHER_CALLS: dict[str, Callable[[nn.Module], Any]] = {
     "predicted_target": lambda m: A.Saliency(m).attribute(X),
@@ -229,7 +229,7 @@ def test_helpers_give_the_model_back_as_it_was_passed(name):
 
 @pytest.mark.parametrize("name", ["saliency", "smoothgrad", "deletion", "srop"])
 def test_results_are_those_of_eval_mode(name):
-    """A model passed in train mode gives the numbers of the same model in eval mode (issue 16: maps
+    """A model passed in train mode gives the numbers of the same model in eval mode (before the freeze, maps
     differed by up to 0.82 when BatchNorm used batch statistics)."""
     row = next(r for r in ROWS if r.name == name)
     a = row.values(_run(row, _net()))

@@ -1,4 +1,4 @@
-"""The package imports with torch and numpy only (DESIGN: extras are imported lazily)."""
+"""The package imports with torch and numpy only (docs/design.md: extras are imported lazily)."""
 
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ def test_name_columns_stay_strings(tmp_path):
     assert row["method"] != row["method"]  # empty cell: NaN as everywhere
 
 
-# --------------------------------------------------------------------------- issue 16: locks and file modes
+# --------------------------------------------------------------------------- locks and file modes
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
@@ -170,7 +170,7 @@ def test_corrupt_meta_json_names_the_file(tmp_path):
         RunDir(tmp_path, analysis="x", params={})
 
 
-# --------------------------------------------------------------------------- issue 16: progress in a log
+# --------------------------------------------------------------------------- progress in a log
 import io  # noqa: E402
 
 

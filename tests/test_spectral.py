@@ -1,5 +1,5 @@
 """Tests of infolens.spectral against independent references: librosa, closed forms, a naive NumPy
-implementation, the reference values of METHODS.md, and exact/approximate symmetry properties."""
+implementation, the reference values of docs/methods.md, and exact/approximate symmetry properties."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Layers are the dotted names of ``model.named_modules()`` (``layer3.1.conv2``), as in torchvision's
 ``feature_extraction``. Capture uses forward hooks (removed in a ``finally`` even when the forward pass
 raises), not FX tracing: hooks work on models with data-dependent control flow and cost nothing over
-a plain forward pass (``../shared/DESIGN.md``).
+a plain forward pass (``docs/design.md``).
 """
 
 from __future__ import annotations

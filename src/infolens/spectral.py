@@ -7,7 +7,7 @@ device, with no Python loop over maps, channels or frequency bins.
 
 Frequencies are expressed as a fraction of the Nyquist frequency (0.5 cycles per sample), so a value
 of 1 is the Nyquist frequency along one axis and the corners of the 2-D spectrum reach ``sqrt(2)``.
-Values therefore compare across layers of different sizes (``../shared/DESIGN.md``).
+Values therefore compare across layers of different sizes (``docs/design.md``).
 
 References
 ----------
@@ -15,7 +15,7 @@ References
   cumulative spectrum reaches ``kappa`` of the total); used by SROP, arXiv 2102.00369, Sec. 3.
 * Rotation-invariant 2-D roll-off (SROP): arXiv 2102.00369 extends the 1-D roll-off to feature maps
   by requiring rotation invariance; we accumulate the spectrum over discs of growing radius
-  ``rho = sqrt(u^2 + v^2)`` (``../shared/METHODS.md``, section 1).
+  ``rho = sqrt(u^2 + v^2)`` (``docs/methods.md``, section 1).
 * Ideal circular low-pass filter (FORGrad, arXiv 2307.09591, Eq. 2), as in Xplique's
   ``commons.forgrad`` (a disc of radius ``sigma`` frequency steps around DC).
 """
@@ -257,7 +257,7 @@ def srop_2d(maps: Tensor, *, kappa: float = 0.85, q: float = 2.0, keep_dc: bool 
     """Rotation-invariant spectral roll-off point (SROP) of each 2-D map.
 
     ``P(u, v) = |DFT2(A)|^q``; ``E(r) = sum_{rho <= r} P / sum P``; ``SROP = min {r : E(r) >= kappa}``
-    with ``rho = sqrt(u^2 + v^2) / Nyquist`` (arXiv 2102.00369; our reading in ``../shared/METHODS.md``).
+    with ``rho = sqrt(u^2 + v^2) / Nyquist`` (arXiv 2102.00369; our reading in ``docs/methods.md``).
     Because ``P`` enters only through the radius of each bin, SROP is exactly invariant to 90-degree
     rotations, flips and transposition, and approximately to other rotations.
 

@@ -275,7 +275,7 @@ def test_load_dataset_specs(tmp_path: Path) -> None:
         data.load_dataset("mnist", size=0)
 
 
-# --------------------------------------------------------------------------- issue 16: every PIL mode
+# --------------------------------------------------------------------------- every PIL mode
 
 
 def _modes_of(value: float) -> dict[str, "object"]:

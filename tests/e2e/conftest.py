@@ -22,7 +22,7 @@ def quick_demo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def quick_reproduce(tmp_path_factory) -> Path:
-    """``infolens reproduce --quick`` through the real CLI, once per session (issue 10: CI checks the
+    """``infolens reproduce --quick`` through the real CLI, once per session (CI checks the
     table's shape and vocabulary, never the verdicts themselves)."""
     out = tmp_path_factory.mktemp("reproduce") / "reproduce"
     env = {**os.environ, "OMP_NUM_THREADS": "2"}

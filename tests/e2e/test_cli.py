@@ -64,7 +64,7 @@ def test_bad_arguments_give_one_line_and_exit_code_2(args, message):
     assert "Traceback" not in r.stderr
 
 
-# --------------------------------------------------------------------------- issue 16: every row of the issue
+# --------------------------------------------------------------------------- every bad argument ends in one line
 # Each case ends with ONE line naming the problem and the fix, and exit code 2; none needs a trained model
 # (a random-weight checkpoint stands in), so the table runs in seconds.
 
@@ -128,7 +128,7 @@ def _one_line(r, message):
      "weights for resnet18 are not cached and there is no network: pass --checkpoint FILE or --weights none"),
     ("unknown weight set", ["layers", "resnet18", "--weights", "IMAGENET9K"], "choose DEFAULT, none or one of"),
 ])
-def test_issue_16_cases_end_in_one_line(tmp_path, ckpt, case, args, message):
+def test_bad_argument_ends_in_one_line(tmp_path, ckpt, case, args, message):
     import json as _json
 
     file = tmp_path / "a.txt"

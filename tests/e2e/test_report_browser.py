@@ -61,7 +61,7 @@ def test_demo_report_renders_in_chromium(quick_demo, tmp_path):
     assert result["images"] == n_figures
     assert result["broken"] == [], f"figures that did not load: {result['broken']}"
     assert result["errors"] == []
-    # issue 16: the reader sees what was found first: the summary is the first heading, above every
+    # the reader sees what was found first: the summary is the first heading, above every
     # analysis section, and it starts on the first screen
     assert result["firstHeading"] == "Summary"
     assert 0 <= result["summaryTop"] < result["firstSectionTop"]

@@ -1,4 +1,4 @@
-"""``infolens reproduce --quick`` end to end: every claim of ../shared/CLAIMS.md gets rows in the fixed
+"""``infolens reproduce --quick`` end to end: every claim of docs/claims.md gets rows in the fixed
 format with a known verdict, and the report opens with them. The verdicts themselves are not checked.
 It costs the time of one ``reproduce --quick`` (3 min 16 s on this idle 2-core machine)."""
 
@@ -27,7 +27,7 @@ def test_every_claim_has_rows_in_the_fixed_format(quick_reproduce):
         if r["verdict"] != "inconclusive":
             assert math.isfinite(value), r
     order = [CLAIM_ORDER.index(r["claim"]) for r in rows]
-    assert order == sorted(order), "claims.csv is in CLAIMS.md order"
+    assert order == sorted(order), "claims.csv is in docs/claims.md order"
 
 
 def test_each_paper_names_its_figures_and_deviations(quick_reproduce):

@@ -141,7 +141,7 @@ def test_cli_errors(tmp_path, checkpoint, capsys):
     assert "--forgrad" in capsys.readouterr().err
 
 
-# --------------------------------------------------------------------------- library pieces of issue 17
+# --------------------------------------------------------------------------- library pieces of the FORGrad protocol
 
 def test_gradcam_pp_weights_follow_the_formula():
     """Grad-CAM++'s channel weights, element by element (Chattopadhay et al. Eq. 19, Xplique's mean)."""

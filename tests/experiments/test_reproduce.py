@@ -47,7 +47,7 @@ def toy_papers(monkeypatch):
 
 def test_table_format_order_and_resume(tmp_path, toy_papers):
     rows = R.reproduce(tmp_path / "r", quick=True, report=False)
-    assert [r["claim"] for r in rows] == ["S3", "D1", "D2"]          # paper order, then CLAIMS.md order
+    assert [r["claim"] for r in rows] == ["S3", "D1", "D2"]          # paper order, then docs/claims.md order
     back = read_csv(tmp_path / "r" / "tables" / "claims.csv")
     assert list(back[0]) == list(C.CLAIM_COLUMNS)
     assert {r["verdict"] for r in back} <= set(C.VERDICTS)

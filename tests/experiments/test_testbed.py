@@ -1,4 +1,4 @@
-"""The testbed (issue 10): photographs and their views, the ImageNet trio, the shipped MNIST set."""
+"""The testbed: photographs and their views, the ImageNet trio, the shipped MNIST set."""
 
 from __future__ import annotations
 

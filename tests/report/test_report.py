@@ -36,7 +36,7 @@ def test_report_errors_name_the_folder(tmp_path):
         build_report(tmp_path)
 
 
-# --------------------------------------------------------------------------- issue 16: the report leads with what was found
+# --------------------------------------------------------------------------- the report leads with what was found
 import json  # noqa: E402
 
 from infolens.results import save_claim_figure, write_csv  # noqa: E402

@@ -3,7 +3,7 @@
 
 Every method is implemented in this package (:mod:`.gradient`, :mod:`.cam`, :mod:`.perturbation`), batched,
 in plain autograd: one backward pass per chunk of images x copies (noisy samples, path points, masks, windows), with memory bounded by two knobs
-(``../shared/DESIGN.md``): ``batch_size`` (images per step) and ``internal_batch_size`` (perturbed / noisy /
+(``docs/design.md``): ``batch_size`` (images per step) and ``internal_batch_size`` (perturbed / noisy /
 interpolated copies in flight). Captum is not needed at run time; ``tests/test_attribution.py`` checks that
 every method Captum also has gives Captum's numbers (Saliency, InputXGradient, IntegratedGradients,
 NoiseTunnel smoothgrad / smoothgrad_sq / vargrad, GuidedBackprop, LayerGradCam + bilinear interpolation,

@@ -1,4 +1,4 @@
-"""Sanity references for every ranking of attribution methods (``../shared/CLAIMS.md``): maps that know
+"""Sanity references for every ranking of attribution methods (``docs/claims.md``): maps that know
 nothing of the model, so a faithfulness metric that scores them as well as a method is not measuring the
 method. They are shown beside the methods and never counted as methods.
 

@@ -1,5 +1,5 @@
 """Method 2: layer-wise and pixel-wise information discarding (Ma et al., arXiv 1906.04109, ICML 2022),
-read against the official release (haotianSustc/deepinfo; ``../shared/METHODS.md`` section 2).
+read against the official release (haotianSustc/deepinfo; ``docs/methods.md`` section 2).
 
 * :class:`InformationDiscarding` (``measure``): per image and layer, the noise the layer tolerates at
   feature error 1.5 x that of uniform 0.01 noise; ``solver="release"`` (the release's procedure,

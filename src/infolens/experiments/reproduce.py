@@ -1,4 +1,4 @@
-"""``infolens reproduce``: every paper's claims (``../shared/CLAIMS.md``) decided on the testbed, one table.
+"""``infolens reproduce``: every paper's claims (``docs/claims.md``) decided on the testbed, one table.
 
 Each paper's runner (:data:`PAPERS`) exposes ``claims(out, *, quick, device, progress) -> list[dict]``: it
 runs its paper's protocol on the ImageNet trio and the MNIST set (:mod:`infolens.experiments.testbed`),
@@ -30,7 +30,7 @@ from ..claims import CLAIM_COLUMNS, VERDICTS
 from ..distributed import barrier, is_main, rank_world, single_process
 from ..results import RunDir
 
-HELP = "decide every paper's claims (../shared/CLAIMS.md) on the testbed: tables/claims.csv and a report"
+HELP = "decide every paper's claims (docs/claims.md) on the testbed: tables/claims.csv and a report"
 ANALYSIS = "reproduce"
 
 #: paper key -> runner module; the order of the table and the report.
@@ -45,7 +45,7 @@ PAPERS: dict[str, str] = {
 #: full run of 2026-11-30 in benchmarks/RESULTS.md); only used to balance the papers over torchrun ranks.
 COST: dict[str, float] = {"srop": 2.4, "discard": 34.4, "signal": 10.6, "forgrad": 27.2}
 
-#: Claim ids in CLAIMS.md order (sorting the table).
+#: Claim ids in docs/claims.md order (sorting the table).
 CLAIM_ORDER: tuple[str, ...] = ("S1", "S2", "S3", "D1", "D2", "D3", "D4", "D5", "A1", "A2", "A3", "A4",
                                 "F1", "F2", "F3", "F4", "F5")
 
@@ -102,7 +102,7 @@ def reproduce(out: str | Path, *, papers: Sequence[str] | str | None = None, qui
     out = Path(out)
     run = RunDir(out, analysis=ANALYSIS, params={"papers": wanted, "quick": quick}, device=device,
                  overwrite=overwrite, title="Does the paper hold? infolens reproduce",
-                 description="Each paper's claims, as ../shared/CLAIMS.md fixes them before any result is seen, "
+                 description="Each paper's claims, as docs/claims.md fixes them before any result is seen, "
                  "decided on the ImageNet trio (EfficientNet-Lite0/1/2 on the offline photographs) and the MNIST "
                  "set (the built-in classifiers trained to a plateau, with their stage checkpoints). Verdicts: "
                  "reproduced, not reproduced, inconclusive (95 % bootstrap intervals over source images).")

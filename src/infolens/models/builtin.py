@@ -216,7 +216,7 @@ class MnistResNetAA(MnistResNet):
     """:class:`MnistResNet` with anti-aliased downsampling (Zhang 2019): the stem's ``maxpool`` is
     ``Sequential(MaxPool2d(2, stride=1), BlurPool2d)`` and every stride-2 block is a
     :class:`BasicBlockAA`. Same widths, same parameter count, same feature-map sizes (14, 7, 4 px) and
-    trained with the same settings as ``mnist_resnet``: the anti-aliased twin of CLAIMS F5."""
+    trained with the same settings as ``mnist_resnet``: the anti-aliased twin of claim F5 (docs/claims.md)."""
 
     def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), blocks: int = 1, num_classes: int = 10):
         super().__init__(widths, blocks, num_classes)

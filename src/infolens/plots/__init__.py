@@ -1,8 +1,8 @@
 """Figures from result tables (never from models). One module per analysis; helpers take ``ax=`` and
 return the artist, librosa ``specshow``-style. matplotlib is imported lazily (the ``report`` extra).
 
-(``../shared/DESIGN.md`` names a single ``plots.py``; it is a sub-package so that each method keeps its
-figures in its own module, with the same import path ``infolens.plots``.)
+(A sub-package rather than a single ``plots.py``, so that each method keeps its figures in its own
+module, all under the one import path ``infolens.plots``; ``docs/design.md``.)
 """
 
 from __future__ import annotations

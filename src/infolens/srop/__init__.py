@@ -3,14 +3,14 @@
 For every selected layer ``l`` and image ``x`` we take the set ``{SROP(A_{l,c}(x)) : channels c}`` of
 rotation-invariant 2-D roll-off points (:func:`infolens.spectral.srop_2d`, fractions of the layer's
 Nyquist frequency) and summarise its distribution: mean, median, quantiles, spread, histogram, per
-image and aggregated over images (``../shared/METHODS.md``, section 1, "Layer statistic").
+image and aggregated over images (``docs/methods.md``, section 1, "Layer statistic").
 
 The method: :class:`SpectralRolloff` (``SpectralRolloff(model, at=...).measure(images)``), with
 :func:`layer_srops` as its functional form. ``at`` is the measurement point: ``"activation"`` (default:
 after each convolution's non-linearity), ``"conv"`` or ``"block"`` (:mod:`infolens.srop.points` says
 how each is found and what the default rests on).
 
-Readings (the paper's text beyond its abstract could not be read; ``../shared/METHODS.md``): the
+Readings (the paper's text beyond its abstract could not be read; ``docs/methods.md``): the
 spectrum is the power (q = 2) with DC kept and kappa = 0.85 (librosa's default); the layer statistic is
 the distribution of the channel SROPs of one image, averaged over images. The paper measures radii on
 each layer's own frequency axis; because downsampling lowers a layer's Nyquist frequency, we also offer

@@ -18,8 +18,8 @@ __all__ = ["INPUT_VARIANTS", "input_variant", "cascading_randomization", "random
 # --------------------------------------------------------------------------- sanity check (a): the input
 
 INPUT_VARIANTS: tuple[str, ...] = ("original", "lowpass", "highpass", "noise", "shuffled", "center_removed")
-"""Input variants of sanity check (a) (``../shared/METHODS.md``: "a natural image against its low-pass
-and high-pass versions, noise, and the image with the object removed or pixels shuffled")."""
+"""Input variants of sanity check (a) (``docs/methods.md``, section 1: originals against their low-passed and
+high-passed versions, noise, shuffled pixels, and the image with its object removed)."""
 
 
 def input_variant(images: Tensor, variant: str, *, indices: Sequence[int] | None = None, seed: int = 0,

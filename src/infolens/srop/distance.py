@@ -1,4 +1,4 @@
-"""Distances between SROP distributions (claims S1 and S2 of ``../shared/CLAIMS.md``).
+"""Distances between SROP distributions (claims S1 and S2 of ``docs/claims.md``).
 
 A layer's SROP distribution for a set of images is the pool of its channel SROPs over those images
 (images x channels, dead channels left out). The Wasserstein-1 distance between two such pools is

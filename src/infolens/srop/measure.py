@@ -1,4 +1,4 @@
-"""Measuring SROPs: :class:`SpectralRolloff` (the method, issue 14's shape), :func:`layer_srops` (its
+"""Measuring SROPs: :class:`SpectralRolloff` (the method, in the one method shape), :func:`layer_srops` (its
 functional form) and :func:`layer_srops_at` (several measurement points and spectrum settings from one
 forward pass, for runners that compare them).
 
@@ -84,7 +84,7 @@ class LayerSROPs:
                    params=dict(first.params), at=first.at, sources=dict(first.sources))
 
     def to_rows(self, **kwargs: Any) -> list[dict[str, Any]]:
-        """The method-shape verb's table (issue 14): :meth:`rows`, one row per image x layer x channel,
+        """The method-shape verb's table: :meth:`rows`, one row per image x layer x channel,
         with the measurement point in column ``at``."""
         extra = {"at": self.at, **(kwargs.pop("extra", None) or {})}
         return self.rows(extra=extra, **kwargs)

@@ -1,7 +1,7 @@
 """Where SROP looks: the measurement point of each selected layer (``conv``, ``activation``, ``block``).
 
 The paper (arXiv 2102.00369) computes SROPs of "feature maps" without a public code base, and which
-tensor it means changes the finding (issue 11: on mnist_vgg's stages the SROP-accuracy correlation is
+tensor it means changes the finding (measured: on mnist_vgg's stages the SROP-accuracy correlation is
 +0.25 on convolution outputs and -0.97 after the ReLU). So the point is a parameter:
 
 * ``conv``: the output of each selected convolution (before normalisation and non-linearity);
@@ -22,7 +22,7 @@ tensor it means changes the finding (issue 11: on mnist_vgg's stages the SROP-ac
   downsampling).
 
 The execution order comes from one forward pass on the first image with hooks on every module (no
-tracing, so data-dependent control flow is fine, as in ``../shared/DESIGN.md``).
+tracing, so data-dependent control flow is fine, as in ``docs/design.md``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Distributions of per-channel SROPs per layer: per image and aggregated over images
-(``../shared/METHODS.md``, section 1, "Layer statistic"), their table forms, and the correlation used
+(``docs/methods.md``, section 1, "Layer statistic"), their table forms, and the correlation used
 by the training-stage check.
 
 Dead channels: an all-zero map (a dead ReLU channel) has no spectrum; its SROP is NaN, it is left out
@@ -150,7 +150,7 @@ def srop_statistics(result: LayerSROPs, *, quantiles: Sequence[float] = DEFAULT_
     result : the output of :func:`layer_srops`.
     quantiles : reported beside the median (default 0.1, 0.25, 0.75, 0.9); linear interpolation.
     bins : histogram bins of equal width over ``[0, sqrt(2)]`` (default 28: about 0.05 of Nyquist).
-    aggregate : ``"images"`` (default; METHODS.md "averaged over inputs"): each statistic is computed per
+    aggregate : ``"images"`` (default; docs/methods.md, "averaged over inputs"): each statistic is computed per
         image over its channels, then averaged over the images that have a live channel; ``"pooled"``:
         the statistics of all image x channel values of a layer taken together. Counts (``n_channels``,
         ``n_dead``) are totals over images either way; ``n_images`` counts the images used.

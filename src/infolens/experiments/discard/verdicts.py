@@ -1,4 +1,4 @@
-"""The claims D1-D5 of ``../shared/CLAIMS.md`` under both solvers (:func:`claims`, for ``infolens reproduce``):
+"""The claims D1-D5 of ``docs/claims.md`` under both solvers (:func:`claims`, for ``infolens reproduce``):
 the testbeds (the MNIST set with its stage checkpoints and decoders, the ImageNet trio), D3's isometries
 (:func:`isometry_rows`) and the verdicts from the tidy tables (:func:`decide_claims`)."""
 
@@ -144,7 +144,7 @@ def isometry_rows(run: RunDir, cfg: Mapping[str, Any], solver: str, device: str)
 
 def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True, only_mnist: bool = False,
            models: Sequence[str] | None = None, imagenet_models: Sequence[str] | None = None) -> list[dict]:
-    """Claims D1-D5 of ``../shared/CLAIMS.md`` under both solvers, on the MNIST set (final models, stage
+    """Claims D1-D5 of ``docs/claims.md`` under both solvers, on the MNIST set (final models, stage
     checkpoints for D4, decoders for D5) and the ImageNet trio (D2); D3 on isometries. Writes ``out``
     (resumable) and returns the claim rows. ``models``/``imagenet_models`` restrict the testbeds (a
     partial run, e.g. where the MNIST set is not trained yet); the default is every model."""
@@ -229,7 +229,7 @@ DEVIATIONS = [
 def decide_claims(rows: Sequence[Mapping[str, Any]], recon: Sequence[Mapping[str, Any]], iso: Sequence[Mapping[str, Any]],
                   accs: Mapping[tuple[str, str], float], mnist: Sequence[str], imagenet: Sequence[str]
                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The claim rows (CLAIMS.md) and D4's per-stage gap table, from the tidy tables."""
+    """The claim rows (docs/claims.md) and D4's per-stage gap table, from the tidy tables."""
     out: list[dict[str, Any]] = []
     gaps: list[dict[str, Any]] = []
     for solver in SOLVERS:

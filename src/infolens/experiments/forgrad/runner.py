@@ -3,7 +3,7 @@ their faithfulness (Deletion, Insertion, MuFidelity), per model; the ranking of 
 filtering. CLI command ``infolens forgrad``; a section of ``infolens demo``; claims F1-F5 for
 ``infolens reproduce`` (:func:`claims`, in :mod:`.verdicts`, on the paper's protocol in :mod:`.protocol`).
 
-CLI protocol (``../shared/METHODS.md``, section 4). Every method explains the model's predicted class. Only
+CLI protocol (``docs/methods.md``, section 4). Every method explains the model's predicted class. Only
 gradient-based methods are filtered; gray-box (Grad-CAM, Grad-CAM++) and prediction-based methods are
 ranked with their own maps before and after filtering, beside the sanity references (centred blob, input
 magnitude, uniform noise; a warning is printed when the blob beats half the methods: a degenerate metric).

@@ -1,4 +1,4 @@
-"""FORGrad's claims F1-F5 (``../shared/CLAIMS.md``) on the testbed: the paper's protocol
+"""FORGrad's claims F1-F5 (``docs/claims.md``) on the testbed: the paper's protocol
 (:mod:`.protocol`) on the ImageNet trio, and the aliasing test on the MNIST anti-aliasing pair.
 
 ``claims(out, *, quick, device, progress)`` writes its result folder at ``out`` (tables, figures,
@@ -323,7 +323,7 @@ def deviations(cfg: Settings, *, quick: bool, n_photos: int, models_missing: Seq
 
 
 def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True) -> list[dict[str, Any]]:
-    """Run FORGrad's protocol on the testbed and decide F1-F5 (``../shared/CLAIMS.md``); writes its result
+    """Run FORGrad's protocol on the testbed and decide F1-F5 (``docs/claims.md``); writes its result
     folder at ``out`` (resumable per model) and returns the claim rows."""
     out = Path(out)
     t0 = time.perf_counter()

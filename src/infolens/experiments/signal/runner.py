@@ -1,11 +1,11 @@
 """What classifiers like to see (arXiv 1803.08337): one autoencoder pre-trained on reconstruction, one copy
 tuned through each frozen classifier; the cross-classifier accuracy matrix with paired intervals, the
 order it implies (McNemar's exact test per pair), NMI between images and reconstructions, reconstructions
-with their differences, power spectra, and claims A1-A4 (``../shared/CLAIMS.md``).
+with their differences, power spectra, and claims A1-A4 (``docs/claims.md``).
 CLI command ``infolens signal --models A,B,C``; a section of ``infolens demo``; ``claims()`` for
 ``infolens reproduce``.
 
-Protocol (``../shared/METHODS.md`` section 3). Data: the MNIST training split (55,000 digits; the last
+Protocol (``docs/methods.md`` section 3). Data: the MNIST training split (55,000 digits; the last
 5,000 training digits are held out) trains both stages; the first ``val_images`` held-out digits decide
 the plateaus; the test split is measured. Stage 1 stops at a plateau of the held-out MSE, stage 2 at a
 plateau of the held-out cross-entropy (:func:`infolens.signal.plateaued`, rule fixed in advance: no
@@ -201,7 +201,7 @@ def _label(s: str) -> str:
 
 
 def claim_rows(m: SignalMeasurement, params: Mapping[str, int], *, min_classifiers: int = 5) -> tuple[list[dict], dict]:
-    """A1-A4 exactly as ``../shared/CLAIMS.md`` defines them, from one measurement; returns the rows and the
+    """A1-A4 exactly as ``docs/claims.md`` defines them, from one measurement; returns the rows and the
     numbers behind them (order, rhos, Kruskal-Wallis)."""
     names = m.classifiers
     k, n = len(names), len(m.indices)
@@ -228,7 +228,7 @@ def claim_rows(m: SignalMeasurement, params: Mapping[str, int], *, min_classifie
         v2 = "inconclusive"
     note2 = (f"{n_dec} of {len(order.pairs)} pairs decided (McNemar exact, alpha {order.alpha}); "
              f"{'transitive' if order.is_transitive else 'cycles: ' + str(order.cycles)}; order: {order.describe()}"
-             + (f"; only {k} classifiers (CLAIMS.md needs >= {min_classifiers})" if few else ""))
+             + (f"; only {k} classifiers (docs/claims.md needs >= {min_classifiers})" if few else ""))
     rows.append(claim_row(PAPER, "A2", f"MNIST set ({k})", "share of classifier pairs decided, relation transitive",
                           {"value": n_dec / max(len(order.pairs), 1), "n": n}, 1.0, side=">=", verdict=v2, note=note2))
     # A3: the order against accuracy and size
@@ -265,7 +265,7 @@ def claim_rows(m: SignalMeasurement, params: Mapping[str, int], *, min_classifie
     rows.append(claim_row(PAPER, "A4", f"MNIST set ({k})", "Kruskal-Wallis p over the tuned AEs' per-image NMI",
                           {"value": float(p), "ci_low": iv4.low, "ci_high": iv4.high, "n": n}, 0.01, side="<",
                           note=f"H = {float(h):.1f}; rho(mean NMI, order) = {rho4:.3f}; the groups share their "
-                               "images (Kruskal-Wallis treats them as independent, as CLAIMS.md prescribes)"))
+                               "images (Kruskal-Wallis treats them as independent, as docs/claims.md prescribes)"))
     facts = {"order": order, "rho_accuracy": rho_acc, "rho_size": rho_size, "kw_h": float(h), "kw_p": float(p),
              "rho_nmi": rho4, "position": pos.tolist(), "accuracy": acc.tolist()}
     return rows, facts
@@ -447,7 +447,7 @@ def _mnist(st: Settings) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], 
 
 
 def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True) -> list[dict]:
-    """Claims A1-A4 of arXiv 1803.08337 on the testbed's MNIST set (``../shared/CLAIMS.md``): writes the result
+    """Claims A1-A4 of arXiv 1803.08337 on the testbed's MNIST set (``docs/claims.md``): writes the result
     folder ``out`` (tables, figures, meta.json; resumable) and returns the claim rows. ``quick``: every row in
     about 2 minutes (quick classifiers, short stages, 1,000 test digits)."""
     st = QUICK if quick else FULL

@@ -1,7 +1,7 @@
 """SROP (arXiv 2102.00369): layer-wise spectral roll-off points of feature maps, and the paper's three
 sanity checks. CLI command ``infolens srop``; the first section of ``infolens demo``.
 
-Checks (``../shared/METHODS.md``, section 1; the details are our reading):
+Checks (``docs/methods.md``, section 1; the details are our reading):
 
 * ``none``: the SROP statistics of every selected layer on the data (per image and aggregated).
 * ``input`` (a): the same images with their useful content removed or randomised
@@ -516,7 +516,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
 
 def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True,
            models: Sequence[str] | None = None) -> list[dict]:
-    """Claims S1-S3 (``../shared/CLAIMS.md``) on the testbed at every measurement point: see
+    """Claims S1-S3 (``docs/claims.md``) on the testbed at every measurement point: see
     :mod:`infolens.experiments.srop.verdicts` (``models``: a partial run on some testbed models)."""
     from .verdicts import claims as _claims
 

@@ -1,5 +1,5 @@
 """Claims S1-S3 of SROP (arXiv 2102.00369) decided on the testbed, at every measurement point
-(``../shared/CLAIMS.md``; issue 11).
+(``docs/claims.md``).
 
 * **S1** (SROP distributions change with the input's useful content): per model and point, the mean over
   layers of the Wasserstein-1 distance between the SROP distributions (images x channels) of the
@@ -45,7 +45,7 @@ POINTS: tuple[str, ...] = MEASUREMENT_POINTS
 CUTOFFS: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1)
 """Low-pass cut-offs tried for S1's UI-keeping variant, highest first (fractions of Nyquist)."""
 ACC_DROP = 0.02
-"""The low-pass must keep accuracy within 2 points (CLAIMS.md S1)."""
+"""The low-pass must keep accuracy within 2 points (docs/claims.md, S1)."""
 S3_SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("q=2, DC kept", {}), ("q=1, DC kept", {"q": 1.0}), ("q=2, DC dropped", {"keep_dc": False}),
     ("q=1, DC dropped", {"q": 1.0, "keep_dc": False}))
