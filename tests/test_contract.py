@@ -229,7 +229,7 @@ def test_helpers_give_the_model_back_as_it_was_passed(name):
 
 @pytest.mark.parametrize("name", ["saliency", "smoothgrad", "deletion", "srop"])
 def test_results_are_those_of_eval_mode(name):
-    """A model passed in train mode gives the numbers of the same model in eval mode (before the freeze, maps
+    """A model passed in train mode gives the numbers of the same model in eval mode (without freezing, maps
     differed by up to 0.82 when BatchNorm used batch statistics)."""
     row = next(r for r in ROWS if r.name == name)
     a = row.values(_run(row, _net()))
