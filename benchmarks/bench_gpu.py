@@ -239,9 +239,9 @@ def bench_faithfulness(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
     bs = sz.faith_batch
     with torch.no_grad():
         t = torch.cat([model(x[i:i + bs]).argmax(1) for i in range(0, n, bs)])
-    sal = Saliency(model, batch_size=bs).attribute(x, t)
-    metrics = {"deletion": Deletion(model, steps=sz.faith_steps, batch_size=bs),
-               "insertion": Insertion(model, steps=sz.faith_steps, batch_size=bs),
+    sal = Saliency(model, batch_size=bs).attribute(x, t).maps
+    metrics = {"deletion": Deletion(model, n_steps=sz.faith_steps, batch_size=bs),
+               "insertion": Insertion(model, n_steps=sz.faith_steps, batch_size=bs),
                "mufidelity": MuFidelity(model, n_masks=sz.masks, grid=sz.grid, batch_size=bs)}
     quantus = _quantus(model, x, t, sal, device, sz)
     if "deletion" not in quantus:

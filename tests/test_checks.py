@@ -18,7 +18,7 @@ def _net() -> nn.Module:
 
 @pytest.mark.parametrize("call", [
     lambda m, x: A.Saliency(m).attribute(x, 0),
-    lambda m, x: Deletion(m, steps=2)(x, [0] * x.shape[0], torch.rand(x.shape[0], 8, 8)),
+    lambda m, x: Deletion(m, n_steps=2)(x, [0] * x.shape[0], torch.rand(x.shape[0], 8, 8)),
     lambda m, x: layer_srops(m, x),
 ])
 def test_float64_pixels_into_a_float32_model_name_the_fix(call):

@@ -99,8 +99,8 @@ ROWS: list[Row] = [
     Row("occlusion", _attr(A.Occlusion, window=4)),
     Row("rise", _attr(A.RISE, n_masks=8)),
     # Jansen's ratio of squared output differences: float32 softmax outputs carry ~1e-3 relative error into it
-    Row("sobol", _attr(A.Sobol, grid_size=3, n_design=4), rtol=5e-3, atol=1e-4),
-    Row("hsic", _attr(A.HSIC, grid_size=3, n_design=8)),
+    Row("sobol", _attr(A.Sobol, grid=3, n_design=4), rtol=5e-3, atol=1e-4),
+    Row("hsic", _attr(A.HSIC, grid=3, n_design=8)),
     Row("forgrad", lambda m, x, t, i, maps: A.FORGrad(A.Saliency(m), 3.0).attribute(x, t, indices=i)),
     # faithfulness metrics
     Row("deletion", _metric(F.Deletion, steps=3), lambda r: r.scores, METRIC_COLUMNS),

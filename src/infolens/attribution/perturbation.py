@@ -118,21 +118,21 @@ class RISE(Attribution):
 # functions so that tests can check them on hand-computed cases.
 
 SOBOL_MAX_GRID = 102
-"""``2 * grid_size^2`` must not exceed the 21,201 dimensions of ``torch.quasirandom.SobolEngine``."""
+"""``2 * grid^2`` must not exceed the 21,201 dimensions of ``torch.quasirandom.SobolEngine``."""
 
 
-def sobol_design(grid_size: int, n_design: int, seed: int = 0) -> Tensor:
+def sobol_design(grid: int, n_design: int, seed: int = 0) -> Tensor:
     """Xplique's replicated design (``replicated_designs.py``, ``ReplicatedSampler``) as ``(n (D + 2), g, g)``
     float64 cell masks, ``D = g^2``: ``A`` (n rows), ``B`` (n rows), then ``C^1 ... C^D`` (n rows each), where
     ``C^i`` is ``A`` with column ``i`` taken from ``B``. ``[A | B]`` are the ``n`` first points of a
     ``2D``-dimensional scrambled Sobol sequence (``SobolEngine(2D, scramble=True, seed=seed)``; Xplique's
     ``TFSobolSequenceRS`` draws the unscrambled sequence, ``tf.math.sobol_sample``). Cells are row-major."""
-    d = grid_size * grid_size
+    d = grid * grid
     ab = torch.quasirandom.SobolEngine(2 * d, scramble=True, seed=seed).draw(n_design, dtype=torch.float64)
     a, b = ab[:, :d], ab[:, d:]
     swap = torch.eye(d, dtype=torch.float64)[:, None, :]  # (D, 1, D): replication i swaps column i
     c = a[None] * (1 - swap) + b[None] * swap  # (D, n, D)
-    return torch.cat([a, b, c.flatten(0, 1)]).view(-1, grid_size, grid_size)
+    return torch.cat([a, b, c.flatten(0, 1)]).view(-1, grid, grid)
 
 
 def jansen_total_indices(y_a: Tensor, y_c: Tensor) -> Tensor:
@@ -198,7 +198,7 @@ PERTURBATIONS = ("inpainting",)
 class _GlobalSensitivity(Attribution):
     """Shared machinery of :class:`Sobol` and :class:`HSIC` (Xplique's ``GSABaseAttributionMethod``).
 
-    * The design is a set of ``grid_size x grid_size`` cell masks, drawn once from ``seed`` (``self.design``,
+    * The design is a set of ``grid x grid`` cell masks, drawn once from ``seed`` (``self.design``,
       float64 on the CPU) and shared by every image, so numbers do not depend on batching.
     * Perturbation ``"inpainting"`` (Xplique ``perturbations.py``): ``x * M + (1 - M) * 0``: a cell mask of 1
       keeps the pixels, 0 sets them to 0 (in the model's input units), values between scale them; all
@@ -214,10 +214,10 @@ class _GlobalSensitivity(Attribution):
 
     kind = "prediction"
 
-    def __init__(self, model: nn.Module, *, grid_size: int, n_design: int, perturbation: str, seed: int,
+    def __init__(self, model: nn.Module, *, grid: int, n_design: int, perturbation: str, seed: int,
                  score: Score, **kw: Any) -> None:
         super().__init__(model, score=score, **kw)
-        self.grid_size = _check_positive_int(grid_size, "grid_size")
+        self.grid = _check_positive_int(grid, "grid")
         self.n_design = _check_positive_int(n_design, "n_design")
         if self.n_design < 2:
             raise ValueError(f"n_design must be at least 2 (a variance needs two designs), got {n_design!r}")
@@ -238,9 +238,9 @@ class _GlobalSensitivity(Attribution):
     def _outputs(self, x: Tensor, t: Tensor) -> Tensor:
         """Scores of the inpainted images, ``(N, M)``, ``internal_batch_size`` model inputs per pass."""
         n, c, h, w = x.shape
-        g = self.grid_size
+        g = self.grid
         if g > min(h, w):
-            raise ValueError(f"grid_size {g} is larger than the image {h}x{w}")
+            raise ValueError(f"grid {g} is larger than the image {h}x{w}")
         cells = self._evaluated()
         out = []
         with torch.no_grad():
@@ -252,10 +252,10 @@ class _GlobalSensitivity(Attribution):
         return torch.cat(out, 1)
 
     def _cells(self, x: Tensor, t: Tensor) -> Tensor:
-        return self._estimate(self._outputs(x, t)).view(x.shape[0], self.grid_size, self.grid_size)
+        return self._estimate(self._outputs(x, t)).view(x.shape[0], self.grid, self.grid)
 
     def cell_scores(self, inputs: Tensor, target: Tensor | int | Sequence[int] | None = None) -> Tensor:
-        """The per-cell estimates, ``(N, grid_size, grid_size)``, before the bicubic upsampling of
+        """The per-cell estimates, ``(N, grid, grid)``, before the bicubic upsampling of
         :meth:`attribute` (row ``r``, column ``c`` is the cell over image rows ``r H/g .. (r+1) H/g``)."""
         return self._batched(lambda x, t, idx: self._cells(x, t), inputs, target, None)
 
@@ -271,36 +271,36 @@ class Sobol(_GlobalSensitivity):
     estimated by Jansen's estimator (:func:`jansen_total_indices`, Xplique's default ``JansenEstimator``)
     on the replicated design of :func:`sobol_design` (Xplique's ``TFSobolSequenceRS``).
 
-    Defaults are Xplique's constructor's: ``grid_size=8``, ``nb_design=32`` (a power of two, asserted there
+    Defaults are Xplique's constructor's: ``grid=8`` (its ``grid_size``), ``nb_design=32`` (a power of two, asserted there
     and here). Deviations: the Sobol sequence is scrambled and seeded by ``seed`` (Xplique's is the
     unscrambled ``tf.math.sobol_sample``, one fixed design); the ``n_design`` outputs on design ``B``, which
-    Jansen's estimator does not use, are not computed: ``n_design * (grid_size^2 + 1)`` forward passes per image
-    (2,080 at the defaults; Xplique runs ``n_design * (grid_size^2 + 2)`` = 2,112), the same numbers.
+    Jansen's estimator does not use, are not computed: ``n_design * (grid^2 + 1)`` forward passes per image
+    (2,080 at the defaults; Xplique runs ``n_design * (grid^2 + 2)`` = 2,112), the same numbers.
     Perturbation, upsampling and score: see :class:`_GlobalSensitivity` (inpainting with 0, nearest up, bicubic
     back, target softmax by default).
     """
 
     name = "sobol"
 
-    def __init__(self, model: nn.Module, *, grid_size: int = 8, n_design: int = 32, perturbation: str = "inpainting",
+    def __init__(self, model: nn.Module, *, grid: int = 8, n_design: int = 32, perturbation: str = "inpainting",
                  seed: int = 0, score: Score = "softmax", **kw: Any) -> None:
-        super().__init__(model, grid_size=grid_size, n_design=n_design, perturbation=perturbation, seed=seed,
+        super().__init__(model, grid=grid, n_design=n_design, perturbation=perturbation, seed=seed,
                          score=score, **kw)
         if self.n_design & (self.n_design - 1):
             raise ValueError(f"n_design must be a power of two (a Sobol sequence's balanced sizes; Xplique asserts "
                              f"it), got {n_design!r}")
-        if self.grid_size > SOBOL_MAX_GRID:
-            raise ValueError(f"grid_size must be at most {SOBOL_MAX_GRID} (2 grid_size^2 Sobol dimensions, "
-                             f"SobolEngine's limit 21201), got {grid_size!r}")
+        if self.grid > SOBOL_MAX_GRID:
+            raise ValueError(f"grid must be at most {SOBOL_MAX_GRID} (2 grid^2 Sobol dimensions, "
+                             f"SobolEngine's limit 21201), got {grid!r}")
         # Xplique's mask layout [A; B; C^1 .. C^D], (n_design (D + 2), g, g)
-        self.design = sobol_design(self.grid_size, self.n_design, self.seed)
+        self.design = sobol_design(self.grid, self.n_design, self.seed)
 
     def _evaluated(self) -> Tensor:
         n = self.n_design
         return torch.cat([self.design[:n], self.design[2 * n:]])  # A and the C^i (B's outputs are unused)
 
     def _estimate(self, outputs: Tensor) -> Tensor:
-        n, d = self.n_design, self.grid_size ** 2
+        n, d = self.n_design, self.grid ** 2
         return jansen_total_indices(outputs[:, :n], outputs[:, n:].view(-1, d, n))
 
 
@@ -313,7 +313,7 @@ class HSIC(_GlobalSensitivity):
     Dirac kernel on the mask, RBF on the output with the outputs' median as bandwidth).
 
     Design: :func:`binary_latin_hypercube` (the paper's sampler, Xplique's ``LatinHypercube(binary=True)``),
-    seeded by ``seed``. Defaults ``grid_size=7``, ``n_design=1500`` with the binary Latin hypercube: the
+    seeded by ``seed``. Defaults ``grid=7`` (Xplique's ``grid_size``), ``n_design=1500`` with the binary Latin hypercube: the
     paper's setting and the version Xplique's documentation recommends (``docs/api/attributions/methods/
     hsic.md``: ``HsicAttributionMethod(model, grid_size=7, nb_design=1500, sampler=LatinHypercube(binary=True))``);
     Xplique's bare constructor defaults are ``grid_size=8``, ``nb_design=500`` and a rounded unscrambled Sobol
@@ -325,13 +325,13 @@ class HSIC(_GlobalSensitivity):
 
     name = "hsic"
 
-    def __init__(self, model: nn.Module, *, grid_size: int = 7, n_design: int = 1500, perturbation: str = "inpainting",
+    def __init__(self, model: nn.Module, *, grid: int = 7, n_design: int = 1500, perturbation: str = "inpainting",
                  seed: int = 0, score: Score = "softmax", **kw: Any) -> None:
-        super().__init__(model, grid_size=grid_size, n_design=n_design, perturbation=perturbation, seed=seed,
+        super().__init__(model, grid=grid, n_design=n_design, perturbation=perturbation, seed=seed,
                          score=score, **kw)
         # the binary cell masks, (n_design, g, g)
-        self.design = binary_latin_hypercube(self.grid_size ** 2, self.n_design, self.seed).view(
-            -1, self.grid_size, self.grid_size)
+        self.design = binary_latin_hypercube(self.grid ** 2, self.n_design, self.seed).view(
+            -1, self.grid, self.grid)
 
     def _evaluated(self) -> Tensor:
         return self.design

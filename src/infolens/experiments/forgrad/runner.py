@@ -100,7 +100,7 @@ def build_metrics(model: nn.Module, names: Sequence[str], *, steps: int = 10, mu
     for n in names:
         kw: dict[str, Any] = {"score": score, "batch_size": batch_size}
         if n in ("deletion", "insertion"):
-            kw["steps"] = steps
+            kw["n_steps"] = steps
         elif n == "mufidelity":
             kw.update(n_masks=mufidelity_masks, seed=seed)
         out[n] = make_metric(n, model, **kw)
@@ -163,7 +163,7 @@ def choose_cutoffs(run: RunDir, model: nn.Module, model_name: str, methods: dict
     x = heldout.to(device)
     with torch.no_grad():
         t = torch.cat([model(x[s:s + batch_size]).argmax(1) for s in range(0, x.shape[0], batch_size)])
-    metrics = [Insertion(model, steps=steps, batch_size=batch_size), Deletion(model, steps=steps, batch_size=batch_size)]
+    metrics = [Insertion(model, n_steps=steps, batch_size=batch_size), Deletion(model, n_steps=steps, batch_size=batch_size)]
     targets = [m for m in methods if _family(m) == "gradient"] if select_by == "each" else [_canonical(select_by)]
     chosen_maps = attribute_many(model, {m: methods[m] if m in methods else make_method(m, model) for m in targets},
                                  x, t)
