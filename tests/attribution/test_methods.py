@@ -145,6 +145,34 @@ def test_attribute_many_equals_each(trained):
         torch.testing.assert_close(many[n], A.make_method(n, m, **kw[n]).attribute(x, t).maps)
 
 
+def _bn_net() -> nn.Module:
+    torch.manual_seed(3)
+    m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.3),
+                      nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Linear(36, 5))
+    with torch.no_grad():
+        m[1].running_mean.uniform_(-0.3, 0.3)
+        m[1].running_var.uniform_(0.5, 2.0)
+    return m.train()
+
+
+def test_attribute_many_on_a_train_mode_model_gives_the_eval_maps_and_leaves_it_as_it_was():
+    """BatchNorm with batch statistics and dropout would change the maps and the running statistics:
+    attribute_many must measure the model in eval mode, as ``attribute`` does, and give it back untouched."""
+    m = _bn_net()
+    x = torch.rand(6, 1, 10, 10, generator=torch.Generator().manual_seed(0))
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    names = ["saliency", "gradient_x_input", "smoothgrad", "occlusion"]
+    kw = {"smoothgrad": {"n_samples": 3}}
+    many = A.attribute_many(m, {n: A.make_method(n, m, **kw.get(n, {})) for n in names}, x, 2)
+    assert m.training and all(torch.equal(v, m.state_dict()[k]) for k, v in state.items())
+    assert all(p.grad is None for p in m.parameters())
+    ref = _bn_net().eval()
+    for n in names:
+        torch.testing.assert_close(many[n], A.make_method(n, ref, **kw.get(n, {})).attribute(x, 2).maps)
+    with pytest.raises(ValueError, match=r"inputs has shape \(6, 10, 10\).*unsqueeze\(1\)"):
+        A.attribute_many(m, ["saliency"], x[:, 0], 2)
+
+
 def test_errors(trained):
     m, x, t = trained
     with pytest.raises(ValueError, match="unknown attribution method"):
