@@ -391,7 +391,7 @@ def bench_discard(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
     layers = _discard_layers(name)
     x = _photos(sz.discard_images, sz.discard_size).to(device)
     n, m, steps = x.shape[0], sz.discard_samples, sz.discard_steps
-    common = dict(grid=min(16, sz.discard_size // 4), steps=steps, samples=m, device=device)
+    common = dict(grid=min(16, sz.discard_size // 4), n_steps=steps, n_samples=m, device=device)
     probe_method = InformationDiscarding(model, layers, **common)
     chunk = probe_method.internal_batch_size
     with torch.no_grad():
