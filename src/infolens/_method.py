@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parameter import is_lazy
 
 from ._checks import check_images, check_targets, frozen_model
 
@@ -162,6 +163,7 @@ def method_call(model: Any, inputs: object, target: object = None, indices: obje
                          f"pass {name}.unsqueeze(0) for one (C, H, W) image, or {name}.unsqueeze(1) for a batch "
                          f"of (H, W) grey images")
     x = check_images(inputs, name=name, model=model, allow_3d=False, channels=channels)
+    _materialize_lazy(model, x)
     n = x.shape[0]
     idx = check_indices(indices, n)
     with _frozen_all([model, *also_frozen]):
@@ -171,6 +173,21 @@ def method_call(model: Any, inputs: object, target: object = None, indices: obje
         if t is not None:
             t = t.to(x.device)
         yield MethodCall(x, t, idx)
+
+
+def _materialize_lazy(model: Any, x: Tensor) -> None:
+    """Give lazy modules (``nn.LazyLinear``, ...) their shapes with one image, in eval mode and without
+    gradients (no running statistic moves), so that they can be frozen like any other module."""
+    if not isinstance(model, nn.Module) or not any(is_lazy(p) for p in model.parameters()):
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for m, t in modes:
+            m.training = t
 
 
 def freeze(*models: Any) -> contextlib.AbstractContextManager:

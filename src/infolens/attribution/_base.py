@@ -166,7 +166,6 @@ class AttributionResult(MethodResult):
     --------
     >>> import torch
     >>> from infolens import Saliency
-    >>> torch.manual_seed(0) and None
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
     ...                           torch.nn.LazyLinear(10))
     >>> res = Saliency(net).attribute(torch.rand(2, 1, 8, 8), target=3, indices=[10, 11])
