@@ -21,6 +21,33 @@ class Occlusion(Attribution):
 
     Defaults: ``window = ceil(min(H, W) / 8)`` (4 px at 28, 28 px at 224) and ``stride = window`` (Xplique's
     default stride equals the patch size; Xplique's 3-pixel patch would cost 5,600 passes at 224).
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    window : int or None
+        Window side in pixels (default ``ceil(min(H, W) / 8)``).
+    stride : int or None
+        Step between windows (default ``window``).
+    baseline : float
+        The occluded pixels' value (0).
+
+    References
+    ----------
+    .. [1] M. D. Zeiler, R. Fergus, "Visualizing and understanding convolutional networks", ECCV 2014,
+       arXiv 1311.2901.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    >>> x = torch.rand(1, 1, 4, 4)
+    >>> res = Occlusion(net, window=1, score="logit").attribute(x, target=0)
+    >>> torch.allclose(res.maps.flatten(), x.flatten() * net[1].weight[0], atol=1e-6)  # linear: y(x) - y(x - pixel)
+    True
     """
 
     kind = "prediction"
@@ -69,6 +96,38 @@ class RISE(Attribution):
     ``(grid + 1) * cell`` and cropped at a random shift. Paper defaults: 4,000 masks, grid 7, p = 0.5, the
     softmax score. One mask set (seeded by ``seed``) serves every image, as in the paper, so numbers do
     not depend on batching.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    n_masks : int >= 1
+        Random masks (4,000, the paper's).
+    grid : int >= 1
+        Cells per side of a mask (7).
+    p : float in (0, 1]
+        Probability that a cell is kept (0.5).
+    seed : int
+        Seeds the mask set.
+    score : {"softmax", "logit", "log_softmax"}
+        What is explained (the target's softmax probability, the paper's).
+
+    References
+    ----------
+    .. [1] V. Petsiuk, A. Das, K. Saenko, "RISE: randomized input sampling for explanation of black-box
+       models", BMVC 2018, arXiv 1806.07421.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> res = RISE(net, n_masks=16, grid=3).attribute(x, target=0)
+    >>> tuple(res.maps.shape), bool((res.maps >= 0).all())  # a weighted mean of probabilities
+    ((2, 1, 8, 8), True)
     """
 
     kind = "prediction"
@@ -278,6 +337,38 @@ class Sobol(_GlobalSensitivity):
     (2,080 at the defaults; Xplique runs ``n_design * (grid^2 + 2)`` = 2,112), the same numbers.
     Perturbation, upsampling and score: see :class:`_GlobalSensitivity` (inpainting with 0, nearest up, bicubic
     back, target softmax by default).
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    grid : int >= 1
+        Cells per side (8, Xplique's ``grid_size``).
+    n_design : int, a power of two
+        Designs (32, Xplique's ``nb_design``).
+    perturbation : {"inpainting"}
+        How a mask perturbs the image.
+    seed : int
+        Seeds the (scrambled) Sobol sequence.
+    score : {"softmax", "logit", "log_softmax"}
+        What is explained (softmax by default).
+
+    References
+    ----------
+    .. [1] T. Fel, R. Cadene, M. Chalvidal, M. Cord, D. Vigouroux, T. Serre, "Look at the variance!
+       Efficient black-box explanations with Sobol-based sensitivity analysis", NeurIPS 2021,
+       arXiv 2111.04138.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> tuple(Sobol(net, grid=2, n_design=4).attribute(x, target=0).maps.shape)
+    (2, 1, 8, 8)
     """
 
     name = "sobol"
@@ -321,6 +412,37 @@ class HSIC(_GlobalSensitivity):
     Normalisation ``(n - 1)^2`` as the paper (Xplique's code divides by ``n``: its values are ours times
     ``(n - 1)^2 / n``). ``n_design`` forward passes per image (1,500 at the defaults). Perturbation,
     upsampling and score: see :class:`_GlobalSensitivity`.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    grid : int >= 1
+        Cells per side (7).
+    n_design : int >= 2
+        Designs (1,500).
+    perturbation : {"inpainting"}
+        How a mask perturbs the image.
+    seed : int
+        Seeds the Latin hypercube.
+    score : {"softmax", "logit", "log_softmax"}
+        What is explained (softmax by default).
+
+    References
+    ----------
+    .. [1] P. Novello, T. Fel, D. Vigouroux, "Making sense of dependence: efficient black-box explanations
+       using dependence measure", NeurIPS 2022, arXiv 2206.06219.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> tuple(HSIC(net, grid=2, n_design=8).attribute(x, target=0).maps.shape)
+    (2, 1, 8, 8)
     """
 
     name = "hsic"
