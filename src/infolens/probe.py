@@ -52,7 +52,15 @@ class _Stop(Exception):
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One row of :func:`list_layers`."""
+    """One row of :func:`list_layers`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU())
+    >>> [(i.name, i.type, i.output_shape) for i in list_layers(net, (1, 8, 8))]
+    [('0', 'Conv2d', (4, 6, 6)), ('1', 'ReLU', (4, 6, 6))]
+    """
 
     name: str
     type: str
@@ -164,6 +172,15 @@ class Capture:
 
     ``outputs[name]`` holds either the layer output or, when a ``reduce`` function was given, what it
     returned for that output. ``logits`` is the model output (None when the pass was cut short).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> cap = capture(net, torch.rand(2, 1, 8, 8), "all conv")
+    >>> list(cap.outputs), tuple(cap.logits.shape)
+    (['0'], (2, 10))
     """
 
     outputs: dict[str, Any] = field(default_factory=dict)

@@ -3,8 +3,8 @@
 Definitions are Xplique's (``xplique.metrics.fidelity``), the ones FORGrad (arXiv 2307.09591) reports:
 
 * **Deletion** (Petsiuk et al. 2018, RISE paper Sec. 4.1): pixels ranked by the signed channel mean of
-  the map, most important first (no absolute value); at step ``k`` of ``steps`` the first
-  ``floor(k * n / steps)`` pixels (all channels) are set to the baseline; the score is the model's
+  the map, most important first (no absolute value); at step ``k`` of ``n_steps`` the first
+  ``floor(k * n / n_steps)`` pixels (all channels) are set to the baseline; the score is the model's
   target output; the area is the trapezoid mean
   ``mean_k (s_k + s_{k+1}) / 2``. Lower is better.
 * **Insertion**: the same ranking, starting from the baseline image and inserting pixels. Higher is better.
@@ -109,13 +109,36 @@ class FaithfulnessResult(MethodResult):
 
 
 class Metric:
-    """Base of every faithfulness metric: built with the model and the metric's parameters, called on
-    ``(inputs, targets, attributions)``, returning a :class:`FaithfulnessResult` of per-image scores.
-    Subclasses set ``name`` and ``higher_is_better`` and implement ``__call__`` (and may implement
-    ``score_many`` to share work across several maps of the same images).
+    """    Base of every faithfulness metric: built with the model and the metric's parameters, called on
+    ``(inputs, target, attributions, *, indices=None)`` through the methods' entry (checked inputs, the
+    target filled with the prediction, the model frozen), returning a :class:`FaithfulnessResult` of
+    per-image scores. ``score_many(inputs, target, [maps, ...], indices=...)`` scores several maps of the
+    same images, sharing the work that does not depend on the maps. Subclasses set ``name`` and
+    ``higher_is_better`` and implement both.
 
-    ``score``: ``"softmax"`` (default, see the module docstring), ``"logit"`` or ``"log_softmax"``;
-    ``baseline``: the value of removed pixels (default 0, Xplique's).
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``.
+    baseline : float
+        The value of removed pixels (0, Xplique's), in the units of the images passed in.
+    score : {"softmax", "logit", "log_softmax"}
+        The target's softmax probability (default, see the module docstring), its logit or log-softmax.
+    batch_size : int >= 1
+        Perturbed images per forward pass (the only memory knob).
+
+    Examples
+    --------
+    >>> import torch
+    >>> class MeanScore(Metric):
+    ...     name = "mean_score"
+    ...     def __call__(self, inputs, target, attributions, *, indices=None):
+    ...         with self._call(inputs, target, indices) as c:
+    ...             s = self._scores(c.inputs, c.target)
+    ...         return FaithfulnessResult(self.name, s, None, float(s.mean()), True, c.indices)
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    >>> MeanScore(net)(torch.rand(3, 1, 4, 4), 0, None).scores.shape
+    torch.Size([3])
     """
 
     name = ""
@@ -270,14 +293,68 @@ class _Causal(Metric):
 
 
 class Deletion(_Causal):
-    """Deletion (see the module docstring); lower is better. Defaults: 10 steps and baseline 0 (Xplique's),
-    the softmax probability of the target (RISE's definition)."""
+    """    Deletion (Petsiuk et al. 2018, Sec. 4.1; Xplique's ``Deletion``): pixels ranked by the map, most
+    important first, removed in ``n_steps`` steps; the score is the area under the target's score curve,
+    ``mean_k (s_k + s_(k+1)) / 2``. Lower is better.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        The classifier; frozen during the call.
+    n_steps : int >= 1
+        Steps of the curve (10, Xplique's).
+    baseline : float
+        The removed pixels' value (0, Xplique's).
+    score : {"softmax", "logit", "log_softmax"}
+        The target's softmax probability (RISE's definition, default).
+    max_fraction : float in (0, 1]
+        Share of the pixels removed at the last step (1).
+    batch_size : int >= 1
+        Perturbed images per forward pass.
+
+    References
+    ----------
+    .. [1] V. Petsiuk, A. Das, K. Saenko, "RISE: randomized input sampling for explanation of black-box
+       models", BMVC 2018, arXiv 1806.07421.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x, maps = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    >>> res = Deletion(net, n_steps=4)(x, 3, maps, indices=[0, 1])
+    >>> tuple(res.curves.shape), res.higher_is_better
+    ((2, 5), False)
+    """
 
     name, mode, higher_is_better = "deletion", "deletion", False
 
 
 class Insertion(_Causal):
-    """Insertion (see the module docstring); higher is better. Defaults as Xplique."""
+    """    Insertion (Petsiuk et al. 2018, Sec. 4.1; Xplique's ``Insertion``): the same ranking as
+    :class:`Deletion`, starting from the baseline image and inserting pixels. Higher is better.
+
+    Parameters
+    ----------
+    model, n_steps, baseline, score, max_fraction, batch_size
+        As :class:`Deletion`.
+
+    References
+    ----------
+    .. [1] V. Petsiuk, A. Das, K. Saenko, arXiv 1806.07421.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x, maps = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    >>> ins, dele = Insertion(net, n_steps=4), Deletion(net, n_steps=4)
+    >>> a, b = ins(x, 3, maps), dele(x, 3, maps)
+    >>> torch.allclose(a.curves[:, 0], b.curves[:, -1])  # both start or end at the baseline image
+    True
+    """
 
     name, mode, higher_is_better = "insertion", "insertion", True
 
@@ -291,10 +368,46 @@ def _cell_index(h: int, w: int, grid: int, device: torch.device) -> Tensor:
 
 
 class MuFidelity(Metric):
-    """MuFidelity (see the module docstring). Defaults as Xplique: 200 masks, a 9 x 9 grid, each cell
-    dropped with probability 0.2, baseline 0, Spearman correlation; the softmax probability of the target
-    (as Deletion and Insertion). ``seed`` and the
-    images' global ``indices`` seed each image's masks."""
+    """    MuFidelity (Bhatt et al. 2020, Def. 3; Xplique's ``MuFidelity``): per image, the correlation between
+    the drop of the target score when a random subset of a ``grid x grid`` grid is set to the baseline and
+    the sum of the attributions over that subset. Higher is better.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        The classifier; frozen during the call.
+    n_masks : int >= 2
+        Random subsets per image (200, Xplique's).
+    grid : int >= 1
+        Cells per side (9).
+    subset_percent : float in (0, 1)
+        Probability that a cell is dropped (0.2).
+    baseline : float
+        The dropped pixels' value (0).
+    correlation : {"spearman", "pearson"}
+        Spearman (Xplique's) or Pearson.
+    score : {"softmax", "logit", "log_softmax"}
+        The target's softmax probability (default).
+    seed : int
+        With the images' global indices, seeds each image's masks.
+    batch_size : int >= 1
+        Perturbed images per forward pass.
+
+    References
+    ----------
+    .. [1] U. Bhatt, A. Weller, J. M. F. Moura, "Evaluating and aggregating feature-based model
+       explanations", IJCAI 2020, arXiv 2005.00631.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x, maps = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    >>> res = MuFidelity(net, n_masks=16, grid=2)(x, 3, maps, indices=[5, 6])
+    >>> bool(((res.scores >= -1) & (res.scores <= 1)).all()), [r["index"] for r in res.to_rows()]
+    (True, [5, 6])
+    """
 
     name, higher_is_better = "mufidelity", True
 
