@@ -82,7 +82,24 @@ def check_indices(indices: Sequence[int] | Tensor | range | None, n: int, *, nam
 
 
 def predict(model: Any, inputs: Tensor, batch_size: int = 256) -> Tensor:
-    """The predicted class of each image, ``argmax`` of the model's output, in batches, no gradients."""
+    """The predicted class of each image (the default target of every method), ``(N,)`` long.
+
+    Through the same entry as the methods: checked inputs, the model frozen in eval mode (a train-mode
+    BatchNorm uses its running statistics) and restored exactly afterwards.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    >>> predict(net, torch.rand(5, 1, 2, 2)).shape
+    torch.Size([5])
+    """
+    with method_call(model, inputs, None, None, batch_size=batch_size) as call:
+        return call.target
+
+
+def _predict(model: Any, inputs: Tensor, batch_size: int = 256) -> Tensor:
+    """``argmax`` of the model's output in batches, no gradients (the model already frozen)."""
     with torch.no_grad():
         outs = []
         for s in range(0, inputs.shape[0], batch_size):
@@ -169,7 +186,7 @@ def method_call(model: Any, inputs: object, target: object = None, indices: obje
     with _frozen_all([model, *also_frozen]):
         t = check_targets(target, n)
         if t is None and fill_target:
-            t = predict(model, x, batch_size)
+            t = _predict(model, x, batch_size)
         if t is not None:
             t = t.to(x.device)
         yield MethodCall(x, t, idx)

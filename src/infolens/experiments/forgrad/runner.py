@@ -28,6 +28,7 @@ from torch import nn
 
 from ... import _progress
 from ...attribution.registry import _canonical
+from ..._method import predict
 from ...attribution import (METHODS, REFERENCES, CutoffSelection, make_reference, attribute_many, attribution_spectrum, default_cutoffs, forgrad,
                            make_method, max_cutoff, method_kind, select_cutoff)
 from ...distributed import Unit, gather_table, is_main, run_units, work_units
@@ -197,8 +198,7 @@ def evaluate(run: RunDir, model: nn.Module, model_name: str, images: torch.Tenso
     def unit_fn(u: Unit) -> list[dict[str, Any]]:
         idx = list(u.indices)
         x = images[idx].to(device)
-        with torch.no_grad():
-            t = next(iter(methods.values()))._predict(x)
+        t = predict(model, x)
         maps = attribute_many(model, methods, x, t, indices=idx)
         rows, spec_rows, examples = [], [], {}
         variants: dict[tuple[str, str], torch.Tensor] = {}
