@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .._method import MethodCall, MethodResult, method_call
+from ..spectral import frequency_radius, power_spectrum
 
 
 Score = Literal["logit", "softmax", "log_softmax"]
@@ -129,8 +130,6 @@ def high_frequency_share(attributions: Tensor | AttributionResult, *, above: flo
     >>> high_frequency_share(torch.ones(1, 8, 8))
     tensor([0.])
     """
-    from ..spectral import frequency_radius, power_spectrum
-
     dtype = attributions.dtype
     maps = to_map(attributions).to(torch.float64)
     if absolute:
