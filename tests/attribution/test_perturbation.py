@@ -162,7 +162,10 @@ def test_batching_seed_and_dtype(cls, kw):
     assert full.shape == (3, 1, 12, 12) and torch.isfinite(full).all()
     one = torch.cat([cls(m, batch_size=1, internal_batch_size=5, **kw).attribute(X[i:i + 1], T[i:i + 1]).maps
                      for i in range(3)])
-    torch.testing.assert_close(one, full, rtol=1e-5, atol=1e-7)
+    # other batch shapes run other float32 kernels: the scores differ in their last bits, and the estimators'
+    # ratios of differences over the designs x cells (8 x 9 = 72 for Sobol) carry it: eps32 x 72 ~ 1e-5 of the scale
+    scale = full.abs().max().item()
+    torch.testing.assert_close(one, full, rtol=1e-5, atol=torch.finfo(torch.float32).eps * 72 * scale)
     torch.testing.assert_close(cls(m, **kw).attribute(X, T).maps, full, rtol=0, atol=0)  # same seed, same map
     assert not torch.allclose(cls(m, seed=1, **kw).attribute(X, T).maps, full)
     f64 = cls(_tiny_net().double(), **kw).attribute(X.double(), T).maps
