@@ -57,12 +57,12 @@ def main() -> None:
         clean = features(model, x, LAYERS)
     with frozen(model):
         t_floor = timeit(lambda: floor_step(model, x, clean, samples), repeat=3, warmup=1)
-    kw = dict(grid=14, steps=steps, samples=samples)
+    kw = dict(grid=14, n_steps=steps, n_samples=samples)
     per_step = {}
     for lb in ("joint", "per_layer"):
         full = InformationDiscarding(model, LAYERS, layer_batching=lb, internal_batch_size=100_000, **kw)
         half = InformationDiscarding(model, LAYERS, layer_batching=lb, internal_batch_size=100_000,
-                                     **{**kw, "steps": steps // 2})
+                                     **{**kw, "n_steps": steps // 2})
         t_full = timeit(lambda m=full: m.measure(x), repeat=1, warmup=1)
         t_half = timeit(lambda m=half: m.measure(x), repeat=1, warmup=0)
         per_step[lb] = ((t_full - t_half) / (steps - steps // 2), t_full)

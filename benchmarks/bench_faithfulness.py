@@ -91,7 +91,7 @@ def section(name: str, model, x: torch.Tensor, *, steps: int, n_masks: int, grid
     x = x.to(device)
     with torch.no_grad():
         t = torch.cat([model(x[s:s + batch_size]).argmax(1) for s in range(0, n, batch_size)])
-    tg, sal = timed(lambda: Saliency(model, batch_size=batch_size).attribute(x, t), repeat=2)
+    tg, sal = timed(lambda: Saliency(model, batch_size=batch_size).attribute(x, t).maps, repeat=2)
     cut = 15.0 if h >= 200 else 7.0
     tf, _ = timed(lambda: forgrad(sal, cut), repeat=3)
     say(f"\n### {name}: {n} images {c}x{h}x{w}, batch {batch_size}, device {device}")
@@ -108,8 +108,8 @@ def section(name: str, model, x: torch.Tensor, *, steps: int, n_masks: int, grid
     xq = x[:n_quantus].cpu().numpy()
     yq = t[:n_quantus].cpu().numpy()
     aq = np.repeat(sal[:n_quantus].mean(1, keepdim=True).cpu().numpy(), c, axis=1)
-    for metric_name, metric in (("deletion", Deletion(model, steps=steps, batch_size=batch_size, score="logit")),
-                                ("insertion", Insertion(model, steps=steps, batch_size=batch_size, score="logit")),
+    for metric_name, metric in (("deletion", Deletion(model, n_steps=steps, batch_size=batch_size, score="logit")),
+                                ("insertion", Insertion(model, n_steps=steps, batch_size=batch_size, score="logit")),
                                 ("mufidelity", MuFidelity(model, n_masks=n_masks, grid=grid, batch_size=batch_size,
                                                               score="logit"))):
         def ours():

@@ -239,9 +239,9 @@ def bench_faithfulness(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
     bs = sz.faith_batch
     with torch.no_grad():
         t = torch.cat([model(x[i:i + bs]).argmax(1) for i in range(0, n, bs)])
-    sal = Saliency(model, batch_size=bs).attribute(x, t)
-    metrics = {"deletion": Deletion(model, steps=sz.faith_steps, batch_size=bs),
-               "insertion": Insertion(model, steps=sz.faith_steps, batch_size=bs),
+    sal = Saliency(model, batch_size=bs).attribute(x, t).maps
+    metrics = {"deletion": Deletion(model, n_steps=sz.faith_steps, batch_size=bs),
+               "insertion": Insertion(model, n_steps=sz.faith_steps, batch_size=bs),
                "mufidelity": MuFidelity(model, n_masks=sz.masks, grid=sz.grid, batch_size=bs)}
     quantus = _quantus(model, x, t, sal, device, sz)
     if "deletion" not in quantus:
@@ -391,7 +391,7 @@ def bench_discard(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
     layers = _discard_layers(name)
     x = _photos(sz.discard_images, sz.discard_size).to(device)
     n, m, steps = x.shape[0], sz.discard_samples, sz.discard_steps
-    common = dict(grid=min(16, sz.discard_size // 4), steps=steps, samples=m, device=device)
+    common = dict(grid=min(16, sz.discard_size // 4), n_steps=steps, n_samples=m, device=device)
     probe_method = InformationDiscarding(model, layers, **common)
     chunk = probe_method.internal_batch_size
     with torch.no_grad():

@@ -46,7 +46,7 @@ def naive(method, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             for j in range(cells.shape[0]):
                 m = F.interpolate(cells[j][None, None], size=x.shape[-2:], mode="nearest-exact")
                 out[i, j] = model_scores(method.model(x[i:i + 1] * m), t[i:i + 1], method.score)[0]
-    g = method.grid_size
+    g = method.grid
     est = method._estimate(out).view(x.shape[0], 1, g, g)
     return F.interpolate(est, size=x.shape[-2:], mode="bicubic", align_corners=False)
 
@@ -74,16 +74,16 @@ def main() -> None:
                 for s in range(0, pert.shape[0], 256):
                     model(pert[s:s + 256])
 
-        best = interleaved({"infolens": lambda: method.attribute(x, t), "floor": floor}, repeat=args.repeat)
+        best = interleaved({"infolens": lambda: method.attribute(x, t).maps, "floor": floor}, repeat=args.repeat)
         k = args.naive_images
         t0 = time.perf_counter()
         ref = naive(method, x[:k], t[:k])
         t_naive = (time.perf_counter() - t0) / k
-        got = method.attribute(x[:k], t[:k])
+        got = method.attribute(x[:k], t[:k]).maps
         err = float((got - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
         ours = best["infolens"] / x.shape[0]
         lines.append(
-            f"- {type(method).__name__} (grid {method.grid_size}, {method.n_design} designs, {per_image} passes per "
+            f"- {type(method).__name__} (grid {method.grid}, {method.n_design} designs, {per_image} passes per "
             f"image): infolens {ours * 1e3:.1f} ms/image, floor {best['floor'] / x.shape[0] * 1e3:.1f} ms/image "
             f"(**{best['infolens'] / best['floor']:.2f}x the floor**); naive loop {t_naive * 1e3:.0f} ms/image "
             f"(**{t_naive / ours:.1f}x slower** than infolens; maps equal to {err:.1e} relative)")

@@ -27,7 +27,7 @@ from _common import append_results, timeit  # noqa: E402
 
 from infolens.probe import capture, resolve_layers  # noqa: E402
 from infolens.spectral import srop_2d  # noqa: E402
-from infolens.srop import layer_srops, layer_srops_at  # noqa: E402
+from infolens.srop import SpectralRolloff, layer_srops  # noqa: E402
 
 torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
 
@@ -119,7 +119,7 @@ def main() -> None:
     del all_maps
     t_act = timeit(lambda: layer_srops(model, x, names, at="activation", batch_size=args.batch), repeat=1, warmup=0,
                    sync=sync)
-    t_all = timeit(lambda: layer_srops_at(model, x, names, batch_size=args.batch), repeat=1, warmup=0, sync=sync)
+    t_all = timeit(lambda: SpectralRolloff(model, names, batch_size=args.batch).measure_at(x), repeat=1, warmup=0, sync=sync)
     res = layer_srops(model, x, names, at="conv", batch_size=args.batch)
     n_maps = sum(v.numel() for v in res.values.values())
 
@@ -145,7 +145,7 @@ def main() -> None:
         f"| bare forward pass (floor) | {t_fwd:.3f} | 1.00 |",
         f"| layer_srops, all {len(names)} conv layers (forward + SROP) | {t_srop:.3f} | {t_srop / t_fwd:.2f} x floor |",
         f"| layer_srops at='activation' (after each conv's ReLU) | {t_act:.3f} | {t_act / t_fwd:.2f} x floor |",
-        f"| layer_srops_at: conv, activation and block from one pass | {t_all:.3f} | {t_all / t_fwd:.2f} x floor |",
+        f"| SpectralRolloff.measure_at: conv, activation and block from one pass | {t_all:.3f} | {t_all / t_fwd:.2f} x floor |",
         f"| SROP work alone (srop_2d on every captured map) | {t_alone:.3f} | {t_alone / t_fwd:.2f} x floor |",
         f"| naive per-channel NumPy loop alone (measured on {k} image(s), {n_maps_k} maps: {t_naive_k:.2f} s; "
         f"extrapolated to {n_maps}) | {t_naive:.2f} | {t_naive / t_alone:.1f} x our SROP work |",

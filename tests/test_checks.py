@@ -9,6 +9,7 @@ from torch import nn
 from infolens import attribution as A
 from infolens._checks import check_images
 from infolens.attribution.metrics import Deletion
+from infolens.probe import capture
 from infolens.srop import layer_srops
 
 
@@ -18,8 +19,10 @@ def _net() -> nn.Module:
 
 @pytest.mark.parametrize("call", [
     lambda m, x: A.Saliency(m).attribute(x, 0),
-    lambda m, x: Deletion(m, steps=2)(x, [0] * x.shape[0], torch.rand(x.shape[0], 8, 8)),
+    lambda m, x: Deletion(m, n_steps=2)(x, [0] * x.shape[0], torch.rand(x.shape[0], 8, 8)),
     lambda m, x: layer_srops(m, x),
+    lambda m, x: A.attribute_many(m, {"saliency": A.Saliency(m)}, x, 0),
+    lambda m, x: capture(m, x, "all conv", grads=True),
 ])
 def test_float64_pixels_into_a_float32_model_name_the_fix(call):
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
@@ -27,10 +30,15 @@ def test_float64_pixels_into_a_float32_model_name_the_fix(call):
         call(_net(), x)
 
 
-def test_a_batch_without_its_channel_axis_names_the_fix():
+@pytest.mark.parametrize("call", [
+    lambda m, x: A.Saliency(m).attribute(x, 0),
+    lambda m, x: A.attribute_many(m, {"saliency": A.Saliency(m)}, x, 0),
+    lambda m, x: capture(m, x, "all conv", grads=True),
+])
+def test_a_batch_without_its_channel_axis_names_the_fix(call):
     x = torch.rand(5, 8, 8)  # five 8x8 gray images, channel axis missing
     with pytest.raises(ValueError, match=r"batch of 5 \(H, W\) images without the channel axis.*unsqueeze\(1\)"):
-        A.Saliency(_net()).attribute(x, 0)
+        call(_net(), x)
     # one (C, H, W) image is still welcome
     assert check_images(torch.rand(1, 8, 8), model=_net()).shape == (1, 1, 8, 8)
 

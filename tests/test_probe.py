@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -75,9 +77,37 @@ def test_capture_gradients_match_autograd():
 
 def test_hooks_removed_when_forward_raises():
     m = small_net()
-    with pytest.raises(RuntimeError):
-        probe.capture(m, torch.rand(2, 3, 9, 9), "all conv")  # wrong channel count inside torch
+
+    def broken(x):
+        raise RuntimeError("the forward pass fails inside the model")
+
+    m[4].forward = broken  # Flatten fails after the hooked convolutions ran
+    with pytest.raises(RuntimeError, match="inside the model"):
+        probe.capture(m, torch.rand(2, 1, 9, 9), "all conv")
     assert n_hooks(m) == 0
+
+
+def test_capture_with_gradients_leaves_a_train_mode_model_as_it_was():
+    """No ``.grad`` on any parameter, BatchNorm's running statistics unmoved, modes and flags kept, and
+    the captured gradients those of the same model in eval mode."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
+                      nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3)).train()
+    m[0].bias.requires_grad_(False)
+    buffers = {k: v.clone() for k, v in m.state_dict().items()}
+    flags = [p.requires_grad for p in m.parameters()]
+    x = torch.rand(5, 1, 9, 9)
+    cap = probe.capture(m, x, ["0", "2"], grads=True, target=1)
+    assert all(p.grad is None for p in m.parameters())
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in buffers.items())
+    assert [p.requires_grad for p in m.parameters()] == flags and m.training and m[1].training
+    ref = copy.deepcopy(m).eval()
+    acts = {}
+    ref[2].register_forward_hook(lambda mod, a, out: acts.__setitem__("2", out))
+    out = ref(x)
+    (g2,) = torch.autograd.grad(out[:, 1].sum(), acts["2"])
+    torch.testing.assert_close(cap.gradients["2"], g2)
+    torch.testing.assert_close(cap.outputs["2"], acts["2"].detach())
 
 
 def test_reduce_streams_and_stop_after_last():

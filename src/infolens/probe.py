@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_images, check_targets
+from ._method import method_call
+
 
 __all__ = [
     "LayerInfo",
@@ -51,7 +52,15 @@ class _Stop(Exception):
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One row of :func:`list_layers`."""
+    """One row of :func:`list_layers`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU())
+    >>> [(i.name, i.type, i.output_shape) for i in list_layers(net, (1, 8, 8))]
+    [('0', 'Conv2d', (4, 6, 6)), ('1', 'ReLU', (4, 6, 6))]
+    """
 
     name: str
     type: str
@@ -163,6 +172,15 @@ class Capture:
 
     ``outputs[name]`` holds either the layer output or, when a ``reduce`` function was given, what it
     returned for that output. ``logits`` is the model output (None when the pass was cut short).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> cap = capture(net, torch.rand(2, 1, 8, 8), "all conv")
+    >>> list(cap.outputs), tuple(cap.logits.shape)
+    (['0'], (2, 10))
     """
 
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -228,36 +246,68 @@ def capture(model: nn.Module, images: Tensor, layers: LayerSpec, *, target: Tens
             stop_after_last: bool = False) -> Capture:
     """Run ``model`` on ``images`` once and return the selected layers' outputs (and gradients).
 
+    The call goes through the methods' entry (:func:`infolens._method.method_call`): the images are
+    checked, and the model is frozen for the pass (eval mode, no weight gradients) and comes back exactly
+    as it was passed: every submodule's mode, ``requires_grad`` flag and buffer (a train-mode BatchNorm's
+    running statistics do not move), and no ``.grad`` on any parameter, even with ``grads=True``.
+
     Parameters
     ----------
-    model : any ``nn.Module``; it is not switched to eval mode here (callers pass a frozen model).
-    images : (N, C, H, W) batch on the model's device.
-    layers : a :data:`LayerSpec`.
-    target : class index per image (or one int) whose logit is back-propagated when ``grads=True``;
-        default the predicted class.
-    grads : also capture ``d logit[target] / d output`` for each layer.
-    reduce : ``reduce(name, output) -> anything`` applied inside the hook (see :func:`capture_hooks`).
-    detach : detach outputs (default). ``False`` keeps the autograd graph, e.g. to optimise through them.
-    stop_after_last : stop the forward pass after the last selected layer (no logits then).
+    model : nn.Module
+        Any module taking ``images``.
+    images : torch.Tensor, shape (N, C, H, W)
+        Floating images on the model's device, in its dtype.
+    layers : LayerSpec
+        The layers (:data:`LayerSpec`: names, globs, types, keywords).
+    target : int, sequence of N ints, LongTensor (N,) or None
+        Class whose logit is back-propagated when ``grads=True``; default the predicted class.
+    grads : bool
+        Also capture ``d logit[target] / d output`` of each layer (summed over the batch, so each image's
+        gradient is its own).
+    reduce : callable or None
+        ``reduce(name, output) -> anything`` applied inside the hook (see :func:`capture_hooks`).
+    detach : bool
+        Detach outputs (default). ``False`` keeps the autograd graph to the input (not to the weights,
+        which are frozen), e.g. to optimise a perturbation of the input through them.
+    stop_after_last : bool
+        Stop the forward pass after the last selected layer (no logits then).
+
+    Returns
+    -------
+    Capture
+        ``outputs`` (name -> tensor or reduced value), ``gradients`` (name -> tensor, with ``grads``),
+        ``logits`` (N, classes) unless the pass was stopped.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+    ...                           torch.nn.Flatten(), torch.nn.LazyLinear(10)).train()
+    >>> cap = capture(net, torch.rand(2, 1, 8, 8), ["0", "2"], grads=True)
+    >>> tuple(cap.outputs["2"].shape), tuple(cap.gradients["0"].shape)
+    ((2, 4, 6, 6), (2, 4, 6, 6))
+    >>> net.training, all(p.grad is None for p in net.parameters())
+    (True, True)
     """
-    images = check_images(images)
     names = resolve_layers(model, layers)
     if grads and stop_after_last:
         raise ValueError("grads=True needs the full forward pass; drop stop_after_last")
     grad_ctx = torch.enable_grad() if (grads or not detach) else torch.no_grad()
-    with grad_ctx, capture_hooks(model, names, reduce=reduce, detach=detach, grads=grads,
-                                 stop_after_last=stop_after_last) as cap:
+    with method_call(model, images, target, None, name="images", fill_target=False) as call, grad_ctx, \
+            capture_hooks(model, names, reduce=reduce, detach=detach, grads=grads,
+                          stop_after_last=stop_after_last) as cap:
+        x = call.inputs
+        if grads and not x.requires_grad:
+            x = x.detach().requires_grad_(True)  # the weights are frozen: the graph starts at the input
         try:
-            logits = model(images)
+            logits = model(x)
         except _Stop:
             logits = None
         if grads:
             logits_t = _first_tensor(logits)
-            t = check_targets(target, images.shape[0])
-            if t is None:
-                t = logits_t.argmax(1)
+            t = call.target if call.target is not None else logits_t.argmax(1)
             sel = logits_t.gather(1, t.to(logits_t.device)[:, None]).sum()
-            sel.backward()
+            torch.autograd.grad(sel, x)  # fires the layers' tensor hooks; nothing accumulates in .grad
             cap.outputs = {k: v.detach() if isinstance(v, Tensor) else v for k, v in cap.outputs.items()}
         if logits is not None:
             cap.logits = _first_tensor(logits).detach()

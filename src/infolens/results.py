@@ -281,6 +281,15 @@ class RunDir:
     The folder is locked for this process first (:func:`lock_folder`; a second process gets
     :class:`FolderLocked` naming the holder's PID), then the parameters are compared and ``meta.json``
     written, all under the lock. Under torchrun only rank 0 takes the lock.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     run = RunDir(tmp, analysis="demo", params={"n": 3})
+    ...     path = run.write_table("squares", [{"index": i, "sq": i * i} for i in range(3)])
+    ...     [r["sq"] for r in read_csv(path)]
+    [0, 1, 4]
     """
 
     def __init__(self, root: str | os.PathLike, *, analysis: str, params: Mapping[str, Any],

@@ -84,7 +84,7 @@ OURS = {
 @pytest.mark.parametrize("name", list(OURS))
 def test_matches_captum(name, trained, monkeypatch):
     m, x, t = trained
-    ours = A.make_method(name, m, batch_size=4, **OURS[name]).attribute(x, t)
+    ours = A.make_method(name, m, batch_size=4, **OURS[name]).attribute(x, t).maps
     ref = _captum(name, m, x, t, monkeypatch).detach()
     assert ours.shape == ref.shape
     scale = ref.abs().max().item()
@@ -95,13 +95,13 @@ def test_matches_captum(name, trained, monkeypatch):
 def test_ig_riemann_and_completeness(trained):
     m, x, t = trained
     captum = pytest.importorskip("captum.attr")
-    ours = A.IntegratedGradients(m, n_steps=16, method="riemann_trapezoid").attribute(x, t)
+    ours = A.IntegratedGradients(m, n_steps=16, method="riemann_trapezoid").attribute(x, t).maps
     ref = captum.IntegratedGradients(m).attribute(x, target=t, n_steps=16, method="riemann_trapezoid")
     # Captum's trapezoid weights are 1/n (halved at the ends), summing to (n-1)/n; ours are the exact
     # trapezoid rule 1/(n-1): the two differ by that constant factor only
     torch.testing.assert_close(ours * 15 / 16, ref.detach(), atol=1e-5, rtol=1e-4)
     # completeness axiom (Sundararajan et al. Prop. 1): sum of IG = f(x) - f(0), to quadrature error
-    ig = A.IntegratedGradients(m, n_steps=200).attribute(x, t)
+    ig = A.IntegratedGradients(m, n_steps=200).attribute(x, t).maps
     with torch.no_grad():
         gap = m(x).gather(1, t[:, None])[:, 0] - m(torch.zeros_like(x)).gather(1, t[:, None])[:, 0]
     torch.testing.assert_close(ig.sum((1, 2, 3)), gap, atol=0.02 * gap.abs().max().item(), rtol=0.02)
@@ -113,7 +113,7 @@ ALL = {
     "saliency": {}, "gradient_x_input": {}, "integrated_gradients": {"n_steps": 5},
     "smoothgrad": {"n_samples": 4}, "squaregrad": {"n_samples": 4}, "vargrad": {"n_samples": 4},
     "guided_backprop": {}, "gradcam": {}, "gradcam_pp": {}, "occlusion": {"window": 7}, "rise": {"n_masks": 40},
-    "sobol": {"grid_size": 4, "n_design": 4}, "hsic": {"grid_size": 4, "n_design": 16},
+    "sobol": {"grid": 4, "n_design": 4}, "hsic": {"grid": 4, "n_design": 16},
     "blob": {}, "magnitude": {}, "noise": {},
 }
 
@@ -123,11 +123,11 @@ def test_batched_equals_per_image_and_no_hooks(name, trained):
     m, x, t = trained
     before = sum(len(mod._forward_hooks) + len(mod._backward_hooks) for mod in m.modules())
     make = A.make_reference if name in A.REFERENCES else A.make_method
-    big = make(name, m, batch_size=6, internal_batch_size=64, **ALL[name]).attribute(x, t)
-    small = make(name, m, batch_size=1, internal_batch_size=3, **ALL[name]).attribute(x, t)
+    big = make(name, m, batch_size=6, internal_batch_size=64, **ALL[name]).attribute(x, t).maps
+    small = make(name, m, batch_size=1, internal_batch_size=3, **ALL[name]).attribute(x, t).maps
     torch.testing.assert_close(big, small, atol=1e-5 * big.abs().max().item() + 1e-7, rtol=1e-4)
     # a sub-batch with its global indices gives the same rows (per-image seeds)
-    part = make(name, m, batch_size=2, **ALL[name]).attribute(x[2:5], t[2:5], indices=[2, 3, 4])
+    part = make(name, m, batch_size=2, **ALL[name]).attribute(x[2:5], t[2:5], indices=[2, 3, 4]).maps
     torch.testing.assert_close(part, big[2:5], atol=1e-5 * big.abs().max().item() + 1e-7, rtol=1e-4)
     after = sum(len(mod._forward_hooks) + len(mod._backward_hooks) for mod in m.modules())
     assert before == after
@@ -142,7 +142,35 @@ def test_attribute_many_equals_each(trained):
     kw = {n: {"n_samples": 3} if n in ("smoothgrad", "vargrad", "squaregrad") else {} for n in names}
     many = A.attribute_many(m, {n: A.make_method(n, m, **kw[n]) for n in names}, x, t)
     for n in names:
-        torch.testing.assert_close(many[n], A.make_method(n, m, **kw[n]).attribute(x, t))
+        torch.testing.assert_close(many[n], A.make_method(n, m, **kw[n]).attribute(x, t).maps)
+
+
+def _bn_net() -> nn.Module:
+    torch.manual_seed(3)
+    m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.3),
+                      nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Linear(36, 5))
+    with torch.no_grad():
+        m[1].running_mean.uniform_(-0.3, 0.3)
+        m[1].running_var.uniform_(0.5, 2.0)
+    return m.train()
+
+
+def test_attribute_many_on_a_train_mode_model_gives_the_eval_maps_and_leaves_it_as_it_was():
+    """BatchNorm with batch statistics and dropout would change the maps and the running statistics:
+    attribute_many must measure the model in eval mode, as ``attribute`` does, and give it back untouched."""
+    m = _bn_net()
+    x = torch.rand(6, 1, 10, 10, generator=torch.Generator().manual_seed(0))
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    names = ["saliency", "gradient_x_input", "smoothgrad", "occlusion"]
+    kw = {"smoothgrad": {"n_samples": 3}}
+    many = A.attribute_many(m, {n: A.make_method(n, m, **kw.get(n, {})) for n in names}, x, 2)
+    assert m.training and all(torch.equal(v, m.state_dict()[k]) for k, v in state.items())
+    assert all(p.grad is None for p in m.parameters())
+    ref = _bn_net().eval()
+    for n in names:
+        torch.testing.assert_close(many[n], A.make_method(n, ref, **kw.get(n, {})).attribute(x, 2).maps)
+    with pytest.raises(ValueError, match=r"inputs has shape \(6, 10, 10\).*unsqueeze\(1\)"):
+        A.attribute_many(m, ["saliency"], x[:, 0], 2)
 
 
 def test_errors(trained):
@@ -233,7 +261,7 @@ def test_default_cutoffs_grid():
 
 def test_select_cutoff_curve_and_saved(trained, tmp_path):
     m, x, t = trained
-    sal = A.Saliency(m).attribute(x, t)
+    sal = A.Saliency(m).attribute(x, t).maps
     metrics = [Insertion(m), Deletion(m)]
     sel = A.select_cutoff(sal, x, t, metrics, cutoffs=[2.0, 5.0, A.max_cutoff(28, 28)])
     assert len(sel.scores) == 3 and sel.best in sel.cutoffs

@@ -34,24 +34,24 @@ def _linear_case():
 def test_deletion_insertion_closed_form():
     m, x = _linear_case()
     attr = x.clone()  # ranks pixels 4, 3, 2, 1
-    d = Deletion(m, steps=4, score="logit")(x, [0], attr)
+    d = Deletion(m, n_steps=4, score="logit")(x, [0], attr)
     # removing 0..4 pixels in order 4, 3, 2, 1: 10, 6, 3, 1, 0
     torch.testing.assert_close(d.curves[0], torch.tensor([10.0, 6, 3, 1, 0], dtype=torch.float64))
     assert d.scores[0].item() == pytest.approx((8 + 4.5 + 2 + 0.5) / 4)  # 3.75
-    i = Insertion(m, steps=4, score="logit")(x, [0], attr)
+    i = Insertion(m, n_steps=4, score="logit")(x, [0], attr)
     torch.testing.assert_close(i.curves[0], torch.tensor([0.0, 4, 7, 9, 10], dtype=torch.float64))
     assert i.mean == pytest.approx((2 + 5.5 + 8 + 9.5) / 4)  # 6.25
     # 3 steps over 4 pixels: floor(k * 4 / 3) = 0, 1, 2, 4 pixels (Xplique's integer linspace)
-    d3 = Deletion(m, steps=3, score="logit")(x, [0], attr)
+    d3 = Deletion(m, n_steps=3, score="logit")(x, [0], attr)
     torch.testing.assert_close(d3.curves[0], torch.tensor([10.0, 6, 3, 0], dtype=torch.float64))
     # ranking is by the signed map: a negated map deletes the smallest pixel first
-    dn = Deletion(m, steps=4, score="logit")(x, [0], -attr)
+    dn = Deletion(m, n_steps=4, score="logit")(x, [0], -attr)
     torch.testing.assert_close(dn.curves[0], torch.tensor([10.0, 9, 7, 4, 0], dtype=torch.float64))
     # a baseline of 1: removed pixels become 1
-    db = Deletion(m, steps=4, baseline=1.0, score="logit")(x, [0], attr)
+    db = Deletion(m, n_steps=4, baseline=1.0, score="logit")(x, [0], attr)
     torch.testing.assert_close(db.curves[0], torch.tensor([10.0, 7, 5, 4, 4], dtype=torch.float64))
     # softmax score: p_0 = sigmoid(2 s)
-    ds = Deletion(m, steps=4, score="softmax")(x, [0], attr)
+    ds = Deletion(m, n_steps=4, score="softmax")(x, [0], attr)
     torch.testing.assert_close(ds.curves[0], torch.sigmoid(2 * torch.tensor([10.0, 6, 3, 1, 0], dtype=torch.float64)))
 
 
@@ -141,14 +141,14 @@ def _reference_causal(model, x, t, attr, steps, mode, baseline=0.0):
 @pytest.mark.parametrize("mode", ["deletion", "insertion"])
 def test_causal_matches_reference_loop(cnn, mode):
     m, x, t, attr = cnn
-    metric = make_metric(mode, m, steps=10, batch_size=7, score="logit")
+    metric = make_metric(mode, m, n_steps=10, batch_size=7, score="logit")
     res = metric(x, t, attr)
     for i, (curve, auc) in enumerate(_reference_causal(m, x, t, attr, 10, mode)):
         np.testing.assert_allclose(res.curves[i].numpy(), curve, rtol=1e-9, atol=1e-9)
         assert res.scores[i].item() == pytest.approx(auc, rel=1e-9)
     assert res.mean == pytest.approx(res.scores.mean().item())
     # a second call on the same inputs (cached endpoints) and a different batch size agree
-    again = make_metric(mode, m, steps=10, batch_size=1000, score="logit")(x, t, attr)
+    again = make_metric(mode, m, n_steps=10, batch_size=1000, score="logit")(x, t, attr)
     torch.testing.assert_close(again.curves, res.curves)
     torch.testing.assert_close(metric(x, t, attr).curves, res.curves)
 
@@ -186,7 +186,7 @@ def test_mufidelity_matches_reference_loop(cnn):
 def test_score_many_equals_one_call_per_map(cnn, name):
     m, x, t, attr = cnn
     maps = [attr, attr.abs(), -attr.flip(-1)]
-    kw = {"n_masks": 8} if name == "mufidelity" else {"steps": 7}
+    kw = {"n_masks": 8} if name == "mufidelity" else {"n_steps": 7}
     many = make_metric(name, m, batch_size=50, **kw).score_many(x, t, maps)
     for a, r in zip(maps, many):
         one = make_metric(name, m, batch_size=3, **kw)(x, t, a)
@@ -217,7 +217,7 @@ def test_deletion_curve_equals_quantus_pixel_flipping(cnn):
                                disable_warnings=True, display_progressbar=False)
     ref = np.asarray(pf(model=m, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=a.numpy(), softmax=False,
                         device="cpu", batch_size=5))
-    ours = Deletion(m, steps=16, score="logit")(x, t, a).curves[:, 1:].numpy()
+    ours = Deletion(m, n_steps=16, score="logit")(x, t, a).curves[:, 1:].numpy()
     assert ref.shape == ours.shape == (5, 16)
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
@@ -262,7 +262,7 @@ def test_rgb_maps_are_channel_means():
     m = Linear(w)
     x = torch.rand(2, 3, 5, 5, generator=g, dtype=torch.float64)
     a = torch.randn(2, 3, 5, 5, generator=g, dtype=torch.float64)
-    for metric in (Deletion(m, steps=5), Insertion(m, steps=5), MuFidelity(m, grid=5, n_masks=30)):
+    for metric in (Deletion(m, n_steps=5), Insertion(m, n_steps=5), MuFidelity(m, grid=5, n_masks=30)):
         r1 = metric(x, [0, 0], a)
         r2 = metric(x, [0, 0], a.mean(1))
         torch.testing.assert_close(r1.scores, r2.scores)
@@ -273,7 +273,7 @@ def test_errors():
     with pytest.raises(ValueError, match="attributions must hold one"):
         Deletion(m)(x, [0], torch.zeros(1, 3, 3))
     with pytest.raises(ValueError, match="steps"):
-        Deletion(m, steps=0)
+        Deletion(m, n_steps=0)
     with pytest.raises(ValueError, match="unknown faithfulness metric"):
         make_metric("delete", m)
     with pytest.raises(ValueError, match="non-finite"):

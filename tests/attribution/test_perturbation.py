@@ -124,14 +124,14 @@ def test_sobol_total_indices_of_an_additive_model():
     cell_means = F.adaptive_avg_pool2d(x, g).flatten(1)  # inpainting scales cell i by m_i: v_i = w_i * mean_i
     v2 = (w * cell_means).square()
     expected = v2 / v2.sum(1, keepdim=True)
-    sob = A.Sobol(model, grid_size=g, n_design=256, score="logit")
+    sob = A.Sobol(model, grid=g, n_design=256, score="logit")
     st = sob.cell_scores(x, 0).flatten(1)
     torch.testing.assert_close(st, expected, atol=0.006, rtol=0.02)  # max error 0.002 at n = 256 (0.06 at 32)
     assert torch.equal(st.argsort(1, descending=True), expected.argsort(1, descending=True))
     assert st[:, 4].abs().max() < 1e-12  # w = 0: the output never changes with that cell
     # the map is the grid of indices resized as Xplique does: cv2.resize(..., INTER_CUBIC)
     cv2 = pytest.importorskip("cv2")
-    maps = sob.attribute(x, 0)
+    maps = sob.attribute(x, 0).maps
     assert maps.shape == (2, 1, 12, 12)
     for i in range(2):
         ref = cv2.resize(st[i].view(g, g).numpy(), (12, 12), interpolation=cv2.INTER_CUBIC)
@@ -145,7 +145,7 @@ def test_hsic_finds_the_one_cell_the_model_reads():
     model = CellModel(w)
     x = 0.2 + 0.8 * torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(1))
     for score in ("logit", "softmax"):
-        h = A.HSIC(model, grid_size=g, n_design=128, score=score).cell_scores(x, 0).flatten(1)
+        h = A.HSIC(model, grid=g, n_design=128, score=score).cell_scores(x, 0).flatten(1)
         assert (h.argmax(1) == k).all()
         others = torch.cat([h[:, :k], h[:, k + 1:]], 1)
         assert (h[:, k] > 10 * others.max(1).values).all()  # an unread cell: O(1/n) noise
@@ -154,32 +154,35 @@ def test_hsic_finds_the_one_cell_the_model_reads():
 # --------------------------------------------------------------------------- contract
 
 
-@pytest.mark.parametrize("cls,kw", [(A.Sobol, {"grid_size": 3, "n_design": 8}),
-                                    (A.HSIC, {"grid_size": 3, "n_design": 24})], ids=["sobol", "hsic"])
+@pytest.mark.parametrize("cls,kw", [(A.Sobol, {"grid": 3, "n_design": 8}),
+                                    (A.HSIC, {"grid": 3, "n_design": 24})], ids=["sobol", "hsic"])
 def test_batching_seed_and_dtype(cls, kw):
     m = _tiny_net()
-    full = cls(m, batch_size=3, internal_batch_size=1000, **kw).attribute(X, T)
+    full = cls(m, batch_size=3, internal_batch_size=1000, **kw).attribute(X, T).maps
     assert full.shape == (3, 1, 12, 12) and torch.isfinite(full).all()
-    one = torch.cat([cls(m, batch_size=1, internal_batch_size=5, **kw).attribute(X[i:i + 1], T[i:i + 1])
+    one = torch.cat([cls(m, batch_size=1, internal_batch_size=5, **kw).attribute(X[i:i + 1], T[i:i + 1]).maps
                      for i in range(3)])
-    torch.testing.assert_close(one, full, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(cls(m, **kw).attribute(X, T), full, rtol=0, atol=0)  # same seed, same map
-    assert not torch.allclose(cls(m, seed=1, **kw).attribute(X, T), full)
-    f64 = cls(_tiny_net().double(), **kw).attribute(X.double(), T)
+    # other batch shapes run other float32 kernels: the scores differ in their last bits, and the estimators'
+    # ratios of differences over the designs x cells (8 x 9 = 72 for Sobol) carry it: eps32 x 72 ~ 1e-5 of the scale
+    scale = full.abs().max().item()
+    torch.testing.assert_close(one, full, rtol=1e-5, atol=torch.finfo(torch.float32).eps * 72 * scale)
+    torch.testing.assert_close(cls(m, **kw).attribute(X, T).maps, full, rtol=0, atol=0)  # same seed, same map
+    assert not torch.allclose(cls(m, seed=1, **kw).attribute(X, T).maps, full)
+    f64 = cls(_tiny_net().double(), **kw).attribute(X.double(), T).maps
     torch.testing.assert_close(full.double(), f64, rtol=1e-3, atol=1e-4 * f64.abs().max().item())
 
 
 @pytest.mark.parametrize("cls", [A.Sobol, A.HSIC], ids=["sobol", "hsic"])
 def test_bad_arguments(cls):
     m = _tiny_net()
-    with pytest.raises(ValueError, match="grid_size"):
-        cls(m, grid_size=0)
+    with pytest.raises(ValueError, match="grid"):
+        cls(m, grid=0)
     with pytest.raises(ValueError, match="n_design"):
         cls(m, n_design=0)
     with pytest.raises(ValueError, match="perturbation"):
         cls(m, perturbation="blurring")
-    with pytest.raises(ValueError, match="grid_size 16 is larger than the image 12x12"):
-        cls(m, grid_size=16, n_design=4).attribute(X, T)
+    with pytest.raises(ValueError, match="grid 16 is larger than the image 12x12"):
+        cls(m, grid=16, n_design=4).attribute(X, T)
     if cls is A.Sobol:
         with pytest.raises(ValueError, match="n_design must be a power of two"):
             cls(m, n_design=12)
@@ -189,8 +192,8 @@ def test_registry_and_defaults():
     m = _tiny_net()
     for name, alias, cls in (("sobol", "sobol_attribution", A.Sobol), ("hsic", "hsic_attribution", A.HSIC)):
         assert A.METHODS[name] is cls and A.method_kind(alias) == "prediction"
-        assert isinstance(A.make_method(alias, m, grid_size=2, n_design=4, seed=3), cls)
+        assert isinstance(A.make_method(alias, m, grid=2, n_design=4, seed=3), cls)
     s, h = A.Sobol(m), A.HSIC(m)
-    assert (s.grid_size, s.n_design, s.score) == (8, 32, "softmax")  # Xplique's defaults, project's score
-    assert (h.grid_size, h.n_design, h.score) == (7, 1500, "softmax")  # Xplique's recommended version
+    assert (s.grid, s.n_design, s.score) == (8, 32, "softmax")  # Xplique's defaults, project's score
+    assert (h.grid, h.n_design, h.score) == (7, 1500, "softmax")  # Xplique's recommended version
     assert s._evaluated().shape[0] == 32 * (64 + 1) and h._evaluated().shape[0] == 1500  # passes per image

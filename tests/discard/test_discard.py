@@ -135,7 +135,7 @@ def test_release_solver_reproduces_the_release_loop():
     release's code, to float tolerance, with the same seeds."""
     model, x, idx = conv_net(), images(2, seed=7), [4, 9]
     layers = ["1", "4"]
-    r = InformationDiscarding(model, layers, grid=7, steps=12, samples=4, seed=3).measure(x, indices=idx)
+    r = InformationDiscarding(model, layers, grid=7, n_steps=12, n_samples=4, seed=3).measure(x, indices=idx)
     for j in range(2):
         for l, layer in enumerate(layers):
             sig, err, step, sf = release_loop(model, layer, x[j:j + 1], idx[j], seed=3, steps=12, samples=4)
@@ -145,7 +145,7 @@ def test_release_solver_reproduces_the_release_loop():
             assert float(r.sigma_f2[j, l]) == pytest.approx(sf, rel=1e-5)
     # the release's SGD does move sigma (an earlier version said otherwise): identity, 100 steps
     ident = nn.Sequential(nn.Identity(), nn.Flatten())
-    h = InformationDiscarding(ident, "0", grid=7, steps=100).measure(images(1) * 0.6 + 0.2).entropy_history
+    h = InformationDiscarding(ident, "0", grid=7, n_steps=100).measure(images(1) * 0.6 + 0.2).entropy_history
     assert float(h[-1, 0, 0] - h[0, 0, 0]) > 0.3
 
 
@@ -156,7 +156,7 @@ def test_release_solver_reproduces_the_release_loop():
                                          (orthogonal_net(), "1")], ids=["identity", "orthogonal"])
 def test_isometry_gives_the_closed_form_sigma(model, layer):
     x = images(2)
-    r = constrained(model, layer, grid=7, steps=40, relu=False).measure(x)
+    r = constrained(model, layer, grid=7, n_steps=40, relu=False).measure(x)
     assert r.sigma.shape == (2, 1, 7, 7) and r.entropy_map.shape == (2, 1, 7, 7)
     torch.testing.assert_close(r.feature_error, torch.full((2, 1), TAU), atol=2e-3, rtol=0)
     assert float((r.sigma / SIGMA_STAR - 1).abs().max()) < 0.05
@@ -174,11 +174,11 @@ def test_normalized_space_and_pixel_entropies():
     pre-hook the closed form holds in the normalised space, and the pixel-space entropy is log(0.25) lower."""
     model = with_input_normalization(nn.Sequential(nn.Identity(), nn.Flatten()), 0.5, 0.25)
     x = images(1)
-    r = constrained(model, "0", grid=7, steps=40, relu=False).measure(x)
+    r = constrained(model, "0", grid=7, n_steps=40, relu=False).measure(x)
     assert r.space == "normalized" and r.log_std == pytest.approx(math.log(0.25))
     assert float(r.layer_entropy[0, 0]) == pytest.approx(H_STAR, abs=0.005)
     assert float(r.layer_entropy_pixel[0, 0]) == pytest.approx(H_STAR + math.log(0.25), abs=0.005)
-    p = constrained(model, "0", grid=7, steps=40, relu=False, space="pixel").measure(x)
+    p = constrained(model, "0", grid=7, n_steps=40, relu=False, space="pixel").measure(x)
     assert p.log_std == 0.0 and float(p.layer_entropy[0, 0]) == pytest.approx(H_STAR, abs=0.005)
 
 
@@ -192,7 +192,7 @@ def test_linear_layer_matches_the_lagrange_solution():
     W = d.pow(2).reshape(7, 4, 7, 4).sum((1, 3))
     sigma_ref = SIGMA0 * torch.sqrt(TAU * W.mean() / W)
     h_ref = H_STAR + 0.5 * float(W.mean().log() - W.log().mean())
-    r = constrained(model, "1", grid=7, steps=60, relu=False).measure(images(1))
+    r = constrained(model, "1", grid=7, n_steps=60, relu=False).measure(images(1))
     assert float((r.sigma[0, 0] / sigma_ref - 1).abs().max()) < 0.06
     assert float(r.layer_entropy[0, 0]) == pytest.approx(h_ref, abs=0.005)
     assert h_ref - H_STAR > 0.05
@@ -209,7 +209,7 @@ def test_ignored_pixels_get_high_entropy(kind):
     else:
         keep[8:20, 8:20] = True
         model, layer = nn.Sequential(Crop(), nn.Flatten()).eval(), "0"
-    r = constrained(model, layer, grid=7, steps=60, relu=False).measure(x)
+    r = constrained(model, layer, grid=7, n_steps=60, relu=False).measure(x)
     em = r.upsampled()[:, 0]
     kept, ignored = em[:, keep].mean(), em[:, ~keep].mean()
     assert float(ignored) > float(kept) + 3.0, (float(kept), float(ignored))
@@ -225,7 +225,7 @@ def test_ignored_pixels_get_high_entropy(kind):
 @pytest.mark.parametrize("solver", ["release", "constrained"])
 def test_feature_rescaling_does_not_change_results(solver):
     x = images(2)
-    kw = dict(grid=7, steps=20, samples=4, seed=5, solver=solver,
+    kw = dict(grid=7, n_steps=20, n_samples=4, seed=5, solver=solver,
               options={"calib_samples": 16} if solver == "constrained" else None)
     a = InformationDiscarding(conv_net(1.0), ["1", "4"], **kw).measure(x)
     b = InformationDiscarding(conv_net(1000.0), ["1", "4"], **kw).measure(x)
@@ -239,7 +239,7 @@ def test_batched_equals_per_image(solver):
     x = images(3, seed=2)
     model = conv_net()
     opts = {"check_every": 5, "calib_samples": 8} if solver == "constrained" else None
-    kw = dict(grid=7, steps=15, samples=2, seed=1, solver=solver, options=opts)
+    kw = dict(grid=7, n_steps=15, n_samples=2, seed=1, solver=solver, options=opts)
     idx = [10, 11, 12]
     full = InformationDiscarding(model, ["1", "3"], **kw).measure(x, indices=idx)
     for i in range(3):
@@ -257,7 +257,7 @@ def test_batched_equals_per_image(solver):
 
 def test_model_state_restored_and_no_hooks_left():
     model = conv_net().train()
-    InformationDiscarding(model, "3", grid=7, steps=3, samples=2).measure(images(1))
+    InformationDiscarding(model, "3", grid=7, n_steps=3, n_samples=2).measure(images(1))
     assert model.training
     assert all(p.requires_grad for p in model.parameters())
     assert sum(len(m._forward_hooks) for m in model.modules()) == 0
@@ -276,9 +276,9 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="non-finite"):
         x = images(1)
         x[0, 0, 0, 0] = float("nan")
-        InformationDiscarding(model, "1", steps=2).measure(x)
+        InformationDiscarding(model, "1", n_steps=2).measure(x)
     with pytest.raises(ValueError, match="grid"):
-        InformationDiscarding(model, "1", grid=64, steps=2).measure(images(1))
+        InformationDiscarding(model, "1", grid=64, n_steps=2).measure(images(1))
 
 
 # --------------------------------------------------------------------------- reconstruction uncertainty
@@ -289,7 +289,7 @@ def test_reconstruction_uncertainty_closed_form():
     E log(sigma^2 eps^2 + 1e-6) with sigma^2 = sigma0^2 * error (uniform sigma), computed by Monte Carlo."""
     model = nn.Sequential(nn.Identity(), nn.Flatten())
     x = images(2) * 0.6 + 0.2
-    rec = ReconstructionUncertainty(model, {"0": nn.Identity()}, grid=7, steps=30, relu=False, lam0=1.0,
+    rec = ReconstructionUncertainty(model, {"0": nn.Identity()}, grid=7, n_steps=30, relu=False, lam0=1.0,
                                     lam_ratio=0.0).measure(x)
     eps2 = torch.randn(1_000_000, generator=torch.Generator().manual_seed(0)).pow(2)
     for j in range(2):
@@ -310,7 +310,7 @@ def test_decoder_trains_to_a_plateau_and_batches():
     assert min(hist["val_loss"]) <= hist["plateau_loss"] <= min(hist["val_loss"]) * 1.01  # kept: last 1 % gain
     assert hist["plateau_loss"] < hist["val_loss"][0]
     x = images(2, seed=3)
-    kw = dict(grid=7, steps=6, samples=2, seed=2)
+    kw = dict(grid=7, n_steps=6, n_samples=2, seed=2)
     both = ReconstructionUncertainty(net, {"3": dec}, **kw).measure(x, indices=[7, 8])
     one = ReconstructionUncertainty(net, {"3": dec}, **kw).measure(x[1:], indices=[8])
     torch.testing.assert_close(one.uncertainty[0], both.uncertainty[1], atol=1e-4, rtol=0)
@@ -328,7 +328,7 @@ def test_runner_resumes_and_shards_like_one_process(tmp_path, monkeypatch):
 
     model, x = conv_net(), images(3, seed=4)
     names = [f"img{i}" for i in range(3)]
-    settings = dict(grid=7, steps=4, samples=2)
+    settings = dict(grid=7, n_steps=4, n_samples=2)
 
     def go(root):
         run = RunDir(root, analysis="discard", params={"t": 1})

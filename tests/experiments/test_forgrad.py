@@ -95,7 +95,7 @@ def test_cli_auto_cutoff_tables_and_reuse(tmp_path, checkpoint):
     x = load_dataset("mnist", split="test", limit=4)[0]
     with torch.no_grad():
         t = model(x).argmax(1)
-    sal = A.Saliency(model).attribute(x, t)
+    sal = A.Saliency(model).attribute(x, t).maps
     filt = A.forgrad(sal, saved["saliency"]["cutoff"])
     want = {("off", "deletion"): Deletion(model)(x, t, sal).scores,
             ("forgrad", "deletion"): Deletion(model)(x, t, filt).scores,
@@ -169,12 +169,12 @@ def test_gradcam_pp_weights_follow_the_formula():
 def test_sanity_references():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 9 * 8, 3))
     x = torch.rand(4, 2, 9, 8)
-    blob = A.CentredBlob(net).attribute(x)
-    assert torch.equal(blob, A.CentredBlob(net).attribute(torch.rand(4, 2, 9, 8)))  # blind to the input
+    blob = A.CentredBlob(net).attribute(x).maps
+    assert torch.equal(blob, A.CentredBlob(net).attribute(torch.rand(4, 2, 9, 8)).maps)  # blind to the input
     assert blob.shape == (4, 1, 9, 8) and blob[0, 0].flatten().argmax().item() in (4 * 8 + 3, 4 * 8 + 4)
-    torch.testing.assert_close(A.InputMagnitude(net, baseline=0.5).attribute(x), (x - 0.5).abs().mean(1, keepdim=True))
-    noise = A.UniformNoise(net, seed=3).attribute(x)
-    assert torch.equal(noise[2:], A.UniformNoise(net, seed=3).attribute(x[2:], indices=[2, 3]))
+    torch.testing.assert_close(A.InputMagnitude(net, baseline=0.5).attribute(x).maps, (x - 0.5).abs().mean(1, keepdim=True))
+    noise = A.UniformNoise(net, seed=3).attribute(x).maps
+    assert torch.equal(noise[2:], A.UniformNoise(net, seed=3).attribute(x[2:], indices=[2, 3]).maps)
     assert 0 <= noise.min() and noise.max() < 1
 
 
@@ -269,10 +269,10 @@ def test_protocol_scores_equal_core_functions():
     assert set(res.curves) == set(GRADIENT) and ("occlusion", "forgrad", "deletion") not in res.scores
     with torch.no_grad():
         t = net(x).argmax(1)
-    ig = A.IntegratedGradients(net, n_steps=3).attribute(x, t)
-    d = Deletion(net, steps=4)
+    ig = A.IntegratedGradients(net, n_steps=3).attribute(x, t).maps
+    d = Deletion(net, n_steps=4)
     curve = torch.stack([d(x, t, A.forgrad(ig, c)).scores for c in res.cutoffs])
-    ins = torch.stack([Insertion(net, steps=4)(x, t, A.forgrad(ig, c)).scores for c in res.cutoffs])
+    ins = torch.stack([Insertion(net, n_steps=4)(x, t, A.forgrad(ig, c)).scores for c in res.cutoffs])
     torch.testing.assert_close(res.curves["integrated_gradients"]["deletion"], curve.double(), check_dtype=False)
     chosen = cross_fit(ins - curve, res.folds)
     assert res.chosen["integrated_gradients"].tolist() == chosen.tolist()

@@ -412,10 +412,10 @@ def test_activation_point_is_relu_of_the_conv_computed_directly(images):
 
 
 def test_every_point_from_one_pass_equals_one_point_at_a_time(images):
-    from infolens.srop import layer_srops_at
+    from infolens.srop import SpectralRolloff
 
     model = ConvBnRelu().eval()
-    both = layer_srops_at(model, images, settings=[{}, {"q": 1.0, "keep_dc": False}], batch_size=4)
+    both = SpectralRolloff(model, batch_size=4).measure_at(images, settings=[{}, {"q": 1.0, "keep_dc": False}])
     for at in ("conv", "activation", "block"):
         for i, kw in enumerate([{}, {"q": 1.0, "keep_dc": False}]):
             one = layer_srops(model, images, at=at, batch_size=6, **kw)
@@ -442,7 +442,7 @@ def test_spectral_rolloff_method_shape(images):
     assert model.training and all(m.training for m in model.modules())  # restored recursively
     assert all(torch.equal(res.values[k].nan_to_num(9), ref.values[k].nan_to_num(9)) for k in ref.layers)
     rows = res.to_rows()
-    assert set(rows[0]) == {"at", "image", "layer", "depth", "channel", "srop", "srop_input"}
+    assert set(rows[0]) == {"at", "index", "layer", "depth", "channel", "srop", "srop_input"}
     assert len(rows) == images.shape[0] * sum(v.shape[1] for v in res.values.values())
 
 

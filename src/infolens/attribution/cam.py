@@ -27,6 +27,34 @@ class GradCAM(Attribution):
     followed by ``LayerAttribution.interpolate(..., 'bilinear')``.
 
     ``layer`` : a dotted name or module (see :func:`infolens.probe.resolve_layers`); default the last Conv2d.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    layer : str, nn.Module or None
+        The layer whose maps ``A_c`` are weighted (a dotted name or module); default the last Conv2d.
+    relu : bool
+        Apply the ReLU of Eq. 2 (default).
+    upsample : str
+        ``F.interpolate`` mode to the input size ("bilinear").
+
+    References
+    ----------
+    .. [1] R. R. Selvaraju, M. Cogswell, A. Das, R. Vedantam, D. Parikh, D. Batra, "Grad-CAM: visual
+       explanations from deep networks via gradient-based localization", ICCV 2017, arXiv 1610.02391.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> res = GradCAM(net, layer="0").attribute(x, target=4)
+    >>> tuple(res.maps.shape), bool((res.maps >= 0).all())
+    ((2, 1, 8, 8), True)
     """
 
     kind = "gray"
@@ -67,7 +95,27 @@ class GradCAM(Attribution):
 class GradCAMPlusPlus(GradCAM):
     """Grad-CAM++ (Chattopadhay et al. 2018, Eqs. 19-20), as Xplique's ``GradCAMPP``: channel weights
     ``mean_hw(alpha * relu(g))`` with ``alpha = g^2 / (2 g^2 + g^3 mean_hw(A))`` (0/0 taken as 0).
-    Xplique averages over the map where the paper sums; the sum only rescales the map."""
+    Xplique averages over the map where the paper sums; the sum only rescales the map.
+
+    Parameters
+    ----------
+    model, layer, relu, upsample, **kw
+        As :class:`GradCAM`.
+
+    References
+    ----------
+    .. [1] A. Chattopadhay, A. Sarkar, P. Howlader, V. N. Balasubramanian, "Grad-CAM++: generalized
+       gradient-based visual explanations for deep convolutional networks", WACV 2018, arXiv 1710.11063.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> tuple(GradCAMPlusPlus(net).attribute(x, target=4).maps.shape)
+    (2, 1, 8, 8)
+    """
 
     name = "gradcam_pp"
 

@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_images
-from ..spectral import RadialProfile, frequency_radius, lowpass_filter, power_spectrum, radial_profile
-from ._base import Attribution, to_map
+from ..spectral import RadialProfile, lowpass_filter, radial_profile
+from ._base import Attribution, AttributionResult, high_frequency_share, to_map
 
 __all__ = ["FORGrad", "forgrad", "attribution_spectrum", "high_frequency_share", "default_cutoffs", "max_cutoff", "CutoffSelection",
            "select_cutoff"]
@@ -56,7 +56,35 @@ def forgrad(attributions: Tensor, cutoff: float = 15.0, *, unit: Literal["steps"
 
 
 class FORGrad(Attribution):
-    """Any attribution method followed by :func:`forgrad` filtering (``FORGrad(Saliency(model), 4)``)."""
+    """Any attribution method followed by :func:`forgrad` filtering (arXiv 2307.09591, Eq. 2).
+
+    Parameters
+    ----------
+    method : Attribution
+        The method whose maps are filtered (its model, batch size and settings are used as they are).
+    cutoff : float > 0 or inf
+        The radius kept, in frequency steps (``unit="steps"``; the paper's default 15 is for 224 x 224
+        maps) or as a fraction of Nyquist (``unit="nyquist"``); ``inf`` keeps every bin.
+    unit : {"steps", "nyquist"}
+        The unit of ``cutoff``.
+    window : {"ideal", "gaussian"}
+        The ideal disc (the paper's) or a Gaussian ``exp(-r^2 / 2 cutoff^2)``.
+
+    References
+    ----------
+    .. [1] P. Muzellec, T. Fel, V. Boutin, L. Andeol, R. VanRullen, T. Serre, "Saliency strikes back: how
+       filtering out high frequencies improves white-box explanations", arXiv 2307.09591, 2023.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from infolens import FORGrad, Saliency
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> res = FORGrad(Saliency(net), cutoff=2.0).attribute(torch.rand(2, 1, 12, 12), target=1)
+    >>> res.method, tuple(res.maps.shape)
+    ('saliency+forgrad', (2, 1, 12, 12))
+    """
 
     def __init__(self, method: Attribution, cutoff: float = 15.0, *, unit: Literal["steps", "nyquist"] = "steps",
                  window: Literal["ideal", "gaussian"] = "ideal") -> None:
@@ -66,11 +94,11 @@ class FORGrad(Attribution):
         self.model, self.batch_size = method.model, method.batch_size
         self.kind, self.name = method.kind, f"{method.name}+forgrad"
 
-    def attribute(self, inputs: Tensor, target: Any = None, *, indices: Any = None) -> Tensor:
-        maps = self.method.attribute(inputs, target, indices=indices)
-        return forgrad(maps, self.cutoff, unit=self.unit, window=self.window)
-
-    __call__ = attribute
+    def attribute(self, inputs: Tensor, target: Any = None, *, indices: Any = None) -> AttributionResult:
+        """The method's maps (:meth:`Attribution.attribute`), filtered: ``.maps`` is ``(N, 1, H, W)``."""
+        res = self.method.attribute(inputs, target, indices=indices)
+        return AttributionResult(forgrad(res.maps, self.cutoff, unit=self.unit, window=self.window), res.target,
+                                 res.indices, self.name)
 
 
 def attribution_spectrum(attributions: Tensor, *, normalize: bool = True, n_bins: int | None = None,
@@ -86,27 +114,6 @@ def attribution_spectrum(attributions: Tensor, *, normalize: bool = True, n_bins
         vals = vals / vals.sum(-1, keepdim=True).clamp(min=1e-300)
     return RadialProfile(values=vals.to(attributions.dtype), frequencies=prof.frequencies.to(attributions.dtype),
                          edges=prof.edges.to(attributions.dtype))
-
-
-def high_frequency_share(attributions: Tensor, *, above: float = 0.5, absolute: bool = True) -> Tensor:
-    """Share of each map's power at radial frequencies above ``above`` x Nyquist (default half Nyquist,
-    ``docs/claims.md`` F1 and F5), ``(N,)``.
-
-    The map is the channel mean, made non-negative with ``|.|`` when ``absolute`` (the map FORGrad
-    filters); its mean is removed first, so the DC term (the map's overall level) does not count and the
-    share describes how the map's variation is spread over frequencies. A constant map gives 0."""
-    maps = to_map(attributions).to(torch.float64)
-    if absolute:
-        maps = maps.abs()
-    maps = maps - maps.mean((-2, -1), keepdim=True)
-    power = power_spectrum(maps)
-    rho = frequency_radius(*maps.shape[-2:], device=maps.device, dtype=torch.float64)
-    total = power.sum((-2, -1))
-    high = (power * (rho > above)).sum((-2, -1))
-    return torch.where(total > 0, high / total.clamp(min=1e-300), torch.zeros_like(total)).to(attributions.dtype)
-
-
-# --------------------------------------------------------------------------- cut-off selection
 
 
 def default_cutoffs(h: int, w: int, *, n: int = 8, unit: Literal["steps", "nyquist"] = "steps") -> list[float]:

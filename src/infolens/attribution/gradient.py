@@ -17,7 +17,33 @@ from ._base import Score, _check_positive_int, _groups, _input_grad, Attribution
 
 
 class Saliency(Attribution):
-    """``|d y_target / d x|`` (Simonyan et al. 2014), as Captum's ``Saliency(abs=True)``."""
+    """    Saliency, the absolute input gradient of the target score (Simonyan et al. 2014, Eq. 2):
+    ``M(x) = |d y_target / d x|``; as Captum's ``Saliency(abs=True)``.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    abs : bool
+        Take ``|.|`` (default, the paper's map); ``False`` keeps the signed gradient.
+
+    References
+    ----------
+    .. [1] K. Simonyan, A. Vedaldi, A. Zisserman, "Deep inside convolutional networks: visualising image
+       classification models and saliency maps", ICLR workshop 2014, arXiv 1312.6034.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> res = Saliency(net).attribute(x, target=3)
+    >>> tuple(res.maps.shape), bool((res.maps >= 0).all())
+    ((2, 1, 8, 8), True)
+    """
 
     name = "saliency"
 
@@ -31,7 +57,30 @@ class Saliency(Attribution):
 
 
 class GradientXInput(Attribution):
-    """``x * d y_target / d x`` (Shrikumar et al. 2016), as Captum's ``InputXGradient``."""
+    """    Gradient x Input (Shrikumar et al. 2016): ``M(x) = x * d y_target / d x``; as Captum's
+    ``InputXGradient``.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+
+    References
+    ----------
+    .. [1] A. Shrikumar, P. Greenside, A. Shcherbina, A. Kundaje, "Not just a black box: learning important
+       features through propagating activation differences", arXiv 1605.01713, 2016.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    >>> x = torch.rand(1, 1, 4, 4)
+    >>> res = GradientXInput(net).attribute(x, target=0)
+    >>> torch.allclose(res.maps.flatten(), x.flatten() * net[1].weight[0])  # linear: x * w
+    True
+    """
 
     name = "gradient_x_input"
 
@@ -60,9 +109,42 @@ def _ig_nodes(n_steps: int, method: str) -> tuple[Tensor, Tensor]:
 
 
 class IntegratedGradients(Attribution):
-    """``(x - b) * sum_k w_k d y / d x (b + alpha_k (x - b))`` (Sundararajan et al. 2017, Eq. 3).
+    """    Integrated Gradients (Sundararajan et al. 2017, Eq. 3):
+    ``M(x) = (x - b) * sum_k w_k d y_target / d x (b + alpha_k (x - b))``, the path integral of the gradient
+    from the baseline ``b`` to ``x`` on quadrature nodes ``alpha_k`` with weights ``w_k``.
 
-    Defaults as Captum: 50 Gauss-Legendre nodes, baseline 0 (black image).
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    n_steps : int >= 1
+        Quadrature nodes (50, Captum's default).
+    method : {"gausslegendre", "riemann_trapezoid", ...}
+        The quadrature (Gauss-Legendre by default, as Captum).
+    baseline : float
+        The baseline image's value (0: black, as Captum).
+
+    References
+    ----------
+    .. [1] M. Sundararajan, A. Taly, Q. Yan, "Axiomatic attribution for deep networks", ICML 2017,
+       arXiv 1703.01365.
+
+    Examples
+    --------
+    Completeness (the paper's Prop. 1): the map sums to ``y(x) - y(b)`` (exactly, for a smooth network and
+    enough nodes).
+
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Tanh(), torch.nn.Flatten(),
+    ...                           torch.nn.Linear(144, 10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> res = IntegratedGradients(net, n_steps=64).attribute(x, target=1)
+    >>> gap = net(x)[:, 1] - net(torch.zeros_like(x))[:, 1]
+    >>> torch.allclose(res.maps.sum((1, 2, 3)), gap, atol=1e-5)
+    True
     """
 
     name = "integrated_gradients"
@@ -140,7 +222,39 @@ class _NoiseTunnel(Attribution):
 
 
 class SmoothGrad(_NoiseTunnel):
-    """``E[grad(x + eps)]`` (Smilkov et al. 2017); Captum ``NoiseTunnel(Saliency(abs=False), 'smoothgrad')``."""
+    """    SmoothGrad (Smilkov et al. 2017, Eq. 3): ``M(x) = 1/n sum_k d y_target / d x (x + eps_k)``,
+    ``eps_k ~ N(0, stdev^2)``; Captum's ``NoiseTunnel(Saliency(abs=False), "smoothgrad")``. Each image's
+    noise comes from its own seed (``seed`` and its global index).
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    n_samples : int >= 1
+        Noisy copies per image (50, Xplique's, as FORGrad used).
+    stdev : float >= 0
+        Noise level in input units (0.2 absolute, Xplique's).
+    seed : int
+        With the images' global indices, seeds the noise.
+
+    References
+    ----------
+    .. [1] D. Smilkov, N. Thorat, B. Kim, F. Viegas, M. Wattenberg, "SmoothGrad: removing noise by adding
+       noise", arXiv 1706.03825, 2017.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> a = SmoothGrad(net, n_samples=4).attribute(x, target=0, indices=[7, 8]).maps
+    >>> b = SmoothGrad(net, n_samples=4).attribute(x[1:], target=0, indices=[8]).maps
+    >>> torch.allclose(a[1:], b)  # image 8's noise does not depend on its batch
+    True
+    """
 
     name = "smoothgrad"
 
@@ -150,7 +264,32 @@ class SmoothGrad(_NoiseTunnel):
 
 
 class SquareGrad(_NoiseTunnel):
-    """``E[grad(x + eps)^2]`` (Hooker et al. 2019); Captum's ``smoothgrad_sq``."""
+    """    SquareGrad (Hooker et al. 2019): ``M(x) = 1/n sum_k (d y_target / d x (x + eps_k))^2``; Captum's
+    ``smoothgrad_sq``. Parameters as :class:`SmoothGrad`.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    n_samples, stdev, seed
+        As :class:`SmoothGrad` (50 samples, 0.2).
+
+    References
+    ----------
+    .. [1] S. Hooker, D. Erhan, P.-J. Kindermans, B. Kim, "A benchmark for interpretability methods in deep
+       neural networks", NeurIPS 2019, arXiv 1806.10758.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> bool((SquareGrad(net, n_samples=3).attribute(x, target=2).maps >= 0).all())
+    True
+    """
 
     name = "squaregrad"
 
@@ -160,7 +299,30 @@ class SquareGrad(_NoiseTunnel):
 
 
 class VarGrad(_NoiseTunnel):
-    """``Var[grad(x + eps)] = E[g^2] - E[g]^2`` (Adebayo et al. 2018); Captum's ``vargrad``."""
+    """    VarGrad (Adebayo et al. 2018): ``M(x) = E[g^2] - E[g]^2`` of the noisy gradients
+    ``g = d y_target / d x (x + eps)``; Captum's ``vargrad``. Parameters as :class:`SmoothGrad`.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    n_samples, stdev, seed
+        As :class:`SmoothGrad` (50 samples, 0.2).
+
+    References
+    ----------
+    .. [1] J. Adebayo, J. Gilmer, I. Goodfellow, B. Kim, "Local explanation methods for deep neural networks
+       lack sensitivity to parameter values", ICLR workshop 2018, arXiv 1810.03307.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))  # constant gradient
+    >>> VarGrad(net, n_samples=3).attribute(torch.rand(1, 1, 4, 4), target=0).maps.abs().max() < 1e-6
+    tensor(True)
+    """
 
     name = "vargrad"
 
@@ -170,11 +332,33 @@ class VarGrad(_NoiseTunnel):
 
 
 class GuidedBackprop(Attribution):
-    """Gradient with negative gradients zeroed at every ReLU on the way back (Springenberg et al. 2015).
+    """    Guided Backpropagation (Springenberg et al. 2015, Fig. 1): the input gradient with negative gradients
+    zeroed at every ReLU on the way back.
 
-    As Captum: a full backward hook on each ``nn.ReLU`` (and ``nn.ReLU6``, gated the same way) replaces
-    its input gradient by ``relu(grad)``. In-place ReLUs are switched to out-of-place for the pass.
-    Functional ReLUs (``F.relu`` in ``forward``) cannot be hooked and are passed through unchanged.
+    As Captum: a full backward hook on each ``nn.ReLU`` (and ``nn.ReLU6``, gated the same way) replaces its
+    input gradient by ``relu(grad)``. In-place ReLUs are switched to out-of-place for the pass. Functional
+    ReLUs (``F.relu`` in ``forward``) cannot be hooked and are passed through unchanged.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+
+    References
+    ----------
+    .. [1] J. T. Springenberg, A. Dosovitskiy, T. Brox, M. Riedmiller, "Striving for simplicity: the all
+       convolutional net", ICLR workshop 2015, arXiv 1412.6806.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> tuple(GuidedBackprop(net).attribute(x, target=5).maps.shape)
+    (2, 1, 8, 8)
     """
 
     name = "guided_backprop"

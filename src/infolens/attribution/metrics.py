@@ -3,8 +3,8 @@
 Definitions are Xplique's (``xplique.metrics.fidelity``), the ones FORGrad (arXiv 2307.09591) reports:
 
 * **Deletion** (Petsiuk et al. 2018, RISE paper Sec. 4.1): pixels ranked by the signed channel mean of
-  the map, most important first (no absolute value); at step ``k`` of ``steps`` the first
-  ``floor(k * n / steps)`` pixels (all channels) are set to the baseline; the score is the model's
+  the map, most important first (no absolute value); at step ``k`` of ``n_steps`` the first
+  ``floor(k * n / n_steps)`` pixels (all channels) are set to the baseline; the score is the model's
   target output; the area is the trapezoid mean
   ``mean_k (s_k + s_{k+1}) / 2``. Lower is better.
 * **Insertion**: the same ranking, starting from the baseline image and inserting pixels. Higher is better.
@@ -44,21 +44,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-import functools
-
-from .._checks import check_images, check_targets, frozen_model
-
-
-def _keeps_model(fn: Any) -> Any:
-    """Run a metric's verb with its model frozen in eval mode, and give the model back exactly as it
-    was passed (modes, ``requires_grad`` flags, buffers: :func:`infolens._torch.frozen`)."""
-    @functools.wraps(fn)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with frozen_model(self.model):
-            return fn(self, *args, **kwargs)
-    return wrapper
 from .._stats import average_ranks, rowwise_correlation
-from ._base import Score, _indices, model_scores, to_map
+from .._method import MethodResult, freeze, method_call
+from ._base import Score, model_scores, to_map
 from .._torch import image_generators
 
 __all__ = ["FaithfulnessResult", "Metric", "Deletion", "Insertion", "MuFidelity", "METRICS", "make_metric",
@@ -66,20 +54,45 @@ __all__ = ["FaithfulnessResult", "Metric", "Deletion", "Insertion", "MuFidelity"
 
 
 @dataclass
-class FaithfulnessResult:
-    """Per-image ``scores`` (N,), the curves (N, steps + 1) for Deletion/Insertion (None for MuFidelity),
-    and their ``mean``."""
+class FaithfulnessResult(MethodResult):
+    """What a metric returns for one set of maps.
+
+    Attributes
+    ----------
+    name : str
+        The metric (``deletion``, ``insertion``, ``mufidelity``).
+    scores : torch.Tensor, shape (N,)
+        Per-image scores.
+    curves : torch.Tensor, shape (N, n_steps + 1), or None
+        The target's score after each step (Deletion, Insertion); ``None`` for MuFidelity.
+    mean : float
+        The mean score.
+    higher_is_better : bool
+        The metric's direction.
+    indices : list of int or None
+        The images' global indices (``index`` in :meth:`to_rows`; ``None``: ``0..N-1``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> r = FaithfulnessResult("deletion", torch.tensor([0.25, 0.5]), None, 0.375, False, [7, 9])
+    >>> [(row["index"], row["score"]) for row in r.to_rows()]
+    [(7, 0.25), (9, 0.5)]
+    """
 
     name: str
     scores: Tensor
     curves: Tensor | None
     mean: float
     higher_is_better: bool
+    indices: list[int] | None = None
 
     def to_rows(self, *, indices: Sequence[int] | None = None) -> list[dict[str, Any]]:
-        """One row per image: ``index`` (global, default 0..N-1), ``metric``, ``score``, ``higher_is_better``,
-        and for Deletion/Insertion the curve as ``step_0 .. step_S`` (the target's score after each step)."""
+        """One row per image: ``index`` (global: ``indices``, else the call's, else 0..N-1), ``metric``,
+        ``score``, ``higher_is_better``, and for Deletion/Insertion the curve as ``step_0 .. step_S``
+        (the target's score after each step)."""
         n = int(self.scores.shape[0])
+        indices = self.indices if indices is None else indices
         idx = list(range(n)) if indices is None else [int(i) for i in indices]
         if len(idx) != n:
             raise ValueError(f"indices must hold one index per image ({n}), got {len(idx)}")
@@ -96,13 +109,36 @@ class FaithfulnessResult:
 
 
 class Metric:
-    """Base of every faithfulness metric: built with the model and the metric's parameters, called on
-    ``(inputs, targets, attributions)``, returning a :class:`FaithfulnessResult` of per-image scores.
-    Subclasses set ``name`` and ``higher_is_better`` and implement ``__call__`` (and may implement
-    ``score_many`` to share work across several maps of the same images).
+    """    Base of every faithfulness metric: built with the model and the metric's parameters, called on
+    ``(inputs, target, attributions, *, indices=None)`` through the methods' entry (checked inputs, the
+    target filled with the prediction, the model frozen), returning a :class:`FaithfulnessResult` of
+    per-image scores. ``score_many(inputs, target, [maps, ...], indices=...)`` scores several maps of the
+    same images, sharing the work that does not depend on the maps. Subclasses set ``name`` and
+    ``higher_is_better`` and implement both.
 
-    ``score``: ``"softmax"`` (default, see the module docstring), ``"logit"`` or ``"log_softmax"``;
-    ``baseline``: the value of removed pixels (default 0, Xplique's).
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``.
+    baseline : float
+        The value of removed pixels (0, Xplique's), in the units of the images passed in.
+    score : {"softmax", "logit", "log_softmax"}
+        The target's softmax probability (default, see the module docstring), its logit or log-softmax.
+    batch_size : int >= 1
+        Perturbed images per forward pass (the only memory knob).
+
+    Examples
+    --------
+    >>> import torch
+    >>> class MeanScore(Metric):
+    ...     name = "mean_score"
+    ...     def __call__(self, inputs, target, attributions, *, indices=None):
+    ...         with self._call(inputs, target, indices) as c:
+    ...             s = self._scores(c.inputs, c.target)
+    ...         return FaithfulnessResult(self.name, s, None, float(s.mean()), True, c.indices)
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    >>> MeanScore(net)(torch.rand(3, 1, 4, 4), 0, None).scores.shape
+    torch.Size([3])
     """
 
     name = ""
@@ -124,25 +160,22 @@ class Metric:
         self.forward_passes += x.shape[0]
         return model_scores(self.model(x), t, self.score)
 
-    def _prepare(self, inputs: Tensor, targets: Any, attributions: Tensor | None
-                 ) -> tuple[Tensor, Tensor, Tensor | None]:
-        inputs = check_images(inputs, name="inputs", model=self.model)
+    def _call(self, inputs: Tensor, target: Any, indices: Sequence[int] | None) -> Any:
+        """The shared entry (:func:`infolens._method.method_call`): checked inputs, the target filled
+        with the prediction, the model frozen for the block and restored exactly afterwards."""
+        return method_call(self.model, inputs, target, indices, batch_size=self.batch_size)
+
+    @staticmethod
+    def _maps(inputs: Tensor, attributions: Any) -> Tensor:
+        """One ``(N, H, W)`` map per image in the inputs' dtype, or a clear error."""
         n = inputs.shape[0]
-        t = check_targets(targets, n, name="targets")
-        if t is None:
-            with torch.no_grad():
-                t = torch.cat([self.model(inputs[s:s + self.batch_size]).argmax(1)
-                               for s in range(0, n, self.batch_size)])
-        t = t.to(inputs.device)
-        maps = None
-        if attributions is not None:
-            maps = to_map(attributions).to(inputs.device, inputs.dtype)
-            if maps.shape[0] != n or maps.shape[-2:] != inputs.shape[-2:]:
-                raise ValueError(f"attributions must hold one {tuple(inputs.shape[-2:])} map per image ({n}), "
-                                 f"got shape {tuple(attributions.shape)}")
-            if not bool(torch.isfinite(maps).all()):
-                raise ValueError("attributions contain non-finite values (NaN or inf)")
-        return inputs, t, maps
+        maps = to_map(attributions).to(inputs.device, inputs.dtype)
+        if maps.shape[0] != n or maps.shape[-2:] != inputs.shape[-2:]:
+            raise ValueError(f"attributions must hold one {tuple(inputs.shape[-2:])} map per image ({n}), "
+                             f"got shape {tuple(attributions.shape)}")
+        if not bool(torch.isfinite(maps).all()):
+            raise ValueError("attributions contain non-finite values (NaN or inf); clean the maps first")
+        return maps
 
     def _cached(self, key: tuple, inputs: Tensor, compute: Any) -> Any:
         """Reuse what was computed for the very same inputs tensor (same object, unmodified) and key."""
@@ -160,27 +193,43 @@ class Metric:
 class _Causal(Metric):
     mode = "deletion"
 
-    def __init__(self, model: nn.Module, *, steps: int = 10, baseline: float = 0.0, score: Score = "softmax",
+    def __init__(self, model: nn.Module, *, n_steps: int = 10, baseline: float = 0.0, score: Score = "softmax",
                  max_fraction: float = 1.0, batch_size: int = 256) -> None:
         super().__init__(model, baseline=baseline, score=score, batch_size=batch_size)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
         if not 0 < max_fraction <= 1:
             raise ValueError(f"max_fraction must lie in (0, 1], got {max_fraction}")
-        self.steps, self.max_fraction = steps, float(max_fraction)
+        self.n_steps, self.max_fraction = n_steps, float(max_fraction)
 
     def counts(self, n_pixels: int) -> Tensor:
-        """Pixels perturbed at each step: ``floor(k * n_max / steps)``, as Xplique's integer ``linspace``."""
+        """Pixels perturbed at each step: ``floor(k * n_max / n_steps)``, as Xplique's integer ``linspace``."""
         n_max = int(n_pixels * self.max_fraction)
-        return torch.arange(self.steps + 1) * n_max // self.steps
+        return torch.arange(self.n_steps + 1) * n_max // self.n_steps
 
-    def __call__(self, inputs: Tensor, targets: Any, attributions: Tensor, *,
+    def __call__(self, inputs: Tensor, target: Any, attributions: Any, *,
                  indices: Sequence[int] | None = None) -> FaithfulnessResult:
-        """Curves and areas for ``inputs`` (N, C, H, W), ``targets`` (N,) and maps (N, [C,] H, W)."""
-        return self.score_many(inputs, targets, [attributions], indices=indices)[0]
+        """Curve and area of each image.
 
-    @_keeps_model
-    def score_many(self, inputs: Tensor, targets: Any, attributions: Sequence[Tensor], *,
+        Parameters
+        ----------
+        inputs : torch.Tensor, shape (N, C, H, W)
+            Floating images in the model's dtype.
+        target : int, sequence of N ints, LongTensor (N,) or None
+            The class scored per image; ``None``: the predicted class.
+        attributions : torch.Tensor, shape (N, C, H, W) or (N, H, W), or AttributionResult
+            The maps ranked (channel mean, signed).
+        indices : sequence of N ints or None
+            Global image indices (``index`` of the rows), default ``0..N-1``.
+
+        Returns
+        -------
+        FaithfulnessResult
+            ``scores`` (N,) the trapezoid areas, ``curves`` (N, n_steps + 1).
+        """
+        return self.score_many(inputs, target, [attributions], indices=indices)[0]
+
+    def score_many(self, inputs: Tensor, target: Any, attributions: Sequence[Any], *,
                    indices: Sequence[int] | None = None) -> list[FaithfulnessResult]:
         """Score several maps of the same images (methods, filtered variants, cut-offs) at once: every
         (map, image, step) input goes through the model in shared batches of ``batch_size``; the
@@ -190,8 +239,12 @@ class _Causal(Metric):
             raise TypeError("attributions must be a sequence of (N, [C,] H, W) maps; call the metric for one map")
         if not len(attributions):
             return []
-        inputs, t, first = self._prepare(inputs, targets, attributions[0])
-        maps = torch.stack([first] + [self._prepare(inputs, t, a)[2] for a in attributions[1:]])  # (M, N, H, W)
+        with self._call(inputs, target, indices) as c:
+            return self._score_many(c.inputs, c.target, c.indices, attributions)
+
+    def _score_many(self, inputs: Tensor, t: Tensor, idx: list[int], attributions: Sequence[Any]
+                    ) -> list[FaithfulnessResult]:
+        maps = torch.stack([self._maps(inputs, a) for a in attributions])  # (M, N, H, W)
         m_maps, n = maps.shape[:2]
         h, w = inputs.shape[-2:]
         dev = inputs.device
@@ -201,9 +254,9 @@ class _Causal(Metric):
         rank.scatter_(2, order, torch.arange(h * w, device=dev).expand_as(order))
         rank = rank.view(m_maps * n, 1, h, w)
         base = torch.full_like(inputs[:1], self.baseline)
-        curves = torch.empty(m_maps * n, self.steps + 1, device=dev, dtype=inputs.dtype)
+        curves = torch.empty(m_maps * n, self.n_steps + 1, device=dev, dtype=inputs.dtype)
         # steps whose input does not depend on the ranking: none perturbed, and all perturbed
-        fixed = [k for k in (0, self.steps) if int(counts[k]) in (0, h * w)]
+        fixed = [k for k in (0, self.n_steps) if int(counts[k]) in (0, h * w)]
 
         def endpoints() -> dict[int, Tensor]:
             with torch.no_grad():
@@ -220,7 +273,7 @@ class _Causal(Metric):
         for k in fixed:
             none_perturbed = int(counts[k]) == 0
             curves[:, k] = (ends[0] if none_perturbed == (self.mode == "deletion") else ends[h * w]).repeat(m_maps)
-        todo = [k for k in range(self.steps + 1) if k not in fixed]
+        todo = [k for k in range(self.n_steps + 1) if k not in fixed]
         # rows r = map * n + image; every (row, step) pair is one model input
         pairs_r = torch.arange(m_maps * n, device=dev).repeat_interleave(len(todo))
         pairs_k = torch.tensor(todo, device=dev, dtype=torch.long).repeat(m_maps * n)
@@ -233,21 +286,75 @@ class _Causal(Metric):
                 x = torch.where(gone, base, inputs[ii]) if self.mode == "deletion" else \
                     torch.where(gone, inputs[ii], base)
                 curves[rr, kk] = self._scores(x, t_rows[rr]).to(curves.dtype)
-        curves = curves.view(m_maps, n, self.steps + 1)
+        curves = curves.view(m_maps, n, self.n_steps + 1)
         scores = ((curves[..., :-1] + curves[..., 1:]) / 2).mean(-1)
-        return [FaithfulnessResult(self.name, scores[j], curves[j], float(scores[j].mean()), self.higher_is_better)
-                for j in range(m_maps)]
+        return [FaithfulnessResult(self.name, scores[j], curves[j], float(scores[j].mean()), self.higher_is_better,
+                                   list(idx)) for j in range(m_maps)]
 
 
 class Deletion(_Causal):
-    """Deletion (see the module docstring); lower is better. Defaults: 10 steps and baseline 0 (Xplique's),
-    the softmax probability of the target (RISE's definition)."""
+    """    Deletion (Petsiuk et al. 2018, Sec. 4.1; Xplique's ``Deletion``): pixels ranked by the map, most
+    important first, removed in ``n_steps`` steps; the score is the area under the target's score curve,
+    ``mean_k (s_k + s_(k+1)) / 2``. Lower is better.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        The classifier; frozen during the call.
+    n_steps : int >= 1
+        Steps of the curve (10, Xplique's).
+    baseline : float
+        The removed pixels' value (0, Xplique's).
+    score : {"softmax", "logit", "log_softmax"}
+        The target's softmax probability (RISE's definition, default).
+    max_fraction : float in (0, 1]
+        Share of the pixels removed at the last step (1).
+    batch_size : int >= 1
+        Perturbed images per forward pass.
+
+    References
+    ----------
+    .. [1] V. Petsiuk, A. Das, K. Saenko, "RISE: randomized input sampling for explanation of black-box
+       models", BMVC 2018, arXiv 1806.07421.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x, maps = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    >>> res = Deletion(net, n_steps=4)(x, 3, maps, indices=[0, 1])
+    >>> tuple(res.curves.shape), res.higher_is_better
+    ((2, 5), False)
+    """
 
     name, mode, higher_is_better = "deletion", "deletion", False
 
 
 class Insertion(_Causal):
-    """Insertion (see the module docstring); higher is better. Defaults as Xplique."""
+    """    Insertion (Petsiuk et al. 2018, Sec. 4.1; Xplique's ``Insertion``): the same ranking as
+    :class:`Deletion`, starting from the baseline image and inserting pixels. Higher is better.
+
+    Parameters
+    ----------
+    model, n_steps, baseline, score, max_fraction, batch_size
+        As :class:`Deletion`.
+
+    References
+    ----------
+    .. [1] V. Petsiuk, A. Das, K. Saenko, arXiv 1806.07421.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x, maps = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    >>> ins, dele = Insertion(net, n_steps=4), Deletion(net, n_steps=4)
+    >>> a, b = ins(x, 3, maps), dele(x, 3, maps)
+    >>> torch.allclose(a.curves[:, 0], b.curves[:, -1])  # both start or end at the baseline image
+    True
+    """
 
     name, mode, higher_is_better = "insertion", "insertion", True
 
@@ -261,10 +368,46 @@ def _cell_index(h: int, w: int, grid: int, device: torch.device) -> Tensor:
 
 
 class MuFidelity(Metric):
-    """MuFidelity (see the module docstring). Defaults as Xplique: 200 masks, a 9 x 9 grid, each cell
-    dropped with probability 0.2, baseline 0, Spearman correlation; the softmax probability of the target
-    (as Deletion and Insertion). ``seed`` and the
-    images' global ``indices`` seed each image's masks."""
+    """    MuFidelity (Bhatt et al. 2020, Def. 3; Xplique's ``MuFidelity``): per image, the correlation between
+    the drop of the target score when a random subset of a ``grid x grid`` grid is set to the baseline and
+    the sum of the attributions over that subset. Higher is better.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        The classifier; frozen during the call.
+    n_masks : int >= 2
+        Random subsets per image (200, Xplique's).
+    grid : int >= 1
+        Cells per side (9).
+    subset_percent : float in (0, 1)
+        Probability that a cell is dropped (0.2).
+    baseline : float
+        The dropped pixels' value (0).
+    correlation : {"spearman", "pearson"}
+        Spearman (Xplique's) or Pearson.
+    score : {"softmax", "logit", "log_softmax"}
+        The target's softmax probability (default).
+    seed : int
+        With the images' global indices, seeds each image's masks.
+    batch_size : int >= 1
+        Perturbed images per forward pass.
+
+    References
+    ----------
+    .. [1] U. Bhatt, A. Weller, J. M. F. Moura, "Evaluating and aggregating feature-based model
+       explanations", IJCAI 2020, arXiv 2005.00631.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x, maps = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    >>> res = MuFidelity(net, n_masks=16, grid=2)(x, 3, maps, indices=[5, 6])
+    >>> bool(((res.scores >= -1) & (res.scores <= 1)).all()), [r["index"] for r in res.to_rows()]
+    (True, [5, 6])
+    """
 
     name, higher_is_better = "mufidelity", True
 
@@ -290,9 +433,13 @@ class MuFidelity(Metric):
         u = torch.stack([torch.rand(self.n_masks, self.grid * self.grid, generator=g) for g in gens])
         return (u <= self.subset_percent).to(device)
 
-    @_keeps_model
-    def drops(self, inputs: Tensor, targets: Tensor, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """``(score(x) - score(x with the subset at the baseline), dropped cells)`` for every mask."""
+    def drops(self, inputs: Tensor, target: Tensor, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """``(score(x) - score(x with the subset at the baseline), dropped cells)`` for every mask:
+        ``(N, n_masks)`` float64 and ``(N, n_masks, grid * grid)`` booleans (model frozen for the call)."""
+        with freeze(self.model):
+            return self._drops(inputs, target, indices)
+
+    def _drops(self, inputs: Tensor, targets: Tensor, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
         n, c, h, w = inputs.shape
         dropped = self.dropped(indices, inputs.device)
         cell = _cell_index(h, w, self.grid, inputs.device)
@@ -309,35 +456,51 @@ class MuFidelity(Metric):
                 out[ii, mm] = (base[ii] - self._scores(x, targets[ii])).to(torch.float64)
         return out, dropped
 
-    @_keeps_model
-    def __call__(self, inputs: Tensor, targets: Any, attributions: Tensor, *,
+    def __call__(self, inputs: Tensor, target: Any, attributions: Any, *,
                  indices: Sequence[int] | None = None) -> FaithfulnessResult:
-        inputs, t, maps = self._prepare(inputs, targets, attributions)
+        """MuFidelity of each image's map.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor, shape (N, C, H, W)
+            Floating images in the model's dtype.
+        target : int, sequence of N ints, LongTensor (N,) or None
+            The class scored per image; ``None``: the predicted class.
+        attributions : torch.Tensor, shape (N, C, H, W) or (N, H, W), or AttributionResult
+            The maps (channel mean, signed).
+        indices : sequence of N ints or None
+            Global image indices: they seed each image's masks, default ``0..N-1``.
+
+        Returns
+        -------
+        FaithfulnessResult
+            ``scores`` (N,) in ``[-1, 1]``, ``curves`` None.
+        """
+        return self.score_many(inputs, target, [attributions], indices=indices)[0]
+
+    def score_many(self, inputs: Tensor, target: Any, attributions: Sequence[Any], *,
+                   indices: Sequence[int] | None = None) -> list[FaithfulnessResult]:
+        """Several maps of the same images: the score drops (the metric's whole forward cost) are computed
+        once and shared. Equal to calling the metric on each map."""
+        if isinstance(attributions, Tensor):
+            raise TypeError("attributions must be a sequence of (N, [C,] H, W) maps; call the metric for one map")
+        with self._call(inputs, target, indices) as c:
+            return [self._one(c.inputs, c.target, c.indices, a) for a in attributions]
+
+    def _one(self, inputs: Tensor, t: Tensor, idx: list[int], attributions: Any) -> FaithfulnessResult:
+        maps = self._maps(inputs, attributions)
         n, c, h, w = inputs.shape
-        idx = _indices(indices, n)
         key = ("drops", self.score, self.baseline, self.seed, self.n_masks, self.grid, self.subset_percent,
                t.tolist(), tuple(idx))
-        drops, dropped = self._cached(key, inputs, lambda: self.drops(inputs, t, idx))
+        drops, dropped = self._cached(key, inputs, lambda: self._drops(inputs, t, idx))
         cell = _cell_index(h, w, self.grid, inputs.device)
         pooled = torch.zeros(n, self.grid * self.grid, device=inputs.device, dtype=torch.float64)
         pooled.index_add_(1, cell, maps.flatten(1).to(torch.float64))
         attr = torch.einsum("nc,nmc->nm", pooled, dropped.to(torch.float64))
         corr = rowwise_correlation(drops, attr, method=self.correlation)
         scores = torch.nan_to_num(corr, nan=0.0).to(inputs.dtype)
-        return FaithfulnessResult(self.name, scores, None, float(scores.mean()), self.higher_is_better)
+        return FaithfulnessResult(self.name, scores, None, float(scores.mean()), self.higher_is_better, list(idx))
 
-
-    @_keeps_model
-    def score_many(self, inputs: Tensor, targets: Any, attributions: Sequence[Tensor], *,
-                   indices: Sequence[int] | None = None) -> list[FaithfulnessResult]:
-        """Several maps of the same images: the score drops (the metric's whole forward cost) are computed
-        once and shared."""
-        if isinstance(attributions, Tensor):
-            raise TypeError("attributions must be a sequence of (N, [C,] H, W) maps; call the metric for one map")
-        return [self(inputs, targets, a, indices=indices) for a in attributions]
-
-
-_Metric = Metric  # the former private name
 
 METRICS: dict[str, type[Metric]] = {"deletion": Deletion, "insertion": Insertion, "mufidelity": MuFidelity}
 

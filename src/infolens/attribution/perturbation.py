@@ -21,6 +21,33 @@ class Occlusion(Attribution):
 
     Defaults: ``window = ceil(min(H, W) / 8)`` (4 px at 28, 28 px at 224) and ``stride = window`` (Xplique's
     default stride equals the patch size; Xplique's 3-pixel patch would cost 5,600 passes at 224).
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    window : int or None
+        Window side in pixels (default ``ceil(min(H, W) / 8)``).
+    stride : int or None
+        Step between windows (default ``window``).
+    baseline : float
+        The occluded pixels' value (0).
+
+    References
+    ----------
+    .. [1] M. D. Zeiler, R. Fergus, "Visualizing and understanding convolutional networks", ECCV 2014,
+       arXiv 1311.2901.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    >>> x = torch.rand(1, 1, 4, 4)
+    >>> res = Occlusion(net, window=1, score="logit").attribute(x, target=0)
+    >>> torch.allclose(res.maps.flatten(), x.flatten() * net[1].weight[0], atol=1e-6)  # linear: y(x) - y(x - pixel)
+    True
     """
 
     kind = "prediction"
@@ -69,6 +96,38 @@ class RISE(Attribution):
     ``(grid + 1) * cell`` and cropped at a random shift. Paper defaults: 4,000 masks, grid 7, p = 0.5, the
     softmax score. One mask set (seeded by ``seed``) serves every image, as in the paper, so numbers do
     not depend on batching.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    n_masks : int >= 1
+        Random masks (4,000, the paper's).
+    grid : int >= 1
+        Cells per side of a mask (7).
+    p : float in (0, 1]
+        Probability that a cell is kept (0.5).
+    seed : int
+        Seeds the mask set.
+    score : {"softmax", "logit", "log_softmax"}
+        What is explained (the target's softmax probability, the paper's).
+
+    References
+    ----------
+    .. [1] V. Petsiuk, A. Das, K. Saenko, "RISE: randomized input sampling for explanation of black-box
+       models", BMVC 2018, arXiv 1806.07421.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> res = RISE(net, n_masks=16, grid=3).attribute(x, target=0)
+    >>> tuple(res.maps.shape), bool((res.maps >= 0).all())  # a weighted mean of probabilities
+    ((2, 1, 8, 8), True)
     """
 
     kind = "prediction"
@@ -118,21 +177,21 @@ class RISE(Attribution):
 # functions so that tests can check them on hand-computed cases.
 
 SOBOL_MAX_GRID = 102
-"""``2 * grid_size^2`` must not exceed the 21,201 dimensions of ``torch.quasirandom.SobolEngine``."""
+"""``2 * grid^2`` must not exceed the 21,201 dimensions of ``torch.quasirandom.SobolEngine``."""
 
 
-def sobol_design(grid_size: int, n_design: int, seed: int = 0) -> Tensor:
+def sobol_design(grid: int, n_design: int, seed: int = 0) -> Tensor:
     """Xplique's replicated design (``replicated_designs.py``, ``ReplicatedSampler``) as ``(n (D + 2), g, g)``
     float64 cell masks, ``D = g^2``: ``A`` (n rows), ``B`` (n rows), then ``C^1 ... C^D`` (n rows each), where
     ``C^i`` is ``A`` with column ``i`` taken from ``B``. ``[A | B]`` are the ``n`` first points of a
     ``2D``-dimensional scrambled Sobol sequence (``SobolEngine(2D, scramble=True, seed=seed)``; Xplique's
     ``TFSobolSequenceRS`` draws the unscrambled sequence, ``tf.math.sobol_sample``). Cells are row-major."""
-    d = grid_size * grid_size
+    d = grid * grid
     ab = torch.quasirandom.SobolEngine(2 * d, scramble=True, seed=seed).draw(n_design, dtype=torch.float64)
     a, b = ab[:, :d], ab[:, d:]
     swap = torch.eye(d, dtype=torch.float64)[:, None, :]  # (D, 1, D): replication i swaps column i
     c = a[None] * (1 - swap) + b[None] * swap  # (D, n, D)
-    return torch.cat([a, b, c.flatten(0, 1)]).view(-1, grid_size, grid_size)
+    return torch.cat([a, b, c.flatten(0, 1)]).view(-1, grid, grid)
 
 
 def jansen_total_indices(y_a: Tensor, y_c: Tensor) -> Tensor:
@@ -198,7 +257,7 @@ PERTURBATIONS = ("inpainting",)
 class _GlobalSensitivity(Attribution):
     """Shared machinery of :class:`Sobol` and :class:`HSIC` (Xplique's ``GSABaseAttributionMethod``).
 
-    * The design is a set of ``grid_size x grid_size`` cell masks, drawn once from ``seed`` (``self.design``,
+    * The design is a set of ``grid x grid`` cell masks, drawn once from ``seed`` (``self.design``,
       float64 on the CPU) and shared by every image, so numbers do not depend on batching.
     * Perturbation ``"inpainting"`` (Xplique ``perturbations.py``): ``x * M + (1 - M) * 0``: a cell mask of 1
       keeps the pixels, 0 sets them to 0 (in the model's input units), values between scale them; all
@@ -214,10 +273,10 @@ class _GlobalSensitivity(Attribution):
 
     kind = "prediction"
 
-    def __init__(self, model: nn.Module, *, grid_size: int, n_design: int, perturbation: str, seed: int,
+    def __init__(self, model: nn.Module, *, grid: int, n_design: int, perturbation: str, seed: int,
                  score: Score, **kw: Any) -> None:
         super().__init__(model, score=score, **kw)
-        self.grid_size = _check_positive_int(grid_size, "grid_size")
+        self.grid = _check_positive_int(grid, "grid")
         self.n_design = _check_positive_int(n_design, "n_design")
         if self.n_design < 2:
             raise ValueError(f"n_design must be at least 2 (a variance needs two designs), got {n_design!r}")
@@ -238,9 +297,9 @@ class _GlobalSensitivity(Attribution):
     def _outputs(self, x: Tensor, t: Tensor) -> Tensor:
         """Scores of the inpainted images, ``(N, M)``, ``internal_batch_size`` model inputs per pass."""
         n, c, h, w = x.shape
-        g = self.grid_size
+        g = self.grid
         if g > min(h, w):
-            raise ValueError(f"grid_size {g} is larger than the image {h}x{w}")
+            raise ValueError(f"grid {g} is larger than the image {h}x{w}")
         cells = self._evaluated()
         out = []
         with torch.no_grad():
@@ -252,10 +311,10 @@ class _GlobalSensitivity(Attribution):
         return torch.cat(out, 1)
 
     def _cells(self, x: Tensor, t: Tensor) -> Tensor:
-        return self._estimate(self._outputs(x, t)).view(x.shape[0], self.grid_size, self.grid_size)
+        return self._estimate(self._outputs(x, t)).view(x.shape[0], self.grid, self.grid)
 
     def cell_scores(self, inputs: Tensor, target: Tensor | int | Sequence[int] | None = None) -> Tensor:
-        """The per-cell estimates, ``(N, grid_size, grid_size)``, before the bicubic upsampling of
+        """The per-cell estimates, ``(N, grid, grid)``, before the bicubic upsampling of
         :meth:`attribute` (row ``r``, column ``c`` is the cell over image rows ``r H/g .. (r+1) H/g``)."""
         return self._batched(lambda x, t, idx: self._cells(x, t), inputs, target, None)
 
@@ -271,36 +330,68 @@ class Sobol(_GlobalSensitivity):
     estimated by Jansen's estimator (:func:`jansen_total_indices`, Xplique's default ``JansenEstimator``)
     on the replicated design of :func:`sobol_design` (Xplique's ``TFSobolSequenceRS``).
 
-    Defaults are Xplique's constructor's: ``grid_size=8``, ``nb_design=32`` (a power of two, asserted there
+    Defaults are Xplique's constructor's: ``grid=8`` (its ``grid_size``), ``nb_design=32`` (a power of two, asserted there
     and here). Deviations: the Sobol sequence is scrambled and seeded by ``seed`` (Xplique's is the
     unscrambled ``tf.math.sobol_sample``, one fixed design); the ``n_design`` outputs on design ``B``, which
-    Jansen's estimator does not use, are not computed: ``n_design * (grid_size^2 + 1)`` forward passes per image
-    (2,080 at the defaults; Xplique runs ``n_design * (grid_size^2 + 2)`` = 2,112), the same numbers.
+    Jansen's estimator does not use, are not computed: ``n_design * (grid^2 + 1)`` forward passes per image
+    (2,080 at the defaults; Xplique runs ``n_design * (grid^2 + 2)`` = 2,112), the same numbers.
     Perturbation, upsampling and score: see :class:`_GlobalSensitivity` (inpainting with 0, nearest up, bicubic
     back, target softmax by default).
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    grid : int >= 1
+        Cells per side (8, Xplique's ``grid_size``).
+    n_design : int, a power of two
+        Designs (32, Xplique's ``nb_design``).
+    perturbation : {"inpainting"}
+        How a mask perturbs the image.
+    seed : int
+        Seeds the (scrambled) Sobol sequence.
+    score : {"softmax", "logit", "log_softmax"}
+        What is explained (softmax by default).
+
+    References
+    ----------
+    .. [1] T. Fel, R. Cadene, M. Chalvidal, M. Cord, D. Vigouroux, T. Serre, "Look at the variance!
+       Efficient black-box explanations with Sobol-based sensitivity analysis", NeurIPS 2021,
+       arXiv 2111.04138.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> tuple(Sobol(net, grid=2, n_design=4).attribute(x, target=0).maps.shape)
+    (2, 1, 8, 8)
     """
 
     name = "sobol"
 
-    def __init__(self, model: nn.Module, *, grid_size: int = 8, n_design: int = 32, perturbation: str = "inpainting",
+    def __init__(self, model: nn.Module, *, grid: int = 8, n_design: int = 32, perturbation: str = "inpainting",
                  seed: int = 0, score: Score = "softmax", **kw: Any) -> None:
-        super().__init__(model, grid_size=grid_size, n_design=n_design, perturbation=perturbation, seed=seed,
+        super().__init__(model, grid=grid, n_design=n_design, perturbation=perturbation, seed=seed,
                          score=score, **kw)
         if self.n_design & (self.n_design - 1):
             raise ValueError(f"n_design must be a power of two (a Sobol sequence's balanced sizes; Xplique asserts "
                              f"it), got {n_design!r}")
-        if self.grid_size > SOBOL_MAX_GRID:
-            raise ValueError(f"grid_size must be at most {SOBOL_MAX_GRID} (2 grid_size^2 Sobol dimensions, "
-                             f"SobolEngine's limit 21201), got {grid_size!r}")
+        if self.grid > SOBOL_MAX_GRID:
+            raise ValueError(f"grid must be at most {SOBOL_MAX_GRID} (2 grid^2 Sobol dimensions, "
+                             f"SobolEngine's limit 21201), got {grid!r}")
         # Xplique's mask layout [A; B; C^1 .. C^D], (n_design (D + 2), g, g)
-        self.design = sobol_design(self.grid_size, self.n_design, self.seed)
+        self.design = sobol_design(self.grid, self.n_design, self.seed)
 
     def _evaluated(self) -> Tensor:
         n = self.n_design
         return torch.cat([self.design[:n], self.design[2 * n:]])  # A and the C^i (B's outputs are unused)
 
     def _estimate(self, outputs: Tensor) -> Tensor:
-        n, d = self.n_design, self.grid_size ** 2
+        n, d = self.n_design, self.grid ** 2
         return jansen_total_indices(outputs[:, :n], outputs[:, n:].view(-1, d, n))
 
 
@@ -313,7 +404,7 @@ class HSIC(_GlobalSensitivity):
     Dirac kernel on the mask, RBF on the output with the outputs' median as bandwidth).
 
     Design: :func:`binary_latin_hypercube` (the paper's sampler, Xplique's ``LatinHypercube(binary=True)``),
-    seeded by ``seed``. Defaults ``grid_size=7``, ``n_design=1500`` with the binary Latin hypercube: the
+    seeded by ``seed``. Defaults ``grid=7`` (Xplique's ``grid_size``), ``n_design=1500`` with the binary Latin hypercube: the
     paper's setting and the version Xplique's documentation recommends (``docs/api/attributions/methods/
     hsic.md``: ``HsicAttributionMethod(model, grid_size=7, nb_design=1500, sampler=LatinHypercube(binary=True))``);
     Xplique's bare constructor defaults are ``grid_size=8``, ``nb_design=500`` and a rounded unscrambled Sobol
@@ -321,17 +412,48 @@ class HSIC(_GlobalSensitivity):
     Normalisation ``(n - 1)^2`` as the paper (Xplique's code divides by ``n``: its values are ours times
     ``(n - 1)^2 / n``). ``n_design`` forward passes per image (1,500 at the defaults). Perturbation,
     upsampling and score: see :class:`_GlobalSensitivity`.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    grid : int >= 1
+        Cells per side (7).
+    n_design : int >= 2
+        Designs (1,500).
+    perturbation : {"inpainting"}
+        How a mask perturbs the image.
+    seed : int
+        Seeds the Latin hypercube.
+    score : {"softmax", "logit", "log_softmax"}
+        What is explained (softmax by default).
+
+    References
+    ----------
+    .. [1] P. Novello, T. Fel, D. Vigouroux, "Making sense of dependence: efficient black-box explanations
+       using dependence measure", NeurIPS 2022, arXiv 2206.06219.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> tuple(HSIC(net, grid=2, n_design=8).attribute(x, target=0).maps.shape)
+    (2, 1, 8, 8)
     """
 
     name = "hsic"
 
-    def __init__(self, model: nn.Module, *, grid_size: int = 7, n_design: int = 1500, perturbation: str = "inpainting",
+    def __init__(self, model: nn.Module, *, grid: int = 7, n_design: int = 1500, perturbation: str = "inpainting",
                  seed: int = 0, score: Score = "softmax", **kw: Any) -> None:
-        super().__init__(model, grid_size=grid_size, n_design=n_design, perturbation=perturbation, seed=seed,
+        super().__init__(model, grid=grid, n_design=n_design, perturbation=perturbation, seed=seed,
                          score=score, **kw)
         # the binary cell masks, (n_design, g, g)
-        self.design = binary_latin_hypercube(self.grid_size ** 2, self.n_design, self.seed).view(
-            -1, self.grid_size, self.grid_size)
+        self.design = binary_latin_hypercube(self.grid ** 2, self.n_design, self.seed).view(
+            -1, self.grid, self.grid)
 
     def _evaluated(self) -> Tensor:
         return self.design

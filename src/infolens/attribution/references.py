@@ -27,7 +27,27 @@ __all__ = ["CentredBlob", "InputMagnitude", "UniformNoise", "REFERENCES", "make_
 
 class CentredBlob(Attribution):
     """``exp(-r^2 / (2 (width * min(H, W))^2))``, ``r`` the distance to the image centre; ``width`` 0.25 by
-    default (our choice: the blob covers about the central half of the image)."""
+    default (our choice: the blob covers about the central half of the image).
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    width : float > 0
+        The Gaussian's standard deviation as a fraction of the shorter side (0.25).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> m = CentredBlob(net).attribute(x).maps
+    >>> float(m[0, 0, 3:5, 3:5].min()) > float(m[0, 0, 0, 0])  # highest in the centre
+    True
+    """
 
     kind, name = "reference", "blob"
 
@@ -47,7 +67,26 @@ class CentredBlob(Attribution):
 
 
 class InputMagnitude(Attribution):
-    """``mean_c |x - baseline|``: the input's own magnitude against the metrics' baseline (default 0)."""
+    """``mean_c |x - baseline|``: the input's own magnitude against the metrics' baseline (default 0).
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    baseline : float
+        Subtracted before ``|.|`` (0, the metrics' baseline).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> torch.equal(InputMagnitude(net).attribute(x).maps, x.abs())
+    True
+    """
 
     kind, name = "reference", "magnitude"
 
@@ -60,7 +99,27 @@ class InputMagnitude(Attribution):
 
 
 class UniformNoise(Attribution):
-    """Uniform noise in [0, 1), one map per image from its own seed (``seed`` and the global index)."""
+    """Uniform noise in [0, 1), one map per image from its own seed (``seed`` and the global index).
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        Takes ``(N, C, H, W)`` images, returns ``(N, classes)``; frozen during :meth:`attribute`.
+    **kw
+        ``batch_size``, ``internal_batch_size``, ``score``: see :class:`Attribution`.
+    seed : int
+        With the images' global indices, seeds each map.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(2, 1, 8, 8)
+    >>> a = UniformNoise(net).attribute(x, indices=[3, 4]).maps
+    >>> torch.equal(a[1:], UniformNoise(net).attribute(x[1:], indices=[4]).maps)
+    True
+    """
 
     kind, name = "reference", "noise"
 

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_images, check_targets
-from ._base import Attribution, _indices, _input_grad
+from .._method import method_call
+from ._base import Attribution, _input_grad
 from .cam import GradCAM, GradCAMPlusPlus
 from .gradient import (GradientXInput, GuidedBackprop, IntegratedGradients, Saliency, SmoothGrad, SquareGrad, VarGrad,
                        _NoiseTunnel)
@@ -77,42 +77,69 @@ def make_method(name: str, model: nn.Module, **kwargs: Any) -> Attribution:
 
 
 def attribute_many(model: nn.Module, methods: Mapping[str, Attribution] | Sequence[str], inputs: Tensor,
-                   target: Tensor | int | None = None, *, indices: Sequence[int] | None = None,
+                   target: Tensor | int | Sequence[int] | None = None, *, indices: Sequence[int] | None = None,
                    **kwargs: Any) -> dict[str, Tensor]:
-    """Maps of several methods for the same batch, sharing passes where the methods allow: Saliency and
-    Gradient x Input share one gradient; SmoothGrad, SquareGrad and VarGrad share their noisy gradients
-    (when built with the same settings). Equal to calling each method's ``attribute``.
+    """Maps of several methods for the same batch, sharing passes where the methods allow.
 
-    ``methods`` : names (built with ``kwargs``) or a mapping label -> built method.
+    Saliency and Gradient x Input share one gradient; SmoothGrad, SquareGrad and VarGrad share their
+    noisy gradients (when built with the same settings). Each map equals ``method.attribute(...).maps``:
+    the call goes through the same entry (:func:`infolens._method.method_call`): checked inputs, the
+    target filled with the prediction, every model frozen in eval mode and restored exactly afterwards.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model (also the one the named methods are built with).
+    methods : sequence of str or mapping label -> Attribution
+        Names (built with ``kwargs`` by :func:`make_method`) or built methods.
+    inputs : torch.Tensor, shape (N, C, H, W)
+        Floating images in the model's dtype.
+    target : int, sequence of N ints, LongTensor (N,) or None
+        The class explained per image; default the predicted class.
+    indices : sequence of N ints or None
+        The images' global indices (seeds of per-image randomness), default ``0..N-1``.
+    **kwargs
+        Settings for the methods built by name.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        Label -> maps, as :attr:`AttributionResult.maps`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+    ...                           torch.nn.LazyLinear(10))
+    >>> x = torch.rand(3, 1, 8, 8)
+    >>> maps = attribute_many(net, ["saliency", "gradient_x_input"], x, target=2)
+    >>> torch.equal(maps["saliency"], Saliency(net).attribute(x, target=2).maps)
+    True
     """
     built = {m: make_method(m, model, **kwargs) for m in methods} if not isinstance(methods, Mapping) \
         else dict(methods)
-    inputs = check_images(inputs, name="inputs")
-    n = inputs.shape[0]
-    t = check_targets(target, n)
-    any_m = next(iter(built.values()))
-    if t is None:
-        t = any_m._predict(inputs)
-    t = t.to(inputs.device)
-    idx = _indices(indices, n)
-    out: dict[str, list[Tensor]] = {k: [] for k in built}
+    if not built:
+        raise ValueError("methods is empty; name at least one attribution method")
     bs = min(m.batch_size for m in built.values())
-    for s in range(0, n, bs):
-        x, tt, ii = inputs[s:s + bs], t[s:s + bs], idx[s:s + bs]
-        shared: dict[tuple, Any] = {}
-        for label, m in built.items():
-            if type(m) in (Saliency, GradientXInput):
-                key = ("grad", id(m.model), m.score)
-                if key not in shared:
-                    shared[key] = _input_grad(m.model, x, tt, m.score)
-                g = shared[key]
-                r = (g.abs() if m.abs else g) if isinstance(m, Saliency) else x * g
-            elif isinstance(m, _NoiseTunnel):
-                key = ("noise", id(m.model), m.score, m.n_samples, m.stdev, m.seed)
-                if key not in shared:
-                    shared[key] = m.moments(x, tt, ii)
-                r = m.combine(*shared[key])
-            else:
-                r = m._attribute(x, tt, ii)
-            out[label].append(r.detach())
+    out: dict[str, list[Tensor]] = {k: [] for k in built}
+    with method_call(model, inputs, target, indices, batch_size=bs,
+                     also_frozen=[m.model for m in built.values()]) as c:
+        for s in range(0, c.inputs.shape[0], bs):
+            x, tt, ii = c.inputs[s:s + bs], c.target[s:s + bs], c.indices[s:s + bs]
+            shared: dict[tuple, Any] = {}
+            for label, m in built.items():
+                if type(m) in (Saliency, GradientXInput):
+                    key = ("grad", id(m.model), m.score)
+                    if key not in shared:
+                        shared[key] = _input_grad(m.model, x, tt, m.score)
+                    g = shared[key]
+                    r = (g.abs() if m.abs else g) if isinstance(m, Saliency) else x * g
+                elif isinstance(m, _NoiseTunnel):
+                    key = ("noise", id(m.model), m.score, m.n_samples, m.stdev, m.seed)
+                    if key not in shared:
+                        shared[key] = m.moments(x, tt, ii)
+                    r = m.combine(*shared[key])
+                else:
+                    r = m._attribute(x, tt, ii)
+                out[label].append(r.detach())
     return {k: torch.cat(v) for k, v in out.items()}

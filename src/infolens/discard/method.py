@@ -9,8 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_images, check_positive
-from .._torch import frozen, model_device
+from .._checks import check_positive
+from .._method import MethodResult, method_call
+from .._torch import model_device
 from ..probe import resolve_layers
 from ._core import HALF_LOG_2PI_E, PairForward, grid_shape, input_std, upsample
 from .constrained import solve_constrained
@@ -27,7 +28,7 @@ CONVERGED_WITHIN: float = 0.1
 
 
 @dataclass
-class DiscardResult:
+class DiscardResult(MethodResult):
     """What :meth:`InformationDiscarding.measure` returns. N images, L layers, ``(gh, gw)`` cells.
 
     ``entropy_map`` (N, L, gh, gw): ``H_i = log sigma_i + 1/2 log(2 pi e)`` per cell, nats, in the noise
@@ -97,50 +98,82 @@ class DiscardResult:
 
 class InformationDiscarding:
     """Pixel-wise and layer-wise information discarding (Ma et al., arXiv 1906.04109), batched over images
-    and layers. For every image ``x`` and layer ``h``: noise ``x' = x + sigma * eps`` (``eps ~ N(0, I)``,
-    one sigma per cell of a grid, shared across colour channels) such that the post-ReLU feature error
-    ``MSE(h(x'), h(x)) / sigma_f^2`` is ``tau`` (1.5) with the entropy ``mean_i log sigma_i + 1/2 log(2 pi e)``
-    as large as possible; ``sigma_f^2`` is the error of uniform ``sigma0`` (0.01) noise.
+    and layers.
 
-    Parameters, grouped (defaults: the release, haotianSustc/deepinfo ``main.py``, unless said)
+    For every image ``x`` and layer ``h``: noise ``x' = x + sigma * eps`` (``eps ~ N(0, I)``, one sigma per
+    cell of a grid, shared across colour channels) such that the post-ReLU feature error
+    ``MSE(h(x'), h(x)) / sigma_f^2`` is ``tau`` with the entropy ``H = mean_i log sigma_i + 1/2 log(2 pi e)``
+    as large as possible (the paper's Eq. 3: ``max H(X') s.t. E||h(x') - h(x)||^2 <= tau sigma_f^2``);
+    ``sigma_f^2`` is the error of uniform ``sigma0`` noise. Defaults are the release's
+    (haotianSustc/deepinfo ``main.py``) unless said.
+
+    Parameters
     ----------
-    What is measured:
-        model : a classifier taking ``[0, 1]`` images (frozen and in eval mode during the call, restored after).
-        layers : dotted names, globs or types (:func:`infolens.probe.resolve_layers`).
-        grid : cells per side (16: ``capability_sigma_size``), a ``(gh, gw)`` pair, or ``None`` per pixel.
-        space : "normalized" (the release: noise added after the model's own mean/std normalisation, for
-            models normalising in a pre-hook, :func:`infolens.models.load.with_input_normalization`) or
-            "pixel" (noise in ``[0, 1]`` pixels). Entropies come in both spaces (differ by log std).
-        relu : apply ReLU to the layer output before comparing (the release: ``relu_method(feature)``).
-    The protocol:
-        solver : "release" (default) or "constrained".
-            "release" (:mod:`infolens.discard.release`): the release's procedure exactly: sigma itself is
-            the parameter, SGD lr 1e-4, lambda = 5 fixed, ``steps`` x ``samples``, each step's sigma saved
-            before its update, keep the step whose error is closest to ``tau``.
-            "constrained" (:mod:`infolens.discard.constrained`, ours): the exact constrained optimum,
-            largest mean entropy at error exactly ``tau`` (a KKT-balancing step in log sigma and a final
-            root search); it differs from the release in that its sigma is the optimum, not a point on
-            the release's SGD trajectory, so it does not depend on the learning rate or the noise draws.
-            Default "release": infolens checks the paper's claims, and the paper's numbers come from this
-            procedure; "constrained" is reported beside it.
-        steps (100, ``capability_epoch``), samples (8, ``capability_batch_size``), tau (1.5,
-        ``result_distance_clip``), sigma0 (0.01, ``capability_sigma_init_decay``), seed.
-        options : the solver's own settings, merged over :data:`RELEASE_OPTIONS` or :data:`CONSTRAINED_OPTIONS`.
-    Compute:
-        layer_batching : "joint" (every layer's rows in one pass up to the deepest layer; a GPU), "per_layer"
-            (a pass per layer, fewer FLOPs; a CPU) or "auto" (by device).
-        internal_batch_size : most noisy copies per forward + backward pass (default 256 on a CPU, 8192
-            elsewhere); bounds the memory and changes no number.
-        device : default the model's device.
+    model : nn.Module
+        A classifier taking ``[0, 1]`` images; frozen (eval mode) during :meth:`measure`, restored after.
+    layers : LayerSpec
+        Dotted names, globs or types (:func:`infolens.probe.resolve_layers`).
+    grid : int, (int, int) or None
+        Cells per side (16: ``capability_sigma_size``), a ``(gh, gw)`` pair, or ``None`` per pixel.
+    space : {"normalized", "pixel"}
+        "normalized" (the release: noise after the model's own mean/std normalisation, for models
+        normalising in a pre-hook, :func:`infolens.models.load.with_input_normalization`) or "pixel"
+        (noise in ``[0, 1]`` pixels). Entropies come in both spaces (they differ by log std).
+    relu : bool
+        Apply ReLU to the layer output before comparing (the release's ``relu_method(feature)``).
+    solver : {"release", "constrained"}
+        "release" (default, :mod:`infolens.discard.release`): the release's procedure exactly: sigma itself
+        is the parameter, SGD lr 1e-4, lambda = 5 fixed, ``n_steps`` x ``n_samples``, each step's sigma
+        saved before its update, the step whose error is closest to ``tau`` kept; the paper's numbers come
+        from it. "constrained" (:mod:`infolens.discard.constrained`, ours): the exact constrained optimum
+        (a KKT-balancing step in log sigma and a final root search), which does not depend on the learning
+        rate or the noise draws; reported beside it.
+    n_steps : int >= 1
+        Optimisation steps (100, ``capability_epoch``).
+    n_samples : int >= 1
+        Noise samples per step (8, ``capability_batch_size``).
+    tau : float > 0
+        The error level (1.5, ``result_distance_clip``).
+    sigma0 : float > 0
+        The calibration noise (0.01, ``capability_sigma_init_decay``).
+    seed : int
+        With the images' global indices, seeds each (image, layer)'s noise.
+    options : mapping or None
+        The solver's own settings, merged over :data:`RELEASE_OPTIONS` or :data:`CONSTRAINED_OPTIONS`.
+    layer_batching : {"auto", "joint", "per_layer"}
+        "joint" (every layer's rows in one pass up to the deepest layer; a GPU), "per_layer" (a pass per
+        layer, fewer FLOPs; a CPU) or "auto" (by device).
+    internal_batch_size : int or None
+        Most noisy copies per forward + backward pass (default 256 on a CPU, 8192 elsewhere); bounds the
+        memory and changes no number.
+    device : torch.device, str or None
+        Default the model's device.
 
-    Deviations from the release, each named: noise from one generator per (image, layer) seeded by the
-    image's global index, not from the global CUDA stream (a batch equals each image alone); a pair whose
-    loss turns non-finite stops.
+    Notes
+    -----
+    Deviations from the release: noise from one generator per (image, layer) seeded by the image's
+    global index, not from the global CUDA stream (a batch equals each image alone); a pair whose loss
+    turns non-finite stops.
+
+    References
+    ----------
+    .. [1] H. Ma, Y. Zhang, F. Zhou, Q. Zhang, "Quantifying layerwise information discarding of neural
+       networks", arXiv 1906.04109; ICML 2022 as "Quantification and analysis of layer-wise and
+       pixel-wise information discarding".
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU())
+    >>> method = InformationDiscarding(net, "1", grid=4, n_steps=3, n_samples=2)
+    >>> res = method.measure(torch.rand(2, 1, 8, 8), indices=[4, 5])
+    >>> tuple(res.layer_entropy.shape), [r["index"] for r in res.to_rows()]
+    ((2, 1), [4, 5])
     """
 
     def __init__(self, model: nn.Module, layers: Any, *, grid: int | tuple[int, int] | None = 16,
-                 space: str = "normalized", relu: bool = True, solver: str = "release", steps: int = 100,
-                 samples: int = 8, tau: float = 1.5, sigma0: float = 0.01, seed: int = 0,
+                 space: str = "normalized", relu: bool = True, solver: str = "release", n_steps: int = 100,
+                 n_samples: int = 8, tau: float = 1.5, sigma0: float = 0.01, seed: int = 0,
                  options: Mapping[str, Any] | None = None, layer_batching: str = "auto",
                  internal_batch_size: int | None = None, device: str | torch.device | None = None) -> None:
         if not isinstance(model, nn.Module):
@@ -157,13 +190,14 @@ class InformationDiscarding:
             raise ValueError(f"options {unknown} are not settings of solver {solver!r}; known: {sorted(defaults)}")
         for name, v in (("tau", tau), ("sigma0", sigma0)):
             check_positive(v, name)
-        for name, v in (("steps", steps), ("samples", samples), ("internal_batch_size", internal_batch_size or 1)):
+        for name, v in (("n_steps", n_steps), ("n_samples", n_samples),
+                        ("internal_batch_size", internal_batch_size or 1)):
             if not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         self.model = model
         self.layers = resolve_layers(model, layers)
         self.grid, self.space, self.relu, self.solver = grid, space, relu, solver
-        self.steps, self.samples, self.tau, self.sigma0, self.seed = steps, samples, tau, sigma0, seed
+        self.n_steps, self.n_samples, self.tau, self.sigma0, self.seed = n_steps, n_samples, tau, sigma0, seed
         self.options = {**defaults, **(options or {})}
         self.device = torch.device(device) if device is not None else model_device(model)
         self.layer_batching = layer_batching
@@ -172,7 +206,7 @@ class InformationDiscarding:
     def params(self) -> dict[str, Any]:
         """Every setting that determines the numbers (for result folders)."""
         return {"layers": list(self.layers), "grid": self.grid, "space": self.space, "relu": self.relu,
-                "solver": self.solver, "steps": self.steps, "samples": self.samples, "tau": self.tau,
+                "solver": self.solver, "n_steps": self.n_steps, "n_samples": self.n_samples, "tau": self.tau,
                 "sigma0": self.sigma0, "seed": self.seed, "options": dict(self.options)}
 
     def _pairs(self, x: Tensor) -> PairForward:
@@ -181,28 +215,37 @@ class InformationDiscarding:
         return PairForward(self.model, self.layers, x, std, relu=self.relu, joint=joint,
                            chunk_rows=self.internal_batch_size)
 
-    def measure(self, images: Tensor, *, indices: Sequence[int] | None = None) -> DiscardResult:
-        """Learn sigma for every image and layer; ``indices`` are the images' global indices (seeds),
-        default ``0..N-1``."""
-        x = check_images(images).to(self.device)
-        N, C, H, W = x.shape
-        idx = list(range(N)) if indices is None else [int(i) for i in indices]
-        if len(idx) != N:
-            raise ValueError(f"indices must have one entry per image ({N}), got {len(idx)}")
-        cells = grid_shape(self.grid, (H, W))
-        with frozen(self.model):
+    def measure(self, inputs: Tensor, target: Any = None, *, indices: Sequence[int] | None = None) -> DiscardResult:
+        """Learn sigma for every image and layer.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor, shape (N, C, H, W)
+            Images in ``[0, 1]``, floating, in the model's dtype (moved to ``device``).
+        target : None
+            Not used (the method measures features, not a class); accepted for the shared call shape.
+        indices : sequence of N ints or None
+            The images' global indices: they seed each (image, layer)'s noise, default ``0..N-1``.
+
+        Returns
+        -------
+        DiscardResult
+            ``layer_entropy`` (N, L) and the maps, sigmas, errors and convergence flags.
+        """
+        with method_call(self.model, inputs, None, indices, fill_target=False) as call:
+            x, idx = call.inputs.to(self.device), call.indices
+            N, C, H, W = x.shape
+            cells = grid_shape(self.grid, (H, W))
             pf = self._pairs(x)
             gens = pf.generators(idx, self.seed)
-            common = dict(steps=self.steps, samples=self.samples, tau=self.tau, sigma0=self.sigma0)
+            common = dict(steps=self.n_steps, samples=self.n_samples, tau=self.tau, sigma0=self.sigma0)
             if self.solver == "release":
                 sol = solve_release(pf, gens, cells, **common, **self.options)
-                at_limit = (sol.step == self.steps - 1) & (sol.error < self.tau)
+                at_limit = (sol.step == self.n_steps - 1) & (sol.error < self.tau)
             else:
                 sol = solve_constrained(pf, gens, cells, **common, **self.options)
-                at_limit = sol.steps_run >= self.steps
+                at_limit = sol.steps_run >= self.n_steps
         return self._result(sol, idx, (H, W), pf.std.flatten(), at_limit)
-
-    attribute = measure  # the verb's earlier name (Captum's)
 
     def _result(self, sol: Any, idx: list[int], hw: tuple[int, int], std: Tensor, at_limit: Tensor) -> DiscardResult:
         N, L = len(idx), len(self.layers)

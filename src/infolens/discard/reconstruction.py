@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_images
+from .._method import MethodResult, method_call
 from .._torch import fork_rng, frozen, model_device
 from ..probe import resolve_layers
 from ._core import PairForward, features, grid_shape, input_std
@@ -145,7 +146,7 @@ def train_decoder(model: nn.Module, layer: str, images: Tensor, held_out: Tensor
 
 
 @dataclass
-class ReconstructionResult:
+class ReconstructionResult(MethodResult):
     """(N, L) per (image, layer); NaN where a layer has no decoder. ``uncertainty``: ``mean log(r^2 + 1e-6)``
     at the kept step (the release's reported value), ``clean``: the same for the decoder on the clean
     feature (its own error); ``feature_error``, ``selected_step``, ``converged`` (kept error within 10 % of
@@ -174,13 +175,42 @@ class ReconstructionResult:
 
 
 class ReconstructionUncertainty:
-    """Reconstruction uncertainty of ``step_capability_y.py`` (module docstring), batched over images and
-    layers. ``decoders`` maps layer names to trained :class:`FeatureDecoder` s. Parameters as
-    :class:`infolens.discard.InformationDiscarding` (grid 16, space, relu, steps 100, samples 8, tau 1.5,
-    sigma0 0.01), plus ``lr`` (1e-4), ``lam0`` (1e4) and ``lam_ratio`` (1: ``lambda_t = lam0 e^{ratio t/T}``)."""
+    """Reconstruction uncertainty of the release's ``step_capability_y.py`` (module docstring), batched over
+    images and layers: ``mean log(r^2 + 1e-6)`` with ``r = g_l(h_l(x + sigma * eps)) - x`` at the sigma
+    that keeps the feature error at ``tau`` (arXiv 1906.04109, Sec. 3.2).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier; frozen during :meth:`measure` (as the decoders), restored after.
+    decoders : mapping of str to nn.Module
+        Layer name -> a trained decoder of that layer's output back to the image
+        (:class:`FeatureDecoder`, :func:`train_decoder`).
+    grid, space, relu, n_steps, n_samples, tau, sigma0, seed, internal_batch_size, device
+        As :class:`infolens.discard.InformationDiscarding` (grid 16, normalized space, ReLU, 100 steps,
+        8 samples, tau 1.5, sigma0 0.01).
+    lr : float
+        The release's SGD learning rate on sigma (1e-4).
+    lam0, lam_ratio : float
+        The release's multiplier schedule ``lambda_t = lam0 e^{lam_ratio t / T}`` (1e4 and 1).
+
+    References
+    ----------
+    .. [1] H. Ma, Y. Zhang, F. Zhou, Q. Zhang, arXiv 1906.04109 (the release: haotianSustc/deepinfo).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, padding=1), torch.nn.ReLU())
+    >>> method = ReconstructionUncertainty(net, {"0": torch.nn.Identity()}, grid=4, n_steps=2, n_samples=2,
+    ...                                    relu=False)
+    >>> res = method.measure(torch.rand(2, 1, 8, 8))
+    >>> tuple(res.uncertainty.shape), sorted(res.to_rows()[0])[:3]
+    ((2, 1), ['clean', 'converged', 'depth'])
+    """
 
     def __init__(self, model: nn.Module, decoders: Mapping[str, nn.Module], *, grid: int | tuple[int, int] | None = 16,
-                 space: str = "normalized", relu: bool = True, steps: int = 100, samples: int = 8, tau: float = 1.5,
+                 space: str = "normalized", relu: bool = True, n_steps: int = 100, n_samples: int = 8, tau: float = 1.5,
                  sigma0: float = 0.01, lr: float = 1e-4, lam0: float = 1e4, lam_ratio: float = 1.0, seed: int = 0,
                  internal_batch_size: int | None = None, device: str | torch.device | None = None) -> None:
         if not decoders:
@@ -188,18 +218,33 @@ class ReconstructionUncertainty:
         self.model, self.decoders = model, dict(decoders)
         self.layers = resolve_layers(model, list(self.decoders))
         self.grid, self.space, self.relu = grid, space, relu
-        self.steps, self.samples, self.tau, self.sigma0 = steps, samples, tau, sigma0
+        self.n_steps, self.n_samples, self.tau, self.sigma0 = n_steps, n_samples, tau, sigma0
         self.lr, self.lam0, self.lam_ratio, self.seed = lr, lam0, lam_ratio, seed
         self.device = torch.device(device) if device is not None else model_device(model)
         self.internal_batch_size = internal_batch_size or (256 if self.device.type == "cpu" else 8192)
 
-    def measure(self, images: Tensor, *, indices: Sequence[int] | None = None) -> ReconstructionResult:
-        x = check_images(images).to(self.device)
-        N, C, H, W = x.shape
-        idx = list(range(N)) if indices is None else [int(i) for i in indices]
-        cells = grid_shape(self.grid, (H, W))
+    def measure(self, inputs: Tensor, target: Any = None, *,
+                indices: Sequence[int] | None = None) -> ReconstructionResult:
+        """Reconstruction uncertainty of every image at every layer with a decoder.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor, shape (N, C, H, W)
+            Images in ``[0, 1]``, floating, in the model's dtype.
+        target : None
+            Not used; accepted for the shared call shape.
+        indices : sequence of N ints or None
+            The images' global indices (noise seeds), default ``0..N-1``.
+
+        Returns
+        -------
+        ReconstructionResult
+        """
         decs = [self.decoders[n].to(self.device) for n in self.layers]
-        with frozen(self.model), frozen_all(decs):
+        with method_call(self.model, inputs, None, indices, fill_target=False, also_frozen=decs) as call:
+            x, idx = call.inputs.to(self.device), call.indices
+            N, C, H, W = x.shape
+            cells = grid_shape(self.grid, (H, W))
             pf = PairForward(self.model, self.layers, x, input_std(self.model, C, self.space), relu=self.relu,
                              chunk_rows=self.internal_batch_size)
             gens = pf.generators(idx, self.seed, salt="recon")
@@ -220,7 +265,7 @@ class ReconstructionUncertainty:
     def _losses(self, pf: PairForward, decs: Sequence[nn.Module], act: Tensor, s: Tensor, eps: Tensor,
                 weight: Tensor, lam: float) -> tuple[Tensor, Tensor]:
         """Feature MSE and ``mean log(r^2 + 1e-6)`` per active pair; back-propagates the release's loss."""
-        M = self.samples
+        M = self.n_samples
         mse, val = (torch.empty(len(act), device=s.device, dtype=s.dtype), torch.empty(len(act), device=s.device, dtype=s.dtype))
         for a, b in pf.chunks(act, M):
             xr = pf.noisy(act[a:b], s[a:b], eps[a * M:b * M], M)
@@ -239,7 +284,7 @@ class ReconstructionUncertainty:
 
     def _solve(self, pf: PairForward, gens: list[torch.Generator], decs: Sequence[nn.Module],
                cells: tuple[int, int]) -> dict[str, Tensor]:
-        dev, dt, P, M, T = pf.x.device, pf.x.dtype, pf.N * pf.L, self.samples, self.steps
+        dev, dt, P, M, T = pf.x.device, pf.x.dtype, pf.N * pf.L, self.n_samples, self.n_steps
         sigma = torch.full((P, 1, *cells), float(self.sigma0), device=dev, dtype=dt)
         with torch.no_grad():
             sf2 = pf.feature_mse(torch.arange(P, device=dev), sigma, pf.draw(gens, range(P), M), M)
@@ -269,42 +314,29 @@ class ReconstructionUncertainty:
         return {"error": best_err, "value": best_val, "step": best_step}
 
 
-class frozen_all:
-    """Freeze several modules at once (:func:`infolens._torch.frozen` on each)."""
-
-    def __init__(self, modules: Sequence[nn.Module]) -> None:
-        self.ctx = [frozen(m) for m in modules]
-
-    def __enter__(self) -> None:
-        for c in self.ctx:
-            c.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        for c in reversed(self.ctx):
-            c.__exit__(*exc)
-
-
-def reconstruction_uncertainty(model: nn.Module, decoders: Mapping[str, nn.Module], images: Tensor, *,
+def reconstruction_uncertainty(model: nn.Module, decoders: Mapping[str, nn.Module], inputs: Tensor, *,
                                indices: Sequence[int] | None = None, **kwargs: Any) -> ReconstructionResult:
-    """``ReconstructionUncertainty(model, decoders, **kwargs).measure(images, indices=indices)``."""
-    return ReconstructionUncertainty(model, decoders, **kwargs).measure(images, indices=indices)
+    """``ReconstructionUncertainty(model, decoders, **kwargs).measure(inputs, indices=indices)``."""
+    return ReconstructionUncertainty(model, decoders, **kwargs).measure(inputs, indices=indices)
 
 
-def reconstruction_at_sigma(model: nn.Module, decoders: Mapping[str, nn.Module], images: Tensor, result: Any, *,
-                            indices: Sequence[int] | None = None, samples: int = 8, seed: int = 0,
+def reconstruction_at_sigma(model: nn.Module, decoders: Mapping[str, nn.Module], inputs: Tensor, result: Any, *,
+                            indices: Sequence[int] | None = None, n_samples: int = 8, seed: int = 0,
                             relu: bool = True) -> ReconstructionResult:
     """``mean log(r^2 + 1e-6)`` with ``r = g_l(h(x + sigma * eps)) - x`` at the sigma of a
     :class:`infolens.discard.DiscardResult` (e.g. the constrained solver's exact optimum) instead of the
     release's separate optimisation: the reconstruction uncertainty at exactly the constraint level (ours)."""
-    x = check_images(images).to(model_device(model))
-    N, C, H, W = x.shape
-    idx = list(range(N)) if indices is None else [int(i) for i in indices]
+    samples = n_samples
+    dev = model_device(model)
     names = [n for n in result.layers if n in decoders]
-    L = len(result.layers)
-    unc = torch.full((N, L), float("nan"), device=x.device)
-    cln = torch.full((N, L), float("nan"), device=x.device)
-    decs = {n: decoders[n].to(x.device) for n in names}
-    with frozen(model), frozen_all(list(decs.values())), torch.no_grad():
+    decs = {n: decoders[n].to(dev) for n in names}
+    with method_call(model, inputs, None, indices, fill_target=False, also_frozen=list(decs.values())) as call, \
+            torch.no_grad():
+        x, idx = call.inputs.to(dev), call.indices
+        N, C, H, W = x.shape
+        L = len(result.layers)
+        unc = torch.full((N, L), float("nan"), device=x.device)
+        cln = torch.full((N, L), float("nan"), device=x.device)
         pf = PairForward(model, names, x, input_std(model, C, result.space), relu=relu)
         gens = pf.generators(idx, seed, salt="recon-at")
         for k, name in enumerate(names):

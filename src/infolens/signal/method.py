@@ -10,18 +10,18 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._checks import check_images, check_targets
-from .._torch import frozen, per_image_randn
+from .._method import MethodResult, method_call
+from .._torch import per_image_randn
 from .autoencoder import reconstruct
 from .nmi import Binning, mutual_information, out_of_range
 from .stats import ALPHA, SignalOrder, signal_order
 
-ROW_COLUMNS: tuple[str, ...] = ("image", "source", "classifier", "label", "pred", "correct", "loss", "nmi",
+ROW_COLUMNS: tuple[str, ...] = ("index", "source", "classifier", "label", "pred", "correct", "loss", "nmi",
                                 "nmi_geometric", "nmi_chance", "out_of_range", "mse")
 
 
 @dataclass
-class SignalMeasurement:
+class SignalMeasurement(MethodResult):
     """What :meth:`InputSignal.measure` returns; ``S`` sources (``"plain"`` then the autoencoders' names),
     ``K`` classifiers, ``N`` images.
 
@@ -68,7 +68,7 @@ class SignalMeasurement:
         for s, src in enumerate(self.sources):
             for k, clf in enumerate(self.classifiers):
                 for i, img in enumerate(self.indices):
-                    rows.append({"image": img, "source": src, "classifier": clf, "label": lab[k][i],
+                    rows.append({"index": img, "source": src, "classifier": clf, "label": lab[k][i],
                                  "pred": pred[s][k][i], "correct": int(cor[s][k][i]), "loss": loss[s][k][i],
                                  **{c: v[s][i] for c, v in per_src.items()}})
         return rows
@@ -79,12 +79,43 @@ class InputSignal:
     ``classifiers`` recognises the images as each of ``autoencoders`` reconstructs them, and how much of the
     image each reconstruction keeps (NMI).
 
-    Construct with the classifiers (name -> model, frozen during the call) and the autoencoders (name ->
-    model: by convention ``"untuned"`` for the stage-1 autoencoder and ``"tuned:C"`` for the one tuned
-    through classifier ``C``, see :func:`~infolens.signal.finetune_through_classifier`);
-    :meth:`measure` takes a batch and its labels. Reconstructions are scored as they come out (no
-    clipping). ``bins``/``binning``: NMI levels (256 over the joint range of original and reconstruction);
-    ``seed``: the pixel permutation of the chance level, per global image index."""
+    The paper's measure is the accuracy of classifier ``C`` on ``A_C(x)``, the reconstruction of an
+    autoencoder fine-tuned through ``C`` (its Sec. 3), and the normalised mutual information
+    ``NMI(x, A(x)) = 2 I(x; A(x)) / (H(x) + H(A(x)))`` of the pixel intensities (its Sec. 4).
+
+    Parameters
+    ----------
+    classifiers : mapping of str to nn.Module
+        Name -> classifier; each is frozen during :meth:`measure` and restored after.
+    autoencoders : mapping of str to nn.Module
+        Name -> autoencoder, by convention ``"untuned"`` for the stage-1 autoencoder and ``"tuned:C"`` for
+        the one tuned through classifier ``C`` (:func:`~infolens.signal.finetune_through_classifier`).
+        Reconstructions are scored as they come out (no clipping). ``"plain"`` is reserved.
+    bins : int >= 2
+        NMI levels (256, as 8-bit images).
+    binning : {"joint", ...}
+        How the levels span the pair (default: the joint range of original and reconstruction).
+    batch_size : int >= 1
+        Images per forward pass.
+    seed : int
+        With the global image indices, seeds the pixel permutation of the chance level.
+
+    References
+    ----------
+    .. [1] J. Palacio, J. Folz, J. Hees, F. Raue, D. Borth, A. Dengel, "What do deep networks like to
+       see?", CVPR 2018, arXiv 1803.08337.
+
+    Examples
+    --------
+    >>> import torch
+    >>> clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    >>> ae = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, padding=1), torch.nn.Sigmoid())
+    >>> res = InputSignal({"net": clf}, {"untuned": ae}, bins=16).measure(torch.rand(4, 1, 8, 8), [0, 1, 2, 1])
+    >>> res.sources, tuple(res.correct.shape), tuple(res.nmi.shape)
+    (['plain', 'untuned'], (2, 1, 4), (2, 4))
+    >>> res.to_rows()[0]["index"], len(res.to_rows())
+    (0, 8)
+    """
 
     def __init__(self, classifiers: Mapping[str, nn.Module], autoencoders: Mapping[str, nn.Module], *,
                  bins: int = 256, binning: Binning = "joint", batch_size: int = 256, seed: int = 0) -> None:
@@ -106,30 +137,46 @@ class InputSignal:
         self.bins, self.binning, self.batch_size, self.seed = bins, binning, batch_size, seed
 
     @torch.no_grad()
-    def measure(self, images: Tensor, labels: Tensor, *, indices: Sequence[int] | None = None) -> SignalMeasurement:
-        """Score ``images`` ``(N, C, H, W)`` with ``labels`` ``(N,)`` (< 0: unknown; then each classifier is
-        scored by agreement with its own prediction on the original). ``indices``: global image indices
-        (default ``0..N-1``) that seed the chance level, so results do not depend on batch composition."""
-        images = check_images(images, allow_3d=False)
+    def measure(self, inputs: Tensor, target: Tensor | Sequence[int] | int | None = None, *,
+                indices: Sequence[int] | None = None) -> SignalMeasurement:
+        """Score a batch through every autoencoder and classifier.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor, shape (N, C, H, W)
+            Floating images in ``[0, 1]``, in the classifiers' dtype.
+        target : int, sequence of N ints, LongTensor (N,) or None
+            The labels (< 0: unknown). Where unknown (or ``None``), each classifier is scored by agreement
+            with its own prediction on the original.
+        indices : sequence of N ints or None
+            Global image indices (default ``0..N-1``) that seed the chance level, so results do not depend
+            on batch composition.
+
+        Returns
+        -------
+        SignalMeasurement
+        """
+        first, *others = list(self.classifiers.values())
+        with method_call(first, inputs, target, indices, fill_target=False,
+                         also_frozen=[*others, *self.autoencoders.values()]) as call:
+            images, idx = call.inputs, call.indices
+            n = images.shape[0]
+            labels = call.target if call.target is not None else torch.full((n,), -1, dtype=torch.long,
+                                                                           device=images.device)
+            return self._measure(images, labels, idx)
+
+    def _measure(self, images: Tensor, labels: Tensor, idx: list[int]) -> SignalMeasurement:
         n = images.shape[0]
-        labels = check_targets(labels, n, name="labels")
-        if labels is None:
-            raise ValueError("labels are required (use -1 for unknown labels)")
-        idx = list(range(n)) if indices is None else [int(i) for i in indices]
-        if len(idx) != n:
-            raise ValueError(f"indices has {len(idx)} entries for {n} images")
         dev = images.device
         srcs = {"plain": images}
         for name, ae in self.autoencoders.items():
-            with frozen(ae):
-                srcs[name] = reconstruct(ae, images, batch_size=self.batch_size)
+            srcs[name] = reconstruct(ae, images, batch_size=self.batch_size)
         names, sources = list(self.classifiers), list(srcs)
         stacked = torch.cat(list(srcs.values()))
         correct, loss, pred, targets = [], [], [], []
         for clf in self.classifiers.values():
-            with frozen(clf):
-                logits = torch.cat([clf(stacked[i:i + self.batch_size])
-                                    for i in range(0, stacked.shape[0], self.batch_size)]).view(len(srcs), n, -1)
+            logits = torch.cat([clf(stacked[i:i + self.batch_size])
+                                for i in range(0, stacked.shape[0], self.batch_size)]).view(len(srcs), n, -1)
             p = logits.argmax(-1)
             t = torch.where(labels.to(dev) >= 0, labels.to(dev), p[0])
             ce = F.cross_entropy(logits.flatten(0, 1).double(), t.repeat(len(srcs)), reduction="none").view(len(srcs), n)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from .checks import INPUT_VARIANTS, cascading_randomization, input_variant, random_init
 from .distance import W1_BINS, resample_counts, resample_histograms, srop_histograms, wasserstein1
-from .measure import LayerSROPs, SpectralRolloff, layer_srops, layer_srops_at
+from .measure import LayerSROPs, SpectralRolloff, layer_srops
 from .points import ACTIVATION_TYPES, DEFAULT_AT, MEASUREMENT_POINTS, plan_points
 from .statistics import (DEFAULT_QUANTILES, SROP_MAX, SROPStatistics, correlation, quantile_name, srop_statistics,
                          summarize_image_rows)
@@ -42,7 +42,6 @@ __all__ = [
     "SROPStatistics",
     "SpectralRolloff",
     "layer_srops",
-    "layer_srops_at",
     "plan_points",
     "srop_statistics",
     "quantile_name",

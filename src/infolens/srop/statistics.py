@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from .._stats import rowwise_correlation
-from .measure import LayerSROPs, _image_ids
+from .._method import check_indices
+from .measure import LayerSROPs
 
 __all__ = ["DEFAULT_QUANTILES", "SROP_MAX", "SROPStatistics", "srop_statistics", "quantile_name",
            "summarize_image_rows", "correlation"]
@@ -81,23 +82,25 @@ class SROPStatistics:
     histogram: Tensor
     edges: Tensor
     aggregate: str
+    indices: list[int] | None = None
 
     STATS = ("mean", "median", "std")
 
     def _stat_names(self) -> list[str]:
         return [*self.STATS, *(quantile_name(q) for q in self.quantiles)]
 
-    def image_rows(self, *, image_ids: Sequence[Any] | None = None, extra: Mapping[str, Any] | None = None,
+    def image_rows(self, *, indices: Sequence[int] | None = None, extra: Mapping[str, Any] | None = None,
                    decimals: int | None = 6) -> list[dict[str, Any]]:
-        """One row per image x layer: counts, statistics, and ``mean_input``/``median_input``."""
+        """One row per image x layer, keyed on ``index`` (``indices``, default the measured images'):
+        counts, statistics, and ``mean_input``/``median_input``."""
         n = int(self.per_image["mean"].shape[0])
-        ids = _image_ids(image_ids, n)
+        ids = check_indices(self.indices if indices is None else indices, n)
         cols = {k: _rounded(self.per_image[k], decimals) for k in self._stat_names()}
         counts = {k: self.per_image[k].long().tolist() for k in ("n_channels", "n_dead")}
         rows = []
         for i in range(n):
             for j, name in enumerate(self.layers):
-                r = {**(extra or {}), "image": ids[i], "layer": name, "depth": j, "stride": self.strides[j],
+                r = {**(extra or {}), "index": ids[i], "layer": name, "depth": j, "stride": self.strides[j],
                      "n_channels": counts["n_channels"][i][j], "n_dead": counts["n_dead"][i][j]}
                 r.update({k: cols[k][i][j] for k in cols})
                 r["mean_input"] = _round1(cols["mean"][i][j] / self.strides[j], decimals)
@@ -184,7 +187,7 @@ def srop_statistics(result: LayerSROPs, *, quantiles: Sequence[float] = DEFAULT_
         agg[k] = per_image[k].sum(0)
     return SROPStatistics(layers=list(result.layers), strides=[result.strides[n] for n in result.layers],
                           quantiles=quantiles, per_image=per_image, aggregated=agg, histogram=hist,
-                          edges=edges, aggregate=aggregate)
+                          edges=edges, aggregate=aggregate, indices=result.indices)
 
 
 # --------------------------------------------------------------------------- tables and correlation

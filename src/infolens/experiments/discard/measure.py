@@ -86,8 +86,8 @@ def get_decoders(run: RunDir, model: nn.Module, tag: str, layers: Sequence[str],
 
 def recon_settings(settings: Mapping[str, Any], method: InformationDiscarding) -> dict[str, Any]:
     """The reconstruction solver's settings matching the pixel-wise method's (grid, space, steps...)."""
-    return {"grid": method.grid, "space": method.space, "relu": method.relu, "steps": method.steps,
-            "samples": method.samples, "tau": method.tau, "sigma0": method.sigma0, "seed": method.seed,
+    return {"grid": method.grid, "space": method.space, "relu": method.relu, "n_steps": method.n_steps,
+            "n_samples": method.n_samples, "tau": method.tau, "sigma0": method.sigma0, "seed": method.seed,
             "internal_batch_size": method.internal_batch_size}
 
 
@@ -132,7 +132,7 @@ def analyse(run: RunDir, model: nn.Module, model_name: str, images: torch.Tensor
         if decoders:  # release: its own sigma optimisation (step_capability_y); constrained: at its sigma
             rec = (ReconstructionUncertainty(model, decoders, **recon_settings(settings, method)).measure(x, indices=idx)
                    if method.solver == "release" else
-                   reconstruction_at_sigma(model, decoders, x, r, indices=idx, seed=method.seed, samples=method.samples))
+                   reconstruction_at_sigma(model, decoders, x, r, indices=idx, seed=method.seed, n_samples=method.n_samples))
             run.write_part("reconstruction", u.key, [{"model": model_name, "stage": stage, "solver": method.solver, **row}
                                                      for row in rec.to_rows()])
         first = [j for j, i in enumerate(idx) if i < n_maps]

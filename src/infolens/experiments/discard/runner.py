@@ -82,7 +82,7 @@ def auto_grid(image_size: int) -> int:
 
 def settings_from(args: argparse.Namespace, image_size: int) -> dict[str, Any]:
     grid = auto_grid(image_size) if str(args.grid) == "auto" else parse_grid(args.grid)
-    return {"grid": grid, "solver": args.solver, "space": args.space, "steps": args.steps, "samples": args.samples,
+    return {"grid": grid, "solver": args.solver, "space": args.space, "n_steps": args.steps, "n_samples": args.samples,
             "tau": args.tau, "sigma0": args.sigma0, "internal_batch_size": args.internal_batch_size, "seed": args.seed}
 
 

@@ -132,7 +132,7 @@ def isometry_rows(run: RunDir, cfg: Mapping[str, Any], solver: str, device: str)
                         torch.nn.init.eye_(conv.weight.view(w, w))
                     x = 0.2 + 0.6 * torch.rand(cfg["iso_n"], w, size, size)
                 net = nn.Sequential(conv).eval()
-                r = InformationDiscarding(net, "0", grid=14, relu=False, solver=solver, steps=cfg["iso_steps"],
+                r = InformationDiscarding(net, "0", grid=14, relu=False, solver=solver, n_steps=cfg["iso_steps"],
                                           device=device).measure(x.to(device))
                 for j in range(x.shape[0]):
                     out.append({"kind": kind, "width": w, "size": size, "index": j, "solver": solver,
@@ -159,7 +159,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     x, _ = mnist_data("test", cfg["n"])
     names = [f"mnist-test-{i:05d}" for i in range(x.shape[0])]
     tx = torch.cat([mnist_data("train", cfg["dec_train"])[0], mnist_data("val", cfg["dec_val"])[0]])
-    base = {"grid": 14, "steps": cfg["steps"], "samples": cfg["samples"]}
+    base = {"grid": 14, "n_steps": cfg["steps"], "n_samples": cfg["samples"]}
     dec_rows, accs = [], {}
     for name, (load, stages, load_stage) in nets.items():
         model = load()
@@ -190,7 +190,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
             imagenet.append(name)
             for solver in SOLVERS:
                 analyse(run, model, name, px, pnames, layers=block_layers(model, name), device=device,
-                        settings={"grid": 16, "steps": cfg["photo_steps"], "samples": cfg["photo_samples"], "solver": solver},
+                        settings={"grid": 16, "n_steps": cfg["photo_steps"], "n_samples": cfg["photo_samples"], "solver": solver},
                         batch_size=8, progress=progress, n_maps=1)
     iso = [r for s in SOLVERS for r in isometry_rows(run, cfg, s, device)]
     run.write_table("isometry", iso)

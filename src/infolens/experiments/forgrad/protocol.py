@@ -191,14 +191,14 @@ def run_model(model: nn.Module, name: str, images: Tensor, sources: Tensor, cfg:
              ("smoothgrad", "squaregrad", "vargrad")},
           "occlusion": {"window": max(1, round(s / cfg.occlusion_patches)), "baseline": zero},
           "rise": {"n_masks": cfg.rise_masks},
-          "sobol": {"n_design": cfg.sobol_designs, "grid_size": cfg.sobol_grid},
-          "hsic": {"n_design": cfg.hsic_designs, "grid_size": cfg.hsic_grid}}
+          "sobol": {"n_design": cfg.sobol_designs, "grid": cfg.sobol_grid},
+          "hsic": {"n_design": cfg.hsic_designs, "grid": cfg.hsic_grid}}
     built = {m: make_method(m, model, **common, **kw.get(m, {})) for m in methods}
     refs = {r: make_reference(r, model, **({"baseline": zero} if r == "magnitude" else {})) for r in REFERENCES}
     idx = list(range(images.shape[0]))
-    metrics = {"deletion": Deletion(model, steps=cfg.steps, baseline=zero, score=cfg.score,
+    metrics = {"deletion": Deletion(model, n_steps=cfg.steps, baseline=zero, score=cfg.score,
                                     batch_size=cfg.batch_size),
-               "insertion": Insertion(model, steps=cfg.steps, baseline=zero, score=cfg.score,
+               "insertion": Insertion(model, n_steps=cfg.steps, baseline=zero, score=cfg.score,
                                       batch_size=cfg.batch_size),
                "mufidelity": MuFidelity(model, n_masks=cfg.mufidelity_masks, baseline=zero, score=cfg.score,
                                         batch_size=cfg.batch_size)}
@@ -207,7 +207,7 @@ def run_model(model: nn.Module, name: str, images: Tensor, sources: Tensor, cfg:
             t = torch.cat([model(images[i:i + cfg.batch_size]).argmax(1) for i in range(0, len(idx), cfg.batch_size)])
         _progress.say(f"[forgrad] {name}: maps of {len(methods)} methods on {len(idx)} photographs", progress=progress)
         maps = attribute_many(model, built, images, t, indices=idx)
-        maps.update({r: m.attribute(images, t, indices=idx) for r, m in refs.items()})
+        maps.update({r: m.attribute(images, t, indices=idx).maps for r, m in refs.items()})
         folds = _fold_of(sources)
         grad = [m for m in methods if m in GRADIENT]
         # every map Deletion / Insertion score: the grid of each gradient method, and the standard maps

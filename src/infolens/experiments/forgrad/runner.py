@@ -28,6 +28,7 @@ from torch import nn
 
 from ... import _progress
 from ...attribution.registry import _canonical
+from ..._method import predict
 from ...attribution import (METHODS, REFERENCES, CutoffSelection, make_reference, attribute_many, attribution_spectrum, default_cutoffs, forgrad,
                            make_method, max_cutoff, method_kind, select_cutoff)
 from ...distributed import Unit, gather_table, is_main, run_units, work_units
@@ -100,7 +101,7 @@ def build_metrics(model: nn.Module, names: Sequence[str], *, steps: int = 10, mu
     for n in names:
         kw: dict[str, Any] = {"score": score, "batch_size": batch_size}
         if n in ("deletion", "insertion"):
-            kw["steps"] = steps
+            kw["n_steps"] = steps
         elif n == "mufidelity":
             kw.update(n_masks=mufidelity_masks, seed=seed)
         out[n] = make_metric(n, model, **kw)
@@ -163,7 +164,7 @@ def choose_cutoffs(run: RunDir, model: nn.Module, model_name: str, methods: dict
     x = heldout.to(device)
     with torch.no_grad():
         t = torch.cat([model(x[s:s + batch_size]).argmax(1) for s in range(0, x.shape[0], batch_size)])
-    metrics = [Insertion(model, steps=steps, batch_size=batch_size), Deletion(model, steps=steps, batch_size=batch_size)]
+    metrics = [Insertion(model, n_steps=steps, batch_size=batch_size), Deletion(model, n_steps=steps, batch_size=batch_size)]
     targets = [m for m in methods if _family(m) == "gradient"] if select_by == "each" else [_canonical(select_by)]
     chosen_maps = attribute_many(model, {m: methods[m] if m in methods else make_method(m, model) for m in targets},
                                  x, t)
@@ -197,8 +198,7 @@ def evaluate(run: RunDir, model: nn.Module, model_name: str, images: torch.Tenso
     def unit_fn(u: Unit) -> list[dict[str, Any]]:
         idx = list(u.indices)
         x = images[idx].to(device)
-        with torch.no_grad():
-            t = next(iter(methods.values()))._predict(x)
+        t = predict(model, x)
         maps = attribute_many(model, methods, x, t, indices=idx)
         rows, spec_rows, examples = [], [], {}
         variants: dict[tuple[str, str], torch.Tensor] = {}

@@ -196,7 +196,7 @@ def f5_rows(quick: bool, device: str, progress: bool) -> tuple[list[dict[str, An
     for name in pair:
         _progress.say(f"[forgrad] F5: Saliency of {name}", progress=progress)
         model = tb.mnist_model(name, quick=quick, device=device)
-        sal = Saliency(model, batch_size=128).attribute(x)
+        sal = Saliency(model, batch_size=128).attribute(x).maps
         shares[name] = high_frequency_share(sal).cpu()
         from .protocol import _spectrum
 

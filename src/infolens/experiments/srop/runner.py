@@ -42,7 +42,7 @@ from ...distributed import Unit, gather_table, is_main, run_units, work_units
 from ...probe import parse_layer_selection
 from ...results import RunDir
 from ...srop import (DEFAULT_AT, INPUT_VARIANTS, MEASUREMENT_POINTS, cascading_randomization, correlation,
-                    input_variant, layer_srops, summarize_image_rows)
+                    SpectralRolloff, input_variant, summarize_image_rows)
 
 HELP = ("SROP (arXiv 2102.00369): spectral roll-off points of feature maps layer by layer, with the paper's "
         "sanity checks (input, architecture/randomisation, training stage)")
@@ -104,17 +104,17 @@ def measure(run: RunDir, model: ModelLike, model_name: str, images: torch.Tensor
         x = images[idx]
         if transform is not None:
             x = transform(x, idx)
-        res = layer_srops(get_model(), x, cfg.layers, at=cfg.at, kappa=cfg.kappa, q=cfg.q, keep_dc=cfg.keep_dc, disc=cfg.disc,
-                          batch_size=len(idx), device=cfg.device)
+        res = SpectralRolloff(get_model(), cfg.layers, at=cfg.at, kappa=cfg.kappa, q=cfg.q, keep_dc=cfg.keep_dc,
+                              disc=cfg.disc, batch_size=len(idx), device=cfg.device).measure(x, indices=idx)
         st = res.statistics(bins=cfg.bins)
-        rows = st.image_rows(image_ids=idx, extra=fixed)
+        rows = st.image_rows(extra=fixed)
         for r in rows:
-            r["name"] = names[r["image"]]
+            r["name"] = names[r["index"]]
         # secondary parts first, never rewritten: a resumed run leaves every finished file untouched
         if not run.has_part("histogram", u.key):
             run.write_part("histogram", u.key, st.histogram_rows(extra=fixed, skip_empty=True))
         if cfg.channels and not run.has_part("channels", u.key):
-            run.write_part("channels", u.key, res.rows(image_ids=idx, extra=fixed))
+            run.write_part("channels", u.key, res.rows(extra=fixed))
         return rows
 
     return run_units(run, "images", units, unit_fn, desc=f"SROP {check} {model_name} {variant}",
@@ -299,10 +299,10 @@ def make_figures(run: RunDir, layers: list[dict], summary: list[dict], corr: lis
 def finish_run(run: RunDir, *, t0: float, order: int = 10, extra_summary: Mapping[str, Any] | None = None,
                figures: bool | Sequence[str] = True, channels: bool = False) -> dict[str, Any] | None:
     """Merge the parts (all ranks wait), then rank 0 writes the derived tables, figures and summary."""
-    images = gather_table(run, "images", sort_by=("check", "model", "step", "image", "depth"))
+    images = gather_table(run, "images", sort_by=("check", "model", "step", "index", "depth"))
     hist = gather_table(run, "histogram", sort_by=("check", "model", "step", "depth", "bin_lo"))
     if channels:
-        gather_table(run, "channels", sort_by=("check", "model", "step", "image", "depth", "channel"))
+        gather_table(run, "channels", sort_by=("check", "model", "step", "index", "depth", "channel"))
     if not is_main():
         return None
     run.write_table("histogram", _sum_histogram(hist))

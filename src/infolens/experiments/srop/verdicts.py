@@ -37,7 +37,7 @@ from .. import testbed
 from ...claims import bootstrap, claim_row, most_row, spearman
 from ...results import RunDir, atomic_torch_save
 from ...spectral import lowpass_filter
-from ...srop import (MEASUREMENT_POINTS, input_variant, layer_srops_at, plan_points, random_init, resample_counts,
+from ...srop import (MEASUREMENT_POINTS, SpectralRolloff, input_variant, plan_points, random_init, resample_counts,
                      resample_histograms, srop_histograms, wasserstein1)
 
 PAPER = "srop"
@@ -165,7 +165,7 @@ def _measure(run: RunDir, key: str, model: nn.Module | Callable[[], nn.Module], 
     if path.is_file():
         return torch.load(path, weights_only=True)
     m = model if isinstance(model, nn.Module) else model()
-    res = layer_srops_at(m, images, at=POINTS, settings=settings, batch_size=plan.batch_size, device=device)
+    res = SpectralRolloff(m, batch_size=plan.batch_size, device=device).measure_at(images, at=POINTS, settings=settings)
     n_src = int(source.max()) + 1
     out: dict[str, Any] = {}
     qs = torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], dtype=torch.float64)
