@@ -1,5 +1,5 @@
 """The papers' claims decided: bootstrap intervals over source images and the three verdicts of
-``../shared/CLAIMS.md`` (fixed before any result is seen).
+``docs/claims.md`` (fixed before any result is seen).
 
 A verdict is one of :data:`VERDICTS`:
 
@@ -15,7 +15,8 @@ Three rules keep a verdict from resting on too little (the claims document's ame
   random seeds where the statistic compares seeds) is ``inconclusive (n below 15)``;
 * a Spearman correlation over layers or stages needs at least :data:`MIN_POINTS` points;
 * a row whose statistic depends on a protocol setting lowered below the paper's is inconclusive, with the
-  lowered setting named (``lowered=``).
+  lowered setting named (``lowered=``);
+* a row whose value is missing (NaN, e.g. a correlation over a row with a gap) is inconclusive and says so.
 
 In each case the note keeps the verdict the row would otherwise have had. Each claim has one ``primary``
 variant; every other variant (measurement point, solver, score) is a ``sensitivity`` row (column
@@ -229,6 +230,8 @@ def claim_row(paper: str, claim: str, model: str, statistic: str, interval: Inte
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
     reasons = []
+    if not math.isfinite(v):
+        reasons.append("value missing (NaN: a gap in the measurements, or a constant series)")
     if lowered:
         reasons.append(f"protocol lowered: {lowered}")
     if min_units is not None and n < min_units:
