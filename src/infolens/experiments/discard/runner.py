@@ -1,8 +1,8 @@
 """Information discarding (arXiv 1906.04109): layer-wise discarded information through depth, pixel-wise
-entropy maps, reconstruction uncertainty, and the claims D1-D5 of ``../shared/CLAIMS.md``. CLI command
+entropy maps, reconstruction uncertainty, and the claims D1-D5 of ``docs/claims.md``. CLI command
 ``infolens discard``; :func:`claims` for ``infolens reproduce``; a section of ``infolens demo``.
 
-Protocol (``../shared/METHODS.md`` section 2; mechanics in :mod:`infolens.discard`): for every image and
+Protocol (``docs/methods.md``, information discarding; mechanics in :mod:`infolens.discard`): for every image and
 layer, sigma such that the post-ReLU feature error is 1.5 times that of uniform 0.01 noise, in the model's
 normalised input space, under ``solver="release"`` (the official code's procedure) and ``"constrained"``
 (the exact optimum). Claims (fixed before any result): D1 background (no ink) minus stroke (mean ink > 0.2)
