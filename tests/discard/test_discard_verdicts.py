@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 from torch import nn
 
 from infolens.claims import MIN_POINTS, MIN_UNITS
