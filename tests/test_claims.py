@@ -151,3 +151,27 @@ def test_most_row_refuses_mixed_variants_and_keeps_the_variant():
     assert C.most_row([s, s])["variant"] == "sensitivity"
     with pytest.raises(ValueError, match="variant"):
         C.claim_row("srop", "S1", "a", "s", 1.0, 1.0, variant="main")
+
+
+def test_headline_rows_are_primary_aggregates_or_a_claims_single_primary_row():
+    per = [C.claim_row("srop", "S1", f"m{i}", "s", C.Interval(2.0, 1.5, 2.5, 30), 1.0) for i in range(2)]
+    sens = [dict(r, variant="sensitivity") for r in per]
+    agg, agg_s = C.most_row(per, model="set"), C.most_row(sens, model="set s")
+    single = C.claim_row("signal", "A2", "MNIST set (5)", "share", {"value": 1.0, "n": 400}, 1.0, side=">=",
+                         verdict="reproduced")
+    single_s = dict(single, variant="sensitivity", model="logits")
+    got = C.headline_rows(per + [agg] + sens + [agg_s, single, single_s])
+    assert [(r["claim"], r["model"]) for r in got] == [("S1", "set"), ("A2", "MNIST set (5)")]
+    assert C.is_aggregate(agg) and not C.is_aggregate(per[0])
+
+
+def test_amendment_log_sets_this_runs_verdict_beside_the_one_before():
+    a = C.AMENDMENTS[0]
+    assert a.number == 1 and a.reason and a.changes
+    claim, model, before = a.before[0]
+    now = [{"claim": claim, "model": model, "verdict": "inconclusive", "variant": "primary"},
+           {"claim": claim, "model": model, "verdict": "reproduced", "variant": "sensitivity"}]
+    rows = C.amendment_rows(a, now)
+    assert rows[0] == {"claim": claim, "model": model, "before": before, "after": "inconclusive"}
+    assert all(r["after"] == "not in this run" for r in rows[1:] if (r["claim"], r["model"]) != (claim, model))
+    assert {r["before"] for r in rows} <= set(C.VERDICTS)
