@@ -96,3 +96,14 @@ def test_block_layers_give_five_points():
     blocks = nn.Module()
     blocks._blocks = nn.ModuleList([nn.Identity() for _ in range(16)])
     assert len(V.block_layers(blocks, "x")) == MIN_POINTS
+
+
+def test_a_lowered_solver_setting_leaves_every_row_undecided_even_d3():
+    iso = [{"kind": "identity", "width": 1, "size": 28, "index": i, "solver": s, "deviation": 0.001,
+            "entropy": 0.0, "feature_error": 0.0} for s in V.SOLVERS for i in range(4)]
+    out, _ = V.decide_claims(_rows("m", 20, 5), [], iso, {}, ["m"], [])
+    assert _get(out, "D3", "identity width 1 size 28 [release]")["verdict"] == "reproduced"  # closed form: n exempt
+    out, _ = V.decide_claims(_rows("m", 20, 5), [], iso, {}, ["m"], [], protocol_lowered="steps 15 (protocol 100)")
+    per_model = [r for r in out if not r["model"].startswith(("MNIST set", "isometries"))]
+    assert per_model and all(r["verdict"] == "inconclusive" and "steps 15 (protocol 100)" in r["note"]
+                             for r in per_model)

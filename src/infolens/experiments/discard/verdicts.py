@@ -274,7 +274,11 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     run.write_table("isometry", iso)
     rows = gather_table(run, "entropy", sort_by=("model", "solver", "stage", "index", "depth"))
     recon = gather_table(run, "reconstruction", sort_by=("model", "solver", "stage", "index", "depth"))
-    out_rows, gaps = decide_claims(rows, recon, iso, accs, list(nets), imagenet, lowered=photo_lowered)
+    full = FULL_CLAIMS
+    cut = [f"{k} {cfg[k]} (protocol {full[k]})" for k in ("steps", "samples", "photo_steps", "photo_samples",
+                                                          "iso_steps", "dec_epochs", "dec_width") if cfg[k] < full[k]]
+    out_rows, gaps = decide_claims(rows, recon, iso, accs, list(nets), imagenet, lowered=photo_lowered,
+                                   protocol_lowered=", ".join(cut) or None)
     run.write_table("stages_gap", gaps)
     conv = convergence(rows)
     desc = ("Claims of arXiv 1906.04109 decided on the testbed under both solvers: 'release' (the official code's "
@@ -311,13 +315,19 @@ DEVIATIONS = [
 
 def decide_claims(rows: Sequence[Mapping[str, Any]], recon: Sequence[Mapping[str, Any]], iso: Sequence[Mapping[str, Any]],
                   accs: Mapping[tuple[str, str], float], mnist: Sequence[str], imagenet: Sequence[str], *,
-                  lowered: Mapping[str, str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                  lowered: Mapping[str, str] | None = None, protocol_lowered: str | None = None
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The claim rows (docs/claims.md) and D4's per-stage gap table, from the tidy tables.
 
     Release rows are ``primary``, constrained rows ``sensitivity``; each solver gets its own "most" rows.
     ``lowered``: per ImageNet model, what its photographs lowered (dropped photographs, a size below the
-    native one): its rows are inconclusive and say so."""
+    native one): its rows are inconclusive and say so. ``protocol_lowered``: a solver setting lowered below
+    the release's for every row (a quick run): every row is inconclusive and names it."""
     lowered = dict(lowered or {})
+
+    def low(m: str | None = None) -> str | None:
+        return "; ".join(x for x in (protocol_lowered, lowered.get(m or "")) if x) or None
+
     out: list[dict[str, Any]] = []
     gaps: list[dict[str, Any]] = []
     for solver in SOLVERS:
@@ -335,7 +345,7 @@ def decide_claims(rows: Sequence[Mapping[str, Any]], recon: Sequence[Mapping[str
             mat, cols = _matrix(fr, "entropy", "depth")
             per[("D2", "MNIST set" if m in mnist else "ImageNet trio")].append(_rho_row(
                 "D2", label, "Spearman rho(depth, mean entropy)", mat, torch.tensor([float(c) for c in cols]), 0.8,
-                ">=", "layers", solver=solver, lowered=lowered.get(m)))
+                ">=", "layers", solver=solver, lowered=low(m)))
             if m not in mnist:
                 continue
             g = torch.tensor([float(r["gap"]) for r in fr if int(r["depth"]) == depth_max], dtype=torch.float64)
@@ -343,7 +353,7 @@ def decide_claims(rows: Sequence[Mapping[str, Any]], recon: Sequence[Mapping[str
             per[("D1", "MNIST set")].append((_row(
                 "D1", label, "deepest layer: mean H(background) - H(stroke) (nats)", _mean(g[ok]), 0.0, ">",
                 "" if bool(ok.all()) else f"{int((~ok).sum())} digits without background or stroke cells left out",
-                solver=solver), True))
+                solver=solver, lowered=low(m)), True))
             st = [r for r in sel if r["model"] == m and r["stage"] != "final"]  # deepest layer only
             if st:
                 gm, stages = _matrix(st, "gap", "epoch")
@@ -356,13 +366,13 @@ def decide_claims(rows: Sequence[Mapping[str, Any]], recon: Sequence[Mapping[str
                                  "gap_mean": iv.value, "ci_low": iv.low, "ci_high": iv.high})
                 per[("D4", "MNIST set")].append(_rho_row(
                     "D4", label, "Spearman rho(test accuracy, deepest-layer background - stroke entropy) over stages",
-                    gm, acc, 0.8, "abs>=", "stages", solver=solver))
+                    gm, acc, 0.8, "abs>=", "stages", solver=solver, lowered=low(m)))
             rr = [r for r in recon if r["model"] == m and r["solver"] == solver and r["stage"] == "final"]
             if rr:
                 um, ucols = _matrix(rr, "uncertainty", "depth")
                 per[("D5", "MNIST set")].append(_rho_row(
                     "D5", label, "Spearman rho(depth, reconstruction uncertainty)", um,
-                    torch.tensor([float(c) for c in ucols]), 0.8, ">=", "layers", solver=solver))
+                    torch.tensor([float(c) for c in ucols]), 0.8, ">=", "layers", solver=solver, lowered=low(m)))
         for (claim, label), pairs in per.items():
             if not pairs:
                 continue
@@ -379,7 +389,7 @@ def decide_claims(rows: Sequence[Mapping[str, Any]], recon: Sequence[Mapping[str
             iv = bootstrap(lambda idx, d=dev.double(): d[idx].mean(-1).abs(), dev.numel(), batched=True)
             d3.append(_row("D3", f"{key[0]} width {key[1]} size {key[2]} [{solver}]",
                            "|mean entropy - closed form| (nats)", iv, 0.01, "<=", solver=solver,
-                           min_units=None))  # a closed-form check of the metric, not a sample of sources
+                           min_units=None, lowered=low()))  # a closed-form check of the metric, not a sample of sources
         if d3:
             out += d3 + [most_row(d3, share=1.0, model=f"isometries [{solver}]",
                                   note="every width and size" + ("" if solver == PRIMARY_SOLVER else "; sensitivity"))]
