@@ -70,7 +70,7 @@ VERDICTS: tuple[str, str, str] = ("reproduced", "not reproduced", "inconclusive"
 CLAIM_COLUMNS: tuple[str, ...] = ("paper", "claim", "variant", "model", "statistic", "value", "ci_low", "ci_high", "threshold",
                                   "n", "verdict", "note")
 MOST: float = 0.75
-""""Holds on most models" means on at least this share of them (CLAIMS.md)."""
+""""Holds on most models" means on at least this share of them (docs/claims.md)."""
 N_RESAMPLES: int = 1000
 """Bootstrap resamples (docs/claims.md)."""
 MIN_UNITS: int = 15
@@ -157,7 +157,7 @@ def _passes(v: float, threshold: float, side: Side) -> bool:
 
 
 def decide(value: float, low: float, high: float, threshold: float, side: Side = ">") -> str:
-    """The verdict of one statistic against its threshold (CLAIMS.md):
+    """The verdict of one statistic against its threshold (docs/claims.md):
 
     * reproduced: ``value`` passes and the whole interval lies on the claimed side;
     * not reproduced: ``value`` fails and the whole interval lies on the other side;

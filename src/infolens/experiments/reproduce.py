@@ -50,7 +50,7 @@ PAPERS: dict[str, str] = {
 #: full run of 2026-11-30 in benchmarks/RESULTS.md); only used to balance the papers over torchrun ranks.
 COST: dict[str, float] = {"srop": 2.4, "discard": 34.4, "signal": 10.6, "forgrad": 27.2}
 
-#: Claim ids in CLAIMS.md order (sorting the table).
+#: Claim ids in docs/claims.md order (sorting the table).
 CLAIM_ORDER: tuple[str, ...] = ("S1", "S2", "S3", "D1", "D2", "D3", "D4", "D5", "A1", "A2", "A3", "A4",
                                 "F1", "F2", "F3", "F4", "F5")
 

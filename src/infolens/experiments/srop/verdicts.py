@@ -60,7 +60,7 @@ def variant_of(at: str) -> str:
 CUTOFFS: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1)
 """Low-pass cut-offs tried for S1's UI-keeping variant, highest first (fractions of Nyquist)."""
 ACC_DROP = 0.02
-"""The low-pass must keep accuracy within 2 points (CLAIMS.md S1)."""
+"""The low-pass must keep accuracy within 2 points (docs/claims.md, S1)."""
 S3_SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("q=2, DC kept", {}), ("q=1, DC kept", {"q": 1.0}), ("q=2, DC dropped", {"keep_dc": False}),
     ("q=1, DC dropped", {"q": 1.0, "keep_dc": False}))
