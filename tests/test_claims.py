@@ -79,3 +79,99 @@ def test_needed_n_is_none_at_the_threshold():
     assert C.needed_n(0.8, 0.2, 1.0, 0.8, 3, side=">=") is None
     assert C.needed_n(0.79, 0.2, 1.0, 0.8, 3, side=">=") is None      # would be millions: no estimate
     assert C.needed_n(0.5, -0.1, 1.1, 0.0, 10) == 15                    # half-width 0.6 at distance 0.5
+
+
+# --------------------------------------------------------------------------- missing values
+
+
+@pytest.mark.parametrize("x,y", [
+    ([0.0, 1.0, 2.0, 3.0], [1.0, math.nan, 3.0, 4.0]),     # a NaN was ranked lowest: rho 0.873
+    ([math.nan, 1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0]),
+    ([0.0, 1.0, 2.0, 3.0, 4.0], [5.0, 4.0, 3.0, 2.0, math.nan]),
+])
+def test_spearman_propagates_nan_as_scipy(x, y):
+    scipy_stats = pytest.importorskip("scipy.stats")
+    ref = scipy_stats.spearmanr(x, y, nan_policy="propagate").statistic
+    assert math.isnan(ref)
+    assert math.isnan(float(C.spearman(torch.tensor(x), torch.tensor(y))))
+
+
+def test_nan_stays_in_its_own_row_of_a_batch():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    a = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
+    b = torch.tensor([[1.0, math.nan, 3.0, 4.0, 2.0], [1.0, 5.0, 3.0, 4.0, 2.0]], dtype=torch.float64)
+    rho = C.spearman(a, b)
+    assert math.isnan(float(rho[0]))
+    assert float(rho[1]) == pytest.approx(scipy_stats.spearmanr(a[1], b[1]).statistic, abs=1e-12)
+
+
+def test_pearson_and_ranks_propagate_nan():
+    from infolens._stats import average_ranks, rowwise_correlation
+
+    r = average_ranks(torch.tensor([[3.0, math.nan, 1.0], [3.0, 2.0, 1.0]]))
+    assert torch.isnan(r[0]).all() and r[1].tolist() == [3.0, 2.0, 1.0]
+    assert math.isnan(float(rowwise_correlation(torch.tensor([1.0, 2.0, math.nan]), torch.tensor([1.0, 2.0, 3.0]),
+                                                method="pearson")))
+
+
+def test_a_row_with_a_missing_value_is_inconclusive_and_says_so():
+    r = C.claim_row("discard", "D2", "m", "rho", C.Interval(math.nan, 0.9, 1.0, 100), 0.8, side=">=")
+    assert r["verdict"] == "inconclusive" and "missing" in r["note"]
+    # even a verdict passed in is not kept when the value is missing
+    r2 = C.claim_row("p", "c", "m", "s", {"value": math.nan, "n": 100}, 0.0, verdict="reproduced")
+    assert r2["verdict"] == "inconclusive" and "would be: reproduced" in r2["note"]
+
+
+# --------------------------------------------------------------------------- the amended rules
+
+
+def test_a_decisive_row_below_fifteen_units_is_inconclusive_and_keeps_its_verdict():
+    for n, expected in ((C.MIN_UNITS - 1, "inconclusive"), (C.MIN_UNITS, "reproduced")):
+        r = C.claim_row("srop", "S1", "m", "ratio", C.Interval(2.0, 1.5, 2.5, n), 1.0)
+        assert r["verdict"] == expected
+    r = C.claim_row("srop", "S1", "m", "ratio", C.Interval(0.5, 0.2, 0.8, 3), 1.0)
+    assert r["verdict"] == "inconclusive"
+    assert r["note"].startswith(f"n below {C.MIN_UNITS} (n = 3); would be: not reproduced")
+    # rows whose n is not a count of source units opt out
+    assert C.claim_row("srop", "S1", "most", "share", C.Interval(2.0, 1.5, 2.5, 3), 1.0,
+                       min_units=None)["verdict"] == "reproduced"
+
+
+def test_a_lowered_protocol_is_inconclusive_and_names_the_setting():
+    r = C.claim_row("forgrad", "F2", "m", "s", C.Interval(2.0, 1.5, 2.5, 100), 1.0, lowered="RISE 500 masks")
+    assert r["verdict"] == "inconclusive"
+    assert "protocol lowered: RISE 500 masks" in r["note"] and "would be: reproduced" in r["note"]
+
+
+def test_most_row_refuses_mixed_variants_and_keeps_the_variant():
+    p = C.claim_row("srop", "S1", "a", "s", C.Interval(2.0, 1.5, 2.5, 30), 1.0)
+    s = C.claim_row("srop", "S1", "b", "s", C.Interval(2.0, 1.5, 2.5, 30), 1.0, variant="sensitivity")
+    with pytest.raises(ValueError, match="one variant"):
+        C.most_row([p, s])
+    assert C.most_row([s, s])["variant"] == "sensitivity"
+    with pytest.raises(ValueError, match="variant"):
+        C.claim_row("srop", "S1", "a", "s", 1.0, 1.0, variant="main")
+
+
+def test_headline_rows_are_primary_aggregates_or_a_claims_single_primary_row():
+    per = [C.claim_row("srop", "S1", f"m{i}", "s", C.Interval(2.0, 1.5, 2.5, 30), 1.0) for i in range(2)]
+    sens = [dict(r, variant="sensitivity") for r in per]
+    agg, agg_s = C.most_row(per, model="set"), C.most_row(sens, model="set s")
+    single = C.claim_row("signal", "A2", "MNIST set (5)", "share", {"value": 1.0, "n": 400}, 1.0, side=">=",
+                         verdict="reproduced")
+    single_s = dict(single, variant="sensitivity", model="logits")
+    got = C.headline_rows(per + [agg] + sens + [agg_s, single, single_s])
+    assert [(r["claim"], r["model"]) for r in got] == [("S1", "set"), ("A2", "MNIST set (5)")]
+    assert C.is_aggregate(agg) and not C.is_aggregate(per[0])
+
+
+def test_amendment_log_sets_this_runs_verdict_beside_the_one_before():
+    a = C.AMENDMENTS[0]
+    assert a.number == 1 and a.reason and a.changes
+    claim, model, before = a.before[0]
+    now = [{"claim": claim, "model": model, "verdict": "inconclusive", "variant": "primary"},
+           {"claim": claim, "model": model, "verdict": "reproduced", "variant": "sensitivity"}]
+    rows = C.amendment_rows(a, now)
+    assert rows[0] == {"claim": claim, "model": model, "before": before, "after": "inconclusive"}
+    assert all(r["after"] == "not in this run" for r in rows[1:] if (r["claim"], r["model"]) != (claim, model))
+    assert {r["before"] for r in rows} <= set(C.VERDICTS)

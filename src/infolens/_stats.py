@@ -1,5 +1,10 @@
 """Rank and correlation statistics shared by the methods (MuFidelity's per-image Spearman, SROP's
-correlation with accuracy over training stages): batched, float64, scipy's conventions."""
+correlation with accuracy over training stages, the claims' correlations over layers and stages): batched,
+float64, scipy's conventions.
+
+Missing values propagate (scipy's ``nan_policy="propagate"``): a row with a NaN has NaN ranks and a NaN
+correlation. A NaN is never ranked as the lowest (or highest) value: a claim row with a missing value is
+undecided, not decided from the values that happen to be present."""
 
 from __future__ import annotations
 
@@ -10,14 +15,20 @@ from torch import Tensor
 
 def average_ranks(x: Tensor) -> Tensor:
     """Ranks along the last dimension (1-based), ties given their average rank (scipy's ``rankdata``),
-    batched: ``#{j: x_j < x_i} + (#{j: x_j == x_i} + 1) / 2``."""
+    batched: ``#{j: x_j < x_i} + (#{j: x_j == x_i} + 1) / 2``. A row holding a NaN gets NaN ranks
+    throughout (``rankdata(..., nan_policy="propagate")``)."""
     less = (x[..., None, :] < x[..., :, None]).sum(-1)
     equal = (x[..., None, :] == x[..., :, None]).sum(-1)
-    return less.to(torch.float64) + (equal.to(torch.float64) + 1) / 2
+    ranks = less.to(torch.float64) + (equal.to(torch.float64) + 1) / 2
+    missing = torch.isnan(x).any(-1, keepdim=True) if x.is_floating_point() else None
+    if missing is not None:
+        ranks = ranks.masked_fill(missing, float("nan"))
+    return ranks
 
 
 def rowwise_correlation(a: Tensor, b: Tensor, *, method: Literal["spearman", "pearson"] = "spearman") -> Tensor:
-    """Correlation of each row of ``a`` with the same row of ``b`` (float64); NaN where a row is constant."""
+    """Correlation of each row of ``a`` with the same row of ``b`` (float64); NaN where a row is constant or
+    holds a NaN (in ``a`` or ``b``)."""
     a, b = a.to(torch.float64), b.to(torch.float64)
     if method == "spearman":
         a, b = average_ranks(a), average_ranks(b)
@@ -26,4 +37,5 @@ def rowwise_correlation(a: Tensor, b: Tensor, *, method: Literal["spearman", "pe
     a = a - a.mean(-1, keepdim=True)
     b = b - b.mean(-1, keepdim=True)
     den = a.norm(dim=-1) * b.norm(dim=-1)
+    # NaN compares false with > 0: a row with a missing value falls to the NaN branch
     return torch.where(den > 0, (a * b).sum(-1) / den.clamp(min=1e-300), torch.full_like(den, float("nan")))

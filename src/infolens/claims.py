@@ -15,7 +15,8 @@ Three rules keep a verdict from resting on too little (the claims document's ame
   random seeds where the statistic compares seeds) is ``inconclusive (n below 15)``;
 * a Spearman correlation over layers or stages needs at least :data:`MIN_POINTS` points;
 * a row whose statistic depends on a protocol setting lowered below the paper's is inconclusive, with the
-  lowered setting named (``lowered=``).
+  lowered setting named (``lowered=``);
+* a row whose value is missing (NaN, e.g. a correlation over a row with a gap) is inconclusive and says so.
 
 In each case the note keeps the verdict the row would otherwise have had. Each claim has one ``primary``
 variant; every other variant (measurement point, solver, score) is a ``sensitivity`` row (column
@@ -57,6 +58,12 @@ __all__ = [
     "MIN_UNITS",
     "MIN_POINTS",
     "VARIANTS",
+    "AGGREGATE",
+    "is_aggregate",
+    "headline_rows",
+    "Amendment",
+    "AMENDMENTS",
+    "amendment_rows",
 ]
 
 VERDICTS: tuple[str, str, str] = ("reproduced", "not reproduced", "inconclusive")
@@ -229,6 +236,8 @@ def claim_row(paper: str, claim: str, model: str, statistic: str, interval: Inte
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
     reasons = []
+    if not math.isfinite(v):
+        reasons.append("value missing (NaN: a gap in the measurements, or a constant series)")
     if lowered:
         reasons.append(f"protocol lowered: {lowered}")
     if min_units is not None and n < min_units:
@@ -273,7 +282,7 @@ def most_row(rows: Sequence[Mapping[str, Any]], *, share: float = MOST, model: s
     summary = f"{rep} of {k} reproduced, {notrep} not reproduced"
     return {"paper": first["paper"], "claim": first["claim"], "variant": first.get("variant", "primary"),
             "model": model or f"most of {k}",
-            "statistic": statistic or f"share of models reproduced ({first['statistic']})", "value": rep / k,
+            "statistic": statistic or f"{AGGREGATE} ({first['statistic']})", "value": rep / k,
             "ci_low": math.nan, "ci_high": math.nan, "threshold": f">= {share:g}", "n": k, "verdict": verdict,
             "note": f"{summary}; {note}" if note else summary}
 
@@ -281,3 +290,86 @@ def most_row(rows: Sequence[Mapping[str, Any]], *, share: float = MOST, model: s
 def spearman(x: Tensor, y: Tensor) -> Tensor:
     """Spearman's rho along the last dimension (ties averaged, as scipy), batched; NaN for a constant row."""
     return rowwise_correlation(torch.as_tensor(x), torch.as_tensor(y), method="spearman")
+
+
+# --------------------------------------------------------------------------- headline rows
+
+AGGREGATE: str = "share of models reproduced"
+"""How an aggregate row's statistic begins (:func:`most_row`)."""
+
+
+def is_aggregate(row: Mapping[str, Any]) -> bool:
+    """A "most models" row of :func:`most_row` (its statistic begins with :data:`AGGREGATE`)."""
+    return str(row.get("statistic", "")).startswith(AGGREGATE)
+
+
+def headline_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows read as the claims' verdicts: per (paper, claim), its primary aggregate rows; a claim without
+    an aggregate row (one statistic over a model set) keeps its primary rows. Sensitivity rows never enter.
+    Input order is kept."""
+    primary = [dict(r) for r in rows if r.get("variant", "primary") == "primary"]
+    with_agg = {(r["paper"], r["claim"]) for r in primary if is_aggregate(r)}
+    return [r for r in primary if is_aggregate(r) or (r["paper"], r["claim"]) not in with_agg]
+
+
+# --------------------------------------------------------------------------- amendment log
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """A change to the claims' protocol made after a result was seen: why, what changed, and each headline
+    verdict of the run it was seen in (``before``: ``(claim, model) -> verdict``); the report sets this
+    run's verdict beside each (:func:`amendment_rows`)."""
+
+    number: int
+    when: str
+    reason: str
+    changes: tuple[str, ...]
+    before: tuple[tuple[str, str, str], ...]
+
+
+AMENDMENTS: tuple[Amendment, ...] = (
+    Amendment(
+        number=1,
+        when="after the first full run (2026-11-30, 2-core CPU)",
+        reason="an audit of validity, not of direction: verdicts were issued from 3-10 images (94 of 129 decisive "
+               "rows of the quick run), correlations over 2 layers, two solvers and three measurement points with "
+               "none declared primary, a 3-point FORGrad grid, and CPU and GPU runs used different protocols",
+        changes=(
+            "a decisive row needs at least 15 independent source units; fewer gives inconclusive (n below 15)",
+            "a Spearman rho over layers or stages needs at least 5 points; a model with fewer is left out",
+            "one primary variant per claim (SROP at activation, discarding's release solver, FORGrad's softmax "
+            "scores); other variants are sensitivity rows, aggregated apart",
+            "no verdict from a protocol lowered below the paper's: the row is inconclusive and names the setting",
+            "S1 without a low-pass cut-off that keeps accuracy is inconclusive (no fallback cut-off)",
+            "S2 over at least 3 random initialisations; the interval resamples images and seed pairs",
+            "discarding: 100 digits per model, 30 per stage, every photograph at the native size",
+            "A2: not reproduced only for a decided cycle; an undecided pair is inconclusive",
+            "A1-A4: the autoencoder pre-trained off the classifiers' domain, at least 3 training seeds",
+            "F2's grid on every device; F3's interval redoes the cut-off choice in each resample",
+            "missing values propagate through the rank statistics: a row with one is inconclusive",
+        ),
+        before=(
+            ("S1", "MNIST set @activation", "reproduced"), ("S1", "ImageNet trio @activation", "reproduced"),
+            ("S2", "all models @activation", "not reproduced"), ("S3", "MNIST set @activation", "not reproduced"),
+            ("D1", "MNIST set [release]", "not reproduced"), ("D2", "MNIST set [release]", "inconclusive"),
+            ("D2", "ImageNet trio [release]", "reproduced"), ("D3", "isometries [release]", "inconclusive"),
+            ("D4", "MNIST set [release]", "not reproduced"), ("D5", "MNIST set [release]", "not reproduced"),
+            ("A1", "every classifier", "inconclusive"), ("A2", "MNIST set (5)", "inconclusive"),
+            ("A3", "MNIST set (5)", "inconclusive"), ("A4", "MNIST set (5)", "reproduced"),
+            ("F1", "every ImageNet model", "reproduced"), ("F2", "most (model, gradient method) pairs", "inconclusive"),
+            ("F3", "most (model, gradient method) pairs", "inconclusive"), ("F4", "most ImageNet models", "inconclusive"),
+            ("F5", "mnist_resnet vs mnist_resnet_aa", "reproduced"),
+        ),
+    ),
+)
+"""Every amendment of the claims document (``docs/claims.md``), in order: the report's amendment log."""
+
+
+def amendment_rows(amendment: Amendment, rows: Sequence[Mapping[str, Any]] | None) -> list[dict[str, str]]:
+    """One row per headline claim of ``amendment``: its verdict before, and in ``rows`` (this run's claims)
+    after; ``"not in this run"`` where the run has no such row (``rows`` None: no run at all)."""
+    now = {(str(r["claim"]), str(r["model"])): str(r["verdict"]) for r in (rows or [])
+           if r.get("variant", "primary") == "primary"}
+    return [{"claim": c, "model": m, "before": v, "after": now.get((c, m), "not in this run")}
+            for c, m, v in amendment.before]

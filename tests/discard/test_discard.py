@@ -379,11 +379,12 @@ def test_ink_gap_cells_and_claim_rows():
     x[0, 0, 2, 2] = 0.1   # bottom-right cell: ink share 0.025, neither stroke nor background
     hmap = torch.tensor([[[[0.0, 2.0], [4.0, 9.0]]]])
     assert float(ex.ink_gap(x, hmap)[0, 0]) == pytest.approx((2.0 + 4.0) / 2 - 0.0)
+    # 20 digits (>= 15 units) at 5 layers (>= 5 points): decisive
     rows = [{"model": "m", "solver": s, "stage": "final", "index": i, "depth": d, "layer": str(d),
-             "entropy": -3.0 + d * (1 + 0.1 * i), "gap": 0.5 + 0.1 * i} for s in ex.SOLVERS for i in range(6)
-            for d in range(3)]
+             "entropy": -3.0 + d * (1 + 0.1 * i), "gap": 0.5 + 0.01 * i} for s in ex.SOLVERS for i in range(20)
+            for d in range(5)]
     out, gaps = ex.decide_claims(rows, [], [], {}, ["m"], [])
     d2 = [r for r in out if r["claim"] == "D2" and r["model"] == "m [release]"][0]
-    assert d2["value"] == pytest.approx(1.0) and d2["verdict"] == "reproduced"
+    assert d2["value"] == pytest.approx(1.0) and d2["verdict"] == "reproduced" and d2["variant"] == "primary"
     d1 = [r for r in out if r["claim"] == "D1" and r["model"] == "m [constrained]"][0]
-    assert d1["value"] == pytest.approx(0.75) and d1["verdict"] == "reproduced"
+    assert d1["value"] == pytest.approx(0.595) and d1["verdict"] == "reproduced" and d1["variant"] == "sensitivity"

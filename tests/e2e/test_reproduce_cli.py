@@ -44,3 +44,20 @@ def test_the_report_opens_with_the_claims(quick_reproduce):
     page = (quick_reproduce / "report.html").read_text()
     first_verdict = min(page.find(v) for v in VERDICTS if v in page)
     assert 0 <= first_verdict < page.find("<section") or page.find("<section") < 0
+
+
+def test_no_decisive_row_rests_on_fewer_than_fifteen_units(quick_reproduce):
+    """Amendment 1: a per-model row decided from fewer than 15 source units is inconclusive. Exempt: the
+    "most models" aggregates (n counts models) and D3's closed-form check of the metric (n counts random
+    inputs to an isometry, not sampled sources). Every row has a variant, and the quick report says it is a
+    smoke test in its first line."""
+    from infolens.claims import MIN_UNITS, VARIANTS, is_aggregate
+
+    with open(quick_reproduce / "tables" / "claims.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    small = [r for r in rows if r["verdict"] != "inconclusive" and not is_aggregate(r) and r["claim"] != "D3"
+             and int(float(r["n"])) < MIN_UNITS]
+    assert not small, small
+    assert {r["variant"] for r in rows} <= set(VARIANTS) and "primary" in {r["variant"] for r in rows}
+    page = (quick_reproduce / "report.html").read_text()
+    assert page[page.index("</h1>") + 5:].startswith("<p class='meta warn smoke'>smoke test (--quick): n = ")

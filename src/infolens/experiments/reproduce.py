@@ -7,7 +7,12 @@ writes its own result folder ``OUT/<paper>`` (tables, figures, ``meta.json`` wit
 only composes them:
 
 * ``OUT/tables/claims.csv``: one row per claim x model (or model set), in paper order;
-* ``OUT/report.html``: opens with that table, verdicts coloured, each row linking to its figure;
+* ``OUT/report.html``: opens with that table, verdicts coloured, each row linking to its figure (primary rows
+  first, sensitivity rows beside them), then the amendment log; a ``--quick`` run's report says in its first
+  line that it is a smoke test whose verdicts are not evidence (its rows carry the same rules: most are
+  inconclusive by n);
+* ``--publish DIR``: the finished full run copied into ``DIR/<date>-<device>/`` with its provenance, and
+  ``DIR/claims.csv`` (:mod:`infolens.experiments.publish`);
 * resume: a paper whose rows are written (``OUT/parts/claims/<paper>.csv``) is not run again, and each
   paper's own folder resumes its finished units;
 * torchrun: papers are handed out by :func:`shard` (longest first, each to the least-loaded rank, by
@@ -106,7 +111,10 @@ def reproduce(out: str | Path, *, papers: Sequence[str] | str | None = None, qui
                  "decided on the ImageNet trio (EfficientNet-Lite0/1/2 on the offline photographs) and the MNIST "
                  "set (the built-in classifiers trained to a plateau, with their stage checkpoints). Verdicts: "
                  "reproduced, not reproduced, inconclusive (95 % bootstrap intervals over source images).")
-    run.write_meta(order=0, report_tables=["claims"])
+    from .publish import command_line, current_commit, machine
+
+    run.write_meta(order=0, report_tables=["claims"], command=command_line(), commit=current_commit(),
+                   machine=machine(), world=rank_world()[1])
     t0 = time.perf_counter()
     rank, world = rank_world()
     for paper in shard(wanted, world)[rank]:
@@ -149,10 +157,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="result folder (default results/reproduce, or results/reproduce-quick)")
     p.add_argument("--overwrite", action="store_true", help="start the result folder afresh")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--publish", default=None, metavar="DIR",
+                   help="after the run, copy it into DIR/<date>-<device>/ and write DIR/claims.csv (a full run "
+                        "only; the README's table is regenerated when ./README.md has its markers)")
 
 
 def main(args: argparse.Namespace) -> Path:
     papers = parse_papers(args.paper)
+    if getattr(args, "publish", None) and args.quick:
+        raise ValueError("--publish with --quick: a quick run is a smoke test and is never published; drop --quick")
     out = Path(args.out or ("results/reproduce-quick" if args.quick else "results/reproduce"))
     rows = reproduce(out, papers=papers, quick=args.quick, device=args.device,
                      progress=_progress.enabled(not getattr(args, "no_progress", False)), overwrite=args.overwrite,
@@ -163,6 +176,14 @@ def main(args: argparse.Namespace) -> Path:
             print(f"{r['claim']:<3} {str(r['model']):<{width}} {r['verdict']:<15} {r['statistic']} = "
                   f"{_fmt(r['value'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] ({r['threshold']})")
         print(f"claims: {out / 'tables' / 'claims.csv'}")
+        if getattr(args, "publish", None):
+            from .publish import README_START, publish, update_readme
+
+            folder = publish(out, args.publish)
+            print(f"published: {folder} and {Path(args.publish) / 'claims.csv'}")
+            readme = Path("README.md")
+            if readme.is_file() and README_START in readme.read_text():
+                print(f"README table: {update_readme(readme, args.publish)}")
     return out
 
 

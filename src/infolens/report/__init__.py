@@ -2,8 +2,13 @@
 from result folders, never from models. It leads with what was found:
 
 1. **Summary** — per paper, its claims and verdicts (``tables/claims.csv``: colour per verdict, each row
-   linking to the figure that shows it via ``meta.json``'s ``claim_figures``) and the deviations from the
-   paper (``meta["deviations"]``); for an analysis without claims, its headline numbers.
+   linking to the figure that shows it via ``meta.json``'s ``claim_figures``; the primary rows first, the
+   sensitivity rows beside them, collapsed) and the deviations from the paper (``meta["deviations"]``); for
+   an analysis without claims, its headline numbers. A ``--quick`` run's first line says it is a smoke test
+   and its verdicts are not evidence; ``infolens reproduce`` adds the amendment log
+   (:data:`infolens.claims.AMENDMENTS`: each change made after a result was seen, with the verdicts before
+   and on this run). The demo opens with each analysis's key figure and reading; its claims follow under a
+   heading that calls them a smoke test.
 2. **Across methods** — one row per model: SROP summary, discarding slope, FORGrad cut-off, signal-order
    position, and the rank correlations between them (:mod:`.panel`).
 3. **One section per analysis** — its key figure and a two-sentence reading first, the other figures,
@@ -27,7 +32,7 @@ from ._html import (CSS, MAX_ROWS, VERDICT_CLASS, esc, figure_html, fmt, pivots,
                     table_html, verdict_html)
 from .panel import panel_html
 
-__all__ = ["build_report", "find_sections"]
+__all__ = ["build_report", "find_sections", "unit_range", "smoke_line"]
 
 PAPERS = {"srop": "SROP (arXiv 2102.00369)", "discard": "Information discarding (arXiv 1906.04109)",
           "signal": "What deep networks like to see (arXiv 1803.08337)", "forgrad": "FORGrad (arXiv 2307.09591)"}
@@ -93,6 +98,52 @@ def _claims(root: Path, sections: list[tuple[Path, dict]]) -> list[tuple[dict[st
     return out
 
 
+def unit_range(rows: list[dict[str, Any]]) -> tuple[int, int] | None:
+    """Smallest and largest ``n`` (source units) over the per-model claim rows (aggregates left out)."""
+    from ..claims import is_aggregate
+
+    ns = []
+    for r in rows:
+        try:
+            ns.append(int(float(r.get("n"))))
+        except (TypeError, ValueError):
+            continue
+        if is_aggregate(r):
+            ns.pop()
+    return (min(ns), max(ns)) if ns else None
+
+
+def smoke_line(rows: list[dict[str, Any]]) -> str:
+    """``"smoke test (--quick): n = 3–48; verdicts are not evidence"``."""
+    rng = unit_range(rows)
+    n = "?" if rng is None else (str(rng[0]) if rng[0] == rng[1] else f"{rng[0]}–{rng[1]}")
+    return f"smoke test (--quick): n = {n}; verdicts are not evidence"
+
+
+def _claim_table(prs: list[tuple[dict[str, Any], Path | None]], root: Path,
+                 metas: Mapping[Path, Mapping[str, Any]]) -> str:
+    parts = ["<table class=claims><tr><th>claim</th><th class=t>model</th><th>verdict</th><th>value</th>"
+             "<th>95 % interval</th><th>threshold</th><th>n</th><th class=t>statistic</th>"
+             "<th class=t>note</th></tr>"]
+    for r, sec in prs:
+        cid = str(r.get("claim", ""))
+        meta = metas.get(sec, {}) if sec is not None else {}
+        fig = (meta.get("claim_figures") or {}).get(cid)
+        label = esc(cid)
+        if fig and sec is not None:
+            label = f"<a href='#fig-{esc(_anchor(sec, root))}-{esc(Path(fig).stem)}'>{esc(cid)}</a>"
+        lo, hi = r.get("ci_low"), r.get("ci_high")
+        ci = f"[{fmt(lo)}, {fmt(hi)}]" if isinstance(lo, float) and lo == lo else "–"
+        cls = VERDICT_CLASS.get(str(r.get("verdict")).lower(), "")
+        parts.append(f"<tr class='{cls}'><td>{label}</td><td class=t>{esc(r.get('model', ''))}</td>"
+                     f"<td>{verdict_html(r.get('verdict', ''))}</td><td>{fmt(r.get('value'))}</td>"
+                     f"<td>{ci}</td><td>{esc(r.get('threshold', ''))}</td><td>{fmt(r.get('n'))}</td>"
+                     f"<td class=note>{esc(r.get('statistic', ''))}</td><td class=note>{fmt(r.get('note', ''))}"
+                     f"</td></tr>")
+    parts.append("</table>")
+    return "".join(parts)
+
+
 def _claims_html(rows: list[tuple[dict[str, Any], Path | None]], root: Path,
                  metas: Mapping[Path, Mapping[str, Any]]) -> str:
     parts = []
@@ -107,25 +158,13 @@ def _claims_html(rows: list[tuple[dict[str, Any], Path | None]], root: Path,
                              sorted(counts.items(), key=lambda kv: list(VERDICT_CLASS).index(kv[0])
                                     if kv[0] in VERDICT_CLASS else 9))
         parts.append(f"<h3>{esc(PAPERS.get(paper, paper))}</h3><p class=counts>{count_html}</p>")
-        parts.append("<table class=claims><tr><th>claim</th><th class=t>model</th><th>verdict</th><th>value</th>"
-                     "<th>95 % interval</th><th>threshold</th><th>n</th><th class=t>statistic</th>"
-                     "<th class=t>note</th></tr>")
-        for r, sec in prs:
-            cid = str(r.get("claim", ""))
-            meta = metas.get(sec, {}) if sec is not None else {}
-            fig = (meta.get("claim_figures") or {}).get(cid)
-            label = esc(cid)
-            if fig and sec is not None:
-                label = f"<a href='#fig-{esc(_anchor(sec, root))}-{esc(Path(fig).stem)}'>{esc(cid)}</a>"
-            lo, hi = r.get("ci_low"), r.get("ci_high")
-            ci = f"[{fmt(lo)}, {fmt(hi)}]" if isinstance(lo, float) and lo == lo else "–"
-            cls = VERDICT_CLASS.get(str(r.get("verdict")).lower(), "")
-            parts.append(f"<tr class='{cls}'><td>{label}</td><td class=t>{esc(r.get('model', ''))}</td>"
-                         f"<td>{verdict_html(r.get('verdict', ''))}</td><td>{fmt(r.get('value'))}</td>"
-                         f"<td>{ci}</td><td>{esc(r.get('threshold', ''))}</td><td>{fmt(r.get('n'))}</td>"
-                         f"<td class=note>{esc(r.get('statistic', ''))}</td><td class=note>{fmt(r.get('note', ''))}"
-                         f"</td></tr>")
-        parts.append("</table>")
+        primary = [(r, sec) for r, sec in prs if str(r.get("variant") or "primary") == "primary"]
+        sens = [(r, sec) for r, sec in prs if str(r.get("variant") or "primary") != "primary"]
+        parts.append(_claim_table(primary, root, metas))
+        if sens:
+            parts.append(f"<details><summary>Sensitivity rows ({len(sens)}: other measurement points, solvers or "
+                         f"scores; never counted in a claim's verdict)</summary>{_claim_table(sens, root, metas)}"
+                         "</details>")
         devs = [d for s, m in metas.items() if str(m.get("analysis")) == paper for d in (m.get("deviations") or [])]
         if devs:
             parts.append(f"<details open><summary>Deviations from the paper ({len(devs)})</summary><ul class=dev>"
@@ -234,6 +273,38 @@ def _section_html(sec: Path, root: Path, meta: Mapping[str, Any], claims: list[d
     return anchor, title, "\n".join(parts)
 
 
+def _amendments_html(rows: list[dict[str, Any]]) -> str:
+    """The amendment log: each change made after a result was seen, its reason, and each headline verdict
+    before it beside this run's."""
+    from ..claims import AMENDMENTS, amendment_rows
+
+    parts = ["<div class=amendments id=amendments><h2>Amendment log</h2>"]
+    for a in AMENDMENTS:
+        parts.append(f"<h3>Amendment {a.number} ({esc(a.when)})</h3><p>Reason: {esc(a.reason)}.</p><ul class=dev>"
+                     + "".join(f"<li>{esc(c)}</li>" for c in a.changes) + "</ul>")
+        trs = "".join(f"<tr><td>{esc(r['claim'])}</td><td class=t>{esc(r['model'])}</td>"
+                      f"<td>{verdict_html(r['before'])}</td><td>{verdict_html(r['after']) if r['after'] in VERDICT_CLASS else esc(r['after'])}</td></tr>"
+                      for r in amendment_rows(a, rows))
+        parts.append("<table class=claims><tr><th>claim</th><th class=t>model</th><th>before</th><th>this run</th></tr>"
+                     f"{trs}</table>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _first_screen_html(shown: list[tuple[Path, dict]], root: Path, claim_by_sec: Mapping[Any, list]) -> str:
+    """The demo's first screen: each analysis's key figure and reading."""
+    parts = []
+    for sec, meta in shown:
+        figs = _figures(sec, meta)
+        if not figs or sec == root:
+            continue
+        title = str(meta.get("title") or meta.get("analysis") or sec.name)
+        parts.append(f"<h3><a href='#{esc(_anchor(sec, root))}'>{esc(title)}</a></h3>"
+                     f"<p class=reading>{esc(_reading(meta, sec, claim_by_sec.get(sec, []), figs))}</p>"
+                     + figure_html(figs[0], _caption(meta, figs[0].stem), f"first-{_anchor(sec, root)}", key=True))
+    return "".join(parts)
+
+
 def build_report(result_dir: str | Path, *, out: str | Path | None = None, title: str = "infolens report") -> Path:
     """Write ``report.html`` (default inside ``result_dir``) and return its path."""
     from ..distributed import is_main
@@ -257,9 +328,24 @@ def build_report(result_dir: str | Path, *, out: str | Path | None = None, title
     shown = [(s, m) for s, m in pairs  # the top folder of a demo / reproduce only gathers the others
              if not (s == root and len(pairs) > 1 and m.get("analysis") in ("demo", "reproduce"))]
     sections = [_section_html(s, root, m, claim_by_sec.get(s, [])) for s, m in shown]
-    if claims:
+    top = metas.get(root, {})
+    kind = top.get("analysis")
+    quick = bool((top.get("params") or {}).get("quick"))
+    claim_rows = [r for r, _ in claims]
+    first_line = ""
+    amend = ""
+    if claims and kind == "demo":
+        screen = _first_screen_html(shown, root, claim_by_sec)
+        summary = (screen + f"<h2>Claims: a smoke test ({esc(smoke_line(claim_rows).split(': ', 1)[1])})</h2>"
+                   + _claims_html(claims, root, metas))
+        lead = "Each analysis's key figure and reading; the claims below come from the demo's small samples."
+    elif claims:
         summary = _claims_html(claims, root, metas)
         lead = "What each paper's claims came to on this run (colour per verdict; a claim links to its figure)."
+        if quick:
+            first_line = f"<p class='meta warn smoke'>{esc(smoke_line(claim_rows))}</p>"
+        if kind == "reproduce":
+            amend = _amendments_html(claim_rows)
     else:
         summary = _headlines_html(pairs, root)
         lead = "No claims were decided in this run (run <code>infolens reproduce</code> for verdicts); the " \
@@ -269,9 +355,9 @@ def build_report(result_dir: str | Path, *, out: str | Path | None = None, title
     if panel:
         nav = "<a href='#cross-method'>Across methods</a> " + nav
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{esc(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>"
+            f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>{first_line}"
             f"<p class=meta>{esc(root.resolve())}</p>"
-            f"<div class=summary id=summary><h2>Summary</h2><p class=meta>{lead}</p>{summary}</div>"
+            f"<div class=summary id=summary><h2>Summary</h2><p class=meta>{lead}</p>{summary}</div>{amend}"
             f"<nav>{nav}</nav>{panel}"
             + "\n".join(body for _, _, body in sections) + "</body></html>")
     return atomic_write_text(target, page)

@@ -31,7 +31,7 @@ from .autoencoder import (FitResult, Schedule, SegNetAE, build_autoencoder, clas
 from .method import ROW_COLUMNS, InputSignal, SignalMeasurement
 from .nmi import (MutualInformation, joint_range, mutual_information, nmi, nmi_noise_bias, out_of_range,
                   quantize)
-from .stats import ALPHA, SignalOrder, average_ranks, kruskal_wallis, mcnemar_exact, signal_order
+from .stats import ALPHA, SignalOrder, average_ranks, kruskal_wallis, mcnemar_exact, order_verdict, signal_order
 
 __all__ = [
     "InputSignal",
@@ -64,4 +64,5 @@ __all__ = [
     "kruskal_wallis",
     "SignalOrder",
     "signal_order",
+    "order_verdict",
 ]

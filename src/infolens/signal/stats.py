@@ -4,7 +4,7 @@ the order it implies, and Kruskal-Wallis over per-image NMI. Pure tensor functio
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,45 @@ def kruskal_wallis(groups: Tensor) -> tuple[Tensor, Tensor]:
     return h, p
 
 
+def order_verdict(decided: Mapping[tuple[str, str], int]) -> str:
+    """Claim A2's verdict from the decided comparisons of every pair of classifiers.
+
+    Parameters
+    ----------
+    decided : mapping ``(a, b) -> +1 / -1 / 0``
+        One entry per unordered pair: ``+1`` when ``a`` is decided to let in more signal than ``b``,
+        ``-1`` when ``b`` is decided over ``a``, ``0`` when the pair is undecided (the test lacks power,
+        or the seeds disagree).
+
+    Returns
+    -------
+    str
+        ``"not reproduced"`` only for a *decided cycle* (``a > b > c > a`` with each of the three pairs
+        decided: no total order can exist); else ``"reproduced"`` when every pair is decided (a decided
+        tournament without a 3-cycle is transitive, hence a total order); else ``"inconclusive"``: an
+        undecided pair is a lack of power, not evidence against the order (docs/claims.md, A2).
+    """
+    names = sorted({n for pair in decided for n in pair})
+    if len(names) < 2:
+        raise ValueError(f"decided must hold at least one pair of classifiers, got {dict(decided)!r}")
+    k = len(names)
+    beats = torch.zeros(k, k, dtype=torch.long)
+    for (a, b), d in decided.items():
+        if d not in (-1, 0, 1) or a == b:
+            raise ValueError(f"decided[({a!r}, {b!r})] must be +1, -1 or 0 for two different classifiers, got {d!r}")
+        i, j = names.index(a), names.index(b)
+        if d:
+            w, l = (i, j) if d > 0 else (j, i)
+            beats[w, l] = 1
+    if bool((beats & beats.T).any()):
+        raise ValueError("decided holds one pair in both directions with opposite signs; give each pair once")
+    if bool(torch.einsum("ab,bc,ca->", beats, beats, beats) > 0):
+        return "not reproduced"
+    n_pairs = k * (k - 1) // 2
+    n_decided = int(beats.sum())
+    return "reproduced" if n_decided == n_pairs else "inconclusive"
+
+
 @dataclass
 class SignalOrder:
     """The order of classifiers by the signal they let in (see :func:`signal_order`).
@@ -105,6 +144,16 @@ class SignalOrder:
         undecided = [f"{p['a']} ~ {p['b']}" for p in self.pairs if not p["decided"]]
         cyc = [" > ".join(c + (c[0],)) for c in self.cycles]
         return "; ".join(parts + undecided + [f"cycle {c}" for c in cyc]) or "no pair decided"
+
+    def decided(self) -> dict[tuple[str, str], int]:
+        """Per unordered pair ``(a, b)``: ``+1`` (a > b decided), ``-1`` (b > a decided) or ``0`` (undecided),
+        the input of :func:`order_verdict`."""
+        return {(p["a"], p["b"]): (0 if not p["decided"] else 1 if p["more"] == p["a"] else -1) for p in self.pairs}
+
+    def verdict(self) -> str:
+        """A2's verdict from this order (:func:`order_verdict`): a decided cycle is "not reproduced", an
+        undecided pair "inconclusive"."""
+        return order_verdict(self.decided())
 
     def position(self) -> Tensor:
         """Per classifier (in ``names`` order), its place in ``ranking``: K for the most signal, 1 the least."""

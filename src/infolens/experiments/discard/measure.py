@@ -45,7 +45,7 @@ def default_layers(model: nn.Module, name: str, *, most: int = 5) -> list[str]:
     return [relus[round(i * (len(relus) - 1) / (most - 1))] for i in range(most)]
 
 
-def block_layers(model: nn.Module, name: str, *, most: int = 4) -> list[str]:
+def block_layers(model: nn.Module, name: str, *, most: int = 5) -> list[str]:
     """EfficientNet's block outputs ``_blocks.k`` (each module runs once per pass; its activations are
     reused inside a block), ``most`` spread evenly from the first to the last; else :func:`default_layers`."""
     blocks = getattr(model, "_blocks", None)

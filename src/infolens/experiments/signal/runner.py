@@ -220,11 +220,8 @@ def claim_rows(m: SignalMeasurement, params: Mapping[str, int], *, min_classifie
     order = m.order()
     n_dec = sum(p["decided"] for p in order.pairs)
     few = k < min_classifiers
-    if order.cycles or (not order.is_transitive):
-        v2 = "not reproduced"
-    elif order.is_total and not few:
-        v2 = "reproduced"
-    else:
+    v2 = order.verdict()  # "not reproduced" only for a decided cycle; an undecided pair is inconclusive
+    if v2 == "reproduced" and few:
         v2 = "inconclusive"
     note2 = (f"{n_dec} of {len(order.pairs)} pairs decided (McNemar exact, alpha {order.alpha}); "
              f"{'transitive' if order.is_transitive else 'cycles: ' + str(order.cycles)}; order: {order.describe()}"

@@ -1,5 +1,6 @@
 """Claims S1-S3 of SROP (arXiv 2102.00369) decided on the testbed, at every measurement point
-(``docs/claims.md``).
+(``docs/claims.md``). The primary variant is SROP at ``activation`` (:data:`PRIMARY`); ``conv`` and
+``block`` are sensitivity rows.
 
 * **S1** (SROP distributions change with the input's useful content): per model and point, the mean over
   layers of the Wasserstein-1 distance between the SROP distributions (images x channels) of the
@@ -7,16 +8,20 @@
   for a UI-keeping low-pass. The statistic is the smaller of the two ratios (both must exceed 1).
   The low-pass cut-off is fixed per model *before any SROP is computed*, on held-out images, by one
   rule: going down the grid :data:`CUTOFFS` (fractions of Nyquist), the lowest cut-off such that it and
-  every cut-off above it keep accuracy within 2 points of the unfiltered images.
-* **S2** (trained and randomly initialised models differ): mean over layers of W1(trained, random init)
-  (averaged over two seeds) divided by the mean over layers of W1(random seed 1, random seed 2).
+  every cut-off above it keep accuracy within 2 points of the unfiltered images. When no cut-off keeps
+  accuracy, the premise of S1 is missing and the row is inconclusive (never decided with a fallback).
+* **S2** (trained and randomly initialised models differ): mean over layers of W1(trained, random init),
+  averaged over :data:`SEEDS` (three random initialisations, the model's own initialiser where it has one),
+  divided by the mean over the three seed pairs of the mean over layers of W1(random seed i, random seed j).
+  The interval resamples images and seed pairs together.
 * **S3** (SROP moves in step with accuracy): Spearman's rho between the layer-averaged mean SROP and
   test accuracy over the stage checkpoints (MNIST set); ``abs(rho) >= 0.8`` on most, one sign for all.
   The robustness table gives rho under q = 1 / 2 and DC kept / dropped.
 
 Intervals: percentile bootstrap over source images (:func:`infolens.claims.bootstrap`, 1,000 resamples,
 seed 0); crops or flips of one photograph share its source. Every point (``conv``, ``activation``,
-``block``) gets its own rows (model column ``name@point``) and its own "most" rows. Per-model SROPs are
+``block``) gets its own rows (model column ``name@point``) and its own "most" rows; the ``activation``
+rows are ``primary``, the others ``sensitivity``. Per-model SROPs are
 cached under ``parts/srop_cache/`` in the result folder (resumable; a run with other parameters starts afresh).
 """
 
@@ -34,7 +39,7 @@ from torch import Tensor, nn
 
 from ... import _progress
 from .. import testbed
-from ...claims import bootstrap, claim_row, most_row, spearman
+from ...claims import MIN_POINTS, bootstrap, claim_row, most_row, spearman
 from ...results import RunDir, atomic_torch_save
 from ...spectral import lowpass_filter
 from ...srop import (MEASUREMENT_POINTS, SpectralRolloff, input_variant, plan_points, random_init, resample_counts,
@@ -42,6 +47,16 @@ from ...srop import (MEASUREMENT_POINTS, SpectralRolloff, input_variant, plan_po
 
 PAPER = "srop"
 POINTS: tuple[str, ...] = MEASUREMENT_POINTS
+PRIMARY: str = "activation"
+"""The primary measurement point (docs/claims.md); the other points are sensitivity rows."""
+SEEDS: tuple[int, ...] = (1, 2, 3)
+"""S2's random initialisations: at least 3 seeds, so at least 3 seed pairs (docs/claims.md)."""
+
+
+def variant_of(at: str) -> str:
+    """``"primary"`` at :data:`PRIMARY`, ``"sensitivity"`` at every other measurement point."""
+    return "primary" if at == PRIMARY else "sensitivity"
+
 CUTOFFS: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1)
 """Low-pass cut-offs tried for S1's UI-keeping variant, highest first (fractions of Nyquist)."""
 ACC_DROP = 0.02
@@ -64,8 +79,10 @@ DEVIATIONS = [
     "S1's low-pass cut-off is chosen per model on held-out images by a fixed rule (the lowest cut-off on the "
     "grid 0.9..0.1 of Nyquist such that it and every higher one keep accuracy within 2 points); on photographs, "
     "which carry few labels, accuracy is agreement with the model's own top-1 on the unfiltered photograph.",
-    "Random initialisations re-initialise a copy of the trained model with the framework's default "
-    "initialisation (two seeds), not each model's own initialisation scheme.",
+    "S2's random initialisations (three seeds, three seed pairs): the MNIST set's networks are rebuilt by their own "
+    "constructor (their own initialiser) under seeds 1-3; the ImageNet trio's are re-initialised with the framework's "
+    "default initialisation (their own scheme is not replayed).",
+    "S1 is inconclusive for a model where no low-pass cut-off keeps accuracy within 2 points (the premise is missing).",
     "S3 uses every stage checkpoint of the testbed (initialisation included); test accuracy is held fixed in "
     "the bootstrap, which resamples the images the SROPs are measured on.",
     "Models without 2-D feature maps (an MLP) have no SROP and are left out of every claim.",
@@ -190,8 +207,11 @@ def _measure(run: RunDir, key: str, model: nn.Module | Callable[[], nn.Module], 
     return out
 
 
-PAIRS: tuple[tuple[str, str], ...] = (("original", "lowpass"), ("original", "shuffled"), ("original", "noise"),
-                                      ("original", "random 1"), ("original", "random 2"), ("random 1", "random 2"))
+RANDOM: tuple[str, ...] = tuple(f"random {s}" for s in SEEDS)
+SEED_PAIRS: tuple[tuple[str, str], ...] = tuple((RANDOM[i], RANDOM[j]) for i in range(len(RANDOM))
+                                                for j in range(i + 1, len(RANDOM)))
+PAIRS: tuple[tuple[str, str], ...] = ((("original", "lowpass"), ("original", "shuffled"), ("original", "noise"))
+                                      + tuple(("original", r) for r in RANDOM) + SEED_PAIRS)
 """The distributions S1 and S2 compare."""
 
 
@@ -200,10 +220,11 @@ def layer_w1(h: dict[str, Tensor], counts: Tensor) -> dict[tuple[str, str], Tens
     (``h[variant]``: ``(L, S, B)`` per-source histograms; ``counts``: ``(R, S)``). One layer at a time,
     each variant resampled once per layer (float32 products of integer counts: exact)."""
     c = counts.float()
-    per: dict[tuple[str, str], list[Tensor]] = {p: [] for p in PAIRS}
+    pairs = [p for p in PAIRS if p[0] in h and p[1] in h]
+    per: dict[tuple[str, str], list[Tensor]] = {p: [] for p in pairs}
     for l in range(h["original"].shape[0]):
         res = {v: resample_histograms(hv[l].float(), c).double() for v, hv in h.items()}
-        for a, b in PAIRS:
+        for a, b in pairs:
             per[(a, b)].append(wasserstein1(res[a], res[b]))
     return {p: torch.nanmean(torch.stack(v), 0) for p, v in per.items()}
 
@@ -214,9 +235,36 @@ def s1_ratio(w: dict[tuple[str, str], Tensor]) -> Tensor:
     return torch.minimum(*[w[("original", v)] / keep for v in DESTROY])
 
 
-def s2_ratio(w: dict[tuple[str, str], Tensor]) -> Tensor:
-    """S2: W1(trained, random init) averaged over the two seeds, over W1(random seed 1, random seed 2)."""
-    return (w[("original", "random 1")] + w[("original", "random 2")]) / 2 / w[("random 1", "random 2")]
+def s2_ratio(w: dict[tuple[str, str], Tensor], pairs: Tensor | None = None) -> Tensor:
+    """S2: mean W1(trained, random init) over mean W1(random i, random j), per resample.
+
+    ``pairs`` ``(R, P)``: indices into :data:`SEED_PAIRS` drawn for each resample (with replacement; the
+    bootstrap over seed pairs); the numerator averages W1(trained, seed) over the two seeds of each drawn
+    pair, the denominator W1 between the seeds of each drawn pair. ``None``: every pair once (the point
+    estimate: the mean over seeds over the mean over all pairs)."""
+    between = torch.stack([w[p] for p in SEED_PAIRS], -1)  # (R, P)
+    trained = torch.stack([(w[("original", a)] + w[("original", b)]) / 2 for a, b in SEED_PAIRS], -1)
+    if pairs is None:
+        return trained.mean(-1) / between.mean(-1)
+    pairs = pairs.to(between.device).long()
+    return trained.gather(-1, pairs).mean(-1) / between.gather(-1, pairs).mean(-1)
+
+
+def seed_pair_draws(n_resamples: int, *, seed: int = 0) -> Tensor:
+    """``(n_resamples, P)`` indices into :data:`SEED_PAIRS`, drawn with replacement (fixed CPU generator)."""
+    g = torch.Generator().manual_seed(10_007 + int(seed))
+    return torch.randint(0, len(SEED_PAIRS), (n_resamples, len(SEED_PAIRS)), generator=g)
+
+
+def random_inits(name: str, model: nn.Module, device: str) -> dict[str, Callable[[], nn.Module]]:
+    """S2's random initialisations of ``model`` (:data:`SEEDS`): a built-in network rebuilt by its own
+    constructor under each seed (its own initialiser); any other model re-initialised with the framework
+    default (:func:`infolens.srop.random_init`)."""
+    from ...models import BUILTIN_MODELS, build_builtin
+
+    if name in BUILTIN_MODELS:
+        return {f"random {s}": (lambda s=s: build_builtin(name, seed=s).to(device).eval()) for s in SEEDS}
+    return {f"random {s}": (lambda s=s: random_init(model, seed=s)) for s in SEEDS}
 
 
 # --------------------------------------------------------------------------- S1 cut-off rule
@@ -268,9 +316,8 @@ def s1_s2_model(run: RunDir, name: str, model: nn.Module, x: Tensor, source: Ten
     meas = {}
     for v, xv in _variants(x, cut["cutoff"], plan.seed).items():
         meas[v] = _measure(run, f"{name}.{v}", model, xv, source, [{}], plan, device)
-    for s in (1, 2):
-        meas[f"random {s}"] = _measure(run, f"{name}.random{s}", lambda s=s: random_init(model, seed=s), x, source,
-                                       [{}], plan, device)
+    for label, make in random_inits(name, model, device).items():
+        meas[label] = _measure(run, f"{name}.{label.replace(' ', '')}", make, x, source, [{}], plan, device)
     n_src = int(source.max()) + 1
     s1, s2 = [], []
     for at in POINTS:
@@ -299,16 +346,33 @@ def s1_s2_model(run: RunDir, name: str, model: nn.Module, x: Tensor, source: Ten
         keep = float(w[("original", "lowpass")][0])
         ratios = {v: float(w[("original", v)][0]) / keep if keep > 0 else math.inf for v in DESTROY}
         note = (f"shuffle {ratios['shuffled']:.3g}, noise {ratios['noise']:.3g}; W1(original, low-pass) {keep:.3g}; "
-                f"low-pass {cut['cutoff']:g} Nyquist keeps accuracy {cut['acc']:.3f} of {cut['acc0']:.3f}"
-                + ("" if cut["kept"] else " (no cut-off keeps it within 2 points: the highest is used)"))
-        s1.append(claim_row(PAPER, "S1", f"{name}@{at}", "min over shuffle, noise of mean-layer W1(original, variant) "
-                            "/ W1(original, low-pass)", iv, 1.0, side=">", note=note))
-        iv2 = bootstrap(lambda idx: s2_ratio(w1(idx)), n_src, batched=True, seed=plan.seed)
-        s2.append(claim_row(PAPER, "S2", f"{name}@{at}", "mean-layer W1(trained, random init; 2 seeds) / "
-                            "W1(random seed 1, random seed 2)", iv2, 3.0, side=">=",
-                            note=f"W1(trained, random) {float(w[('original', 'random 1')][0] + w[('original', 'random 2')][0]) / 2:.3g}, "
-                                 f"W1(random 1, random 2) {float(w[('random 1', 'random 2')][0]):.3g}"))
+                f"low-pass {cut['cutoff']:g} Nyquist keeps accuracy {cut['acc']:.3f} of {cut['acc0']:.3f}")
+        s1.append(s1_row(name, at, iv, cut, note))
+        draws = seed_pair_draws(1000, seed=plan.seed)
+
+        def s2_stat(idx: Tensor, draws: Tensor = draws) -> Tensor:
+            return s2_ratio(w1(idx), None if idx.ndim == 1 else draws[:idx.shape[0]])
+
+        iv2 = bootstrap(s2_stat, n_src, batched=True, seed=plan.seed)
+        trained = sum(float(w[("original", r)][0]) for r in RANDOM) / len(RANDOM)
+        between = sum(float(w[p][0]) for p in SEED_PAIRS) / len(SEED_PAIRS)
+        s2.append(claim_row(PAPER, "S2", f"{name}@{at}", f"mean-layer W1(trained, random init) / W1(random, random); "
+                            f"{len(SEEDS)} seeds, {len(SEED_PAIRS)} seed pairs", iv2, 3.0, side=">=", variant=variant_of(at),
+                            note=f"W1(trained, random) {trained:.3g}, W1(random, random) {between:.3g} (mean over "
+                                 f"{len(SEED_PAIRS)} seed pairs); the interval resamples images and seed pairs"))
     return s1, s2
+
+
+def s1_row(name: str, at: str, iv: Any, cut: dict[str, Any], note: str) -> dict[str, Any]:
+    """S1's row of one model and point: decided from ``iv`` when a cut-off keeps accuracy within 2 points;
+    otherwise inconclusive (the premise of S1, a UI-keeping variant, is missing)."""
+    stat = "min over shuffle, noise of mean-layer W1(original, variant) / W1(original, low-pass)"
+    if not cut["kept"]:
+        return claim_row(PAPER, "S1", f"{name}@{at}", stat, iv, 1.0, side=">", variant=variant_of(at),
+                         verdict="inconclusive",
+                         note=f"premise missing: no cut-off keeps accuracy within 2 points (at "
+                              f"{CUTOFFS[0]:g} Nyquist {cut['acc']:.3f} of {cut['acc0']:.3f}); {note}")
+    return claim_row(PAPER, "S1", f"{name}@{at}", stat, iv, 1.0, side=">", variant=variant_of(at), note=note)
 
 
 def s3_model(run: RunDir, name: str, x: Tensor, plan: Plan, quick: bool, device: str, progress: bool,
@@ -342,9 +406,12 @@ def s3_model(run: RunDir, name: str, x: Tensor, plan: Plan, quick: bool, device:
                 return spearman(mm, acc.expand_as(mm))
 
             iv = bootstrap(stat, n, batched=True, seed=plan.seed)
+            few = len(stages) < MIN_POINTS
             row = claim_row(PAPER, "S3", f"{name}@{at}", f"Spearman rho(layer-averaged mean SROP, test accuracy) "
-                            f"over {len(stages)} stages ({label})", iv, 0.8, side="abs>=",
-                            note=f"sign {'+' if iv.value >= 0 else '-'}; stages to epoch {max(epochs):g}")
+                            f"over {len(stages)} stages ({label})", iv, 0.8, side="abs>=", variant=variant_of(at),
+                            verdict="inconclusive" if few else None,
+                            note=(f"only {len(stages)} stages (a correlation needs >= {MIN_POINTS}); " if few else "")
+                            + f"sign {'+' if iv.value >= 0 else '-'}; stages to epoch {max(epochs):g}")
             tables["robustness"].append({"model": name, "at": at, "setting": label, "rho": iv.value,
                                          "ci_low": iv.low, "ci_high": iv.high, "verdict": row["verdict"],
                                          "n_stages": len(stages), "last_epoch": max(epochs)})
@@ -355,6 +422,8 @@ def s3_model(run: RunDir, name: str, x: Tensor, plan: Plan, quick: bool, device:
 
 def _s3_most(rows: list[dict], at: str, robustness: list[dict]) -> dict:
     r = most_row(rows, model=f"MNIST set @{at}")
+    if at != PRIMARY:
+        r["note"] = f"sensitivity (the primary point is {PRIMARY})" + (f"; {r['note']}" if r["note"] else "")
     signs = {math.copysign(1, x["value"]) for x in rows if x["verdict"] == "reproduced"}
     allsigns = "".join("+" if x["value"] >= 0 else "-" for x in rows)
     rob = [x for x in robustness if x["at"] == at and x["setting"] != S3_SETTINGS[0][0]]
@@ -369,6 +438,12 @@ def _s3_most(rows: list[dict], at: str, robustness: list[dict]) -> dict:
 
 
 # --------------------------------------------------------------------------- the runner
+
+
+def _most(per: list[dict], at: str, model: str) -> dict:
+    """The "most models" row of one point; rows at a point other than :data:`PRIMARY` aggregate into a
+    sensitivity row, never into the claim's verdict."""
+    return most_row(per, model=model, note="" if at == PRIMARY else f"sensitivity (the primary point is {PRIMARY})")
 
 
 def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True,
@@ -421,12 +496,12 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
             per = [r for r in rs if r["model"].endswith(f"@{at}")]
             rows += per
             if per:
-                rows.append(most_row(per, model=f"{tb} {'set' if tb == 'MNIST' else 'trio'} @{at}"))
+                rows.append(_most(per, at, f"{tb} {'set' if tb == 'MNIST' else 'trio'} @{at}"))
     for at in POINTS:
         per = [r for r in s2 if r["model"].endswith(f"@{at}")]
         rows += per
         if per:
-            rows.append(most_row(per, model=f"all models @{at}"))
+            rows.append(_most(per, at, f"all models @{at}"))
     for at in POINTS:
         per = [r for r in s3 if r["model"].endswith(f"@{at}")]
         rows += per
@@ -454,8 +529,8 @@ FIGURE_CAPTIONS = {
     "srop_s1_distributions": "S1: per-layer SROP distributions (median, band: 25-75 %, images x channels pooled) of "
                              "the originals, the UI-keeping low-pass and the UI-destroying variants (pixel shuffle, "
                              "noise), per model (rows) and measurement point (columns).",
-    "srop_s2_random": "S2: per-layer SROP distributions (median, band: 25-75 %) of each trained model beside two "
-                      "random initialisations of its architecture (seeds 1 and 2).",
+    "srop_s2_random": "S2: per-layer SROP distributions (median, band: 25-75 %) of each trained model beside three "
+                      "random initialisations of its architecture (seeds 1, 2 and 3).",
 }
 
 
@@ -469,7 +544,7 @@ def _figures(run: RunDir, tables: dict[str, list]) -> dict[str, str]:
               "srop_s1_distributions": lambda: splots.claims_distribution_figure(
                   tables["dist"], variants=("original", "lowpass", "shuffled", "noise")),
               "srop_s2_random": lambda: splots.claims_distribution_figure(
-                  tables["dist"], variants=("original", "random 1", "random 2"), labels={"original": "trained"})}
+                  tables["dist"], variants=("original",) + RANDOM, labels={"original": "trained"})}
     for name, make in makers.items():
         if (name == "srop_s3_stages" and not tables["stages"]) or not tables["dist"]:
             continue
