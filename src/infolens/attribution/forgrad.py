@@ -90,7 +90,7 @@ def attribution_spectrum(attributions: Tensor, *, normalize: bool = True, n_bins
 
 def high_frequency_share(attributions: Tensor, *, above: float = 0.5, absolute: bool = True) -> Tensor:
     """Share of each map's power at radial frequencies above ``above`` x Nyquist (default half Nyquist,
-    ``../shared/CLAIMS.md`` F1 and F5), ``(N,)``.
+    ``docs/claims.md`` F1 and F5), ``(N,)``.
 
     The map is the channel mean, made non-negative with ``|.|`` when ``absolute`` (the map FORGrad
     filters); its mean is removed first, so the DC term (the map's overall level) does not count and the
