@@ -8,7 +8,8 @@ Variants of a gradient-based method's map ``a`` (N, C, H, W):
 * ``standard``: the map as Xplique produces it (Saliency: ``max_c |g|``; the others keep their sign and
   channels), scored as Xplique's metrics score it (signed channel mean). F3 compares against it.
 * ``signed``: the raw signed channel mean (Saliency's plain gradient).
-* ``abs``: ``|channel mean|`` alone (FORGrad's filter with every frequency kept, the last grid point).
+* ``abs``: ``|channel mean|`` alone (FORGrad's filter with every frequency kept, the last grid point,
+  computed once, without a Fourier transform).
 * ``forgrad``: ``|channel mean|`` low-passed at the method's own cut-off sigma*, chosen on held-out
   photographs (below).
 
@@ -17,6 +18,12 @@ and method): the photographs are split by source photograph into two folds; each
 the sigma* that maximises mean Insertion - Deletion on the *other* fold (cross-fitting), so every
 photograph is scored with a cut-off chosen on photographs disjoint from it. One cut-off per model (the
 sigma* of the mean curve over gradient methods) is computed the same way and reported beside it.
+
+Settings: one protocol on every device, the paper's (:class:`Settings`, :data:`PROTOCOL`); a lowering is
+explicit (:meth:`Settings.lowered`) and makes the claims that involve it inconclusive (:data:`DEPENDS`).
+Every map is scored by Deletion, Insertion and MuFidelity at every grid cut-off (MuFidelity's masked
+passes are shared by all maps of an image, so its whole curve costs no extra pass), under the softmax
+(primary) and the logit (sensitivity) read from the same passes.
 
 Gray-box (Grad-CAM, Grad-CAM++) and prediction-based methods (Occlusion, RISE, Sobol, HSIC) are scored
 unfiltered;
