@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("--skip-prediction", action="store_true")
     ap.add_argument("--label", default="", help="a label for the printed table (before/after)")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--floor", action="store_true", help="also time a bare forward (and forward+backward) "
+                    "batch, contiguous vs channels-last, interleaved (robust to a changing load)")
     ap.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = ap.parse_args()
 
@@ -103,7 +105,7 @@ def main() -> None:
     grid = [c * s / 224 for c in CUTOFFS] + [max_cutoff(s, s)]
     variants = []
     for m in GRADIENT:
-        variants += [forgrad(maps[m], c) for c in grid]
+        variants += [forgrad(maps[m], c) for c in grid[:-1]] + [forgrad(maps[m], math.inf)]  # last: unfiltered
         variants.append(maps[m].abs().amax(1, keepdim=True) if m == "saliency" else maps[m])
         if m == "saliency":
             variants.append(maps[m])
@@ -136,8 +138,34 @@ def main() -> None:
             print(f"{name:22s} {dt / frac:9.1f} s {full[name] * args.photos:8d} passes "
                   f"{1000 * dt / max(passes, 1):7.1f} ms/pass (ran {passes} passes, {frac:.3g}; extrapolated)",
                   flush=True)
-    tot = sum(r[1] for r in rows)
+    if args.floor:
+        from _common import interleaved
+
+        xb = x[:1].expand(bs, -1, -1, -1).contiguous()
+        xc = xb.contiguous(memory_format=torch.channels_last)
+
+        def fwd(inp, ctx):
+            def run():
+                with ctx():
+                    model(inp)
+            return run
+
+        def fb(inp):
+            def run():
+                z = inp.detach().requires_grad_(True)
+                torch.autograd.grad(model(z)[:, 0].sum(), z)
+            return run
+        best = interleaved({"forward, no_grad, contiguous": fwd(xb, torch.no_grad),
+                            "forward, inference_mode, channels-last": fwd(xc, torch.inference_mode),
+                            "forward+backward, contiguous": fb(xb[:8]),
+                            "forward+backward, channels-last": fb(xc[:8])}, repeat=3, warmup=1)
+        for k, v in best.items():
+            n = 8 if "backward" in k else bs
+            print(f"floor {k:42s} {1000 * v / n:7.1f} ms/image (batch {n}, interleaved best of 3)")
+            rows.append((f"floor: {k} (ms/image)", 1000 * v / n, 0, 1.0))
+    tot = sum(r[1] for r in rows if not r[0].startswith("floor"))
     print(f"{'total':22s} {tot:9.1f} s {sum(r[2] for r in rows):8d} passes")
+    print(f"load average during the run: {os.getloadavg()}")
     if args.append:
         from _common import append_results
 
