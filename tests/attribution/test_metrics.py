@@ -278,3 +278,38 @@ def test_errors():
         make_metric("delete", m)
     with pytest.raises(ValueError, match="non-finite"):
         Insertion(m)(x, [0], torch.full_like(x, float("nan")))
+
+
+@pytest.mark.parametrize("name", ["deletion", "insertion", "mufidelity"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_shared_passes_equal_one_metric_per_map_and_score(cnn, name, dtype):
+    """score_many_by: maps that rank the pixels alike (a map and a positive multiple of it, the same map
+    twice) share their passes, and the softmax and logit scores come from the same passes; every result
+    equals the metric called on that map alone with that score. Float32 tolerance: the batches differ
+    (channels-last inputs, other batch compositions), so each output may move by float32 rounding over
+    the network's longest reduction (the 8 * 7 * 7 = 392 inputs of the last layer)."""
+    m, x, t, attr = cnn
+    m, x, attr = m.to(dtype), x.to(dtype), attr.to(dtype)
+    maps = [attr, 3.0 * attr, attr.abs(), attr]
+    kw = {"n_masks": 12} if name == "mufidelity" else {"steps": 6}
+    metric = make_metric(name, m, batch_size=16, **kw)
+    got = metric.score_many_by(x, t, maps, scores=("softmax", "logit"))
+    tol = {"rtol": 0.0, "atol": 0.0} if dtype == torch.float64 else \
+        {"rtol": 392 * torch.finfo(torch.float32).eps, "atol": 392 * torch.finfo(torch.float32).eps}
+    if dtype == torch.float64:
+        tol = {"rtol": 1e-12, "atol": 1e-12}
+    for sc in ("softmax", "logit"):
+        for a, r in zip(maps, got[sc]):
+            one = make_metric(name, m, batch_size=5, score=sc, **kw)(x, t, a)
+            if name == "mufidelity" and dtype == torch.float32:
+                # a rank correlation: rounding may swap two nearly equal drops; compare with the same drops
+                continue
+            torch.testing.assert_close(r.scores, one.scores, **tol)
+            if r.curves is not None:
+                torch.testing.assert_close(r.curves, one.curves, **tol)
+    if name != "mufidelity":
+        # passes: 2 distinct rankings (attr and 3 attr and attr again share theirs; |attr| differs) x 5 images x
+        # (steps - 1) inner steps, plus the 5 originals and the one baseline image
+        assert metric.forward_passes == 2 * 5 * (6 - 1) + 5 + 1
+    else:
+        assert metric.forward_passes == 5 + 5 * 12  # the originals and every mask, once for every map and score

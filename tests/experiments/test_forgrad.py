@@ -196,27 +196,27 @@ def test_cross_fit_chooses_on_the_other_fold():
     assert cross_fit(score, folds).tolist() == [2, 0, 2, 0]
 
 
-def _result(n=6, improve=1.0):
-    """A synthetic ModelResult: filtered maps better than standard by ``improve`` on every metric."""
+def _result(n=16, improve=1.0):
+    """A synthetic ModelResult: filtered maps better than standard by ``improve`` on every metric, every
+    cut-off curve peaking at the inner grid point by 0.3 over the best end."""
     from infolens.experiments.forgrad.protocol import GRADIENT, ModelResult
 
     g = torch.Generator().manual_seed(0)
     src = torch.arange(n)
-    scores = {}
+    scores, curves = {}, {}
+    bump = torch.tensor([0.1, 0.5, 0.2], dtype=torch.float64)[:, None]
     for m in GRADIENT:
         base = {k: torch.rand(n, generator=g, dtype=torch.float64) for k in ("deletion", "insertion", "mufidelity")}
         for var in ("standard", "signed", "abs"):
             scores.update({(m, var, k): v for k, v in base.items()})
-        scores.update({(m, "forgrad", "deletion"): base["deletion"] - improve,
-                       (m, "forgrad", "insertion"): base["insertion"] + improve,
-                       (m, "forgrad", "mufidelity"): base["mufidelity"] + improve})
+        curves[m] = {"deletion": (base["deletion"] - improve).expand(3, n),
+                     "insertion": base["insertion"] + improve - 0.5 + bump,
+                     "mufidelity": (base["mufidelity"] + improve).expand(3, n)}
+        scores.update({(m, "forgrad", k): c[1] for k, c in curves[m].items()})
     for m in ("gradcam", "occlusion", "rise", "blob", "magnitude", "noise"):
         scores.update({(m, "standard", k): torch.full((n,), 0.5, dtype=torch.float64)
                        for k in ("deletion", "insertion", "mufidelity")})
-    grid = [1.0, 4.0, 16.0]
-    curve = torch.tensor([0.1, 0.5, 0.2], dtype=torch.float64)[:, None].expand(3, n)
-    curves = {m: {"insertion": curve + 1, "deletion": torch.ones(3, n, dtype=torch.float64)} for m in GRADIENT}
-    return ModelResult(name="net", sources=src, folds=src % 2, cutoffs=grid, curves=curves,
+    return ModelResult(name="net", sources=src, folds=src % 2, cutoffs=[1.0, 4.0, 16.0], curves=curves,
                        chosen={m: torch.ones(n, dtype=torch.long) for m in GRADIENT},
                        chosen_model=torch.ones(n, dtype=torch.long), scores=scores,
                        hf_share={**{m: torch.full((n,), 0.3) for m in GRADIENT},
@@ -241,6 +241,88 @@ def test_claim_rows_on_a_synthetic_result():
     tabs = V.tables([good])
     before = [r for r in tabs["ranking"] if r["stage"] == "before" and r["metric"] == "insertion"]
     assert {r["method"] for r in before} >= {"blob", "magnitude", "noise", "occlusion", "saliency"}
+    # fewer than 15 source photographs: the same statistics, no decisive verdict
+    small = V.f3_rows([_result(n=6, improve=2.0)])
+    assert small[0]["value"] == 3 and small[0]["verdict"] == "inconclusive" and "would be: reproduced" in small[0]["note"]
+
+
+def test_protocol_settings_do_not_depend_on_the_device():
+    from infolens.experiments.forgrad.protocol import PROTOCOL, Settings
+
+    cpu, gpu = Settings.for_device("cpu"), Settings.for_device("cuda:0")
+    assert cpu == gpu == PROTOCOL and not cpu.lowerings()
+    # the paper's (Xplique's) settings, written out
+    assert (cpu.ig_steps, cpu.noise_samples, cpu.noise_stdev, cpu.steps, cpu.mufidelity_masks) == (50, 50, 0.2, 10, 200)
+    assert (cpu.rise_masks, cpu.sobol_designs, cpu.sobol_grid, cpu.hsic_designs, cpu.hsic_grid) == (4000, 32, 8, 1500, 7)
+    assert cpu.occlusion_patches == 75 and tuple(cpu.cutoffs) == (1, 2, 4, 8, 15, 30, 60)
+    # speed knobs are not a lowering; anything else must be asked for by name
+    assert not Settings.for_device("cpu", batch_size=4).lowerings()
+    with pytest.raises(ValueError, match="lowered"):
+        Settings.for_device("cpu", rise_masks=32)
+    with pytest.raises(ValueError, match="speed-only"):
+        PROTOCOL.lowered(batch_size=3)
+    assert PROTOCOL.lowered(rise_masks=32).lowerings() == {"rise_masks": "rise masks 32 instead of the "
+                                                          "paper's/Xplique's 4000"}
+
+
+@pytest.mark.parametrize("setting,value,hit", [
+    ("rise_masks", 400, {"F1", "F4"}),                 # a prediction method: its maps (F1) and the ranking (F4)
+    ("occlusion_patches", 4, {"F1", "F4"}),
+    ("steps", 4, {"F2", "F3", "F4"}),                  # a metric: every statistic built from scores
+    ("mufidelity_masks", 32, {"F2", "F3", "F4"}),
+    ("cutoffs", (4, 15), {"F2", "F3", "F4"}),          # the grid: the curves and the filtered maps
+    ("ig_steps", 4, {"F1", "F2", "F3", "F4"}),         # a gradient method: every claim
+    ("noise_samples", 4, {"F1", "F2", "F3", "F4"}),
+])
+def test_a_lowered_setting_makes_exactly_the_dependent_rows_inconclusive(setting, value, hit):
+    from infolens.experiments.forgrad import verdicts as V
+    from infolens.experiments.forgrad.protocol import PROTOCOL
+
+    res = [_result(improve=2.0)]
+    full = V.claim_rows(res, PROTOCOL)
+    low = V.claim_rows(res, PROTOCOL.lowered(**{setting: value}))
+    assert len(full) == len(low)
+    for a, b in zip(full, low):
+        assert (a["claim"], a["model"], a["variant"]) == (b["claim"], b["model"], b["variant"])
+        per_model = not str(a["model"]).startswith(("most", "every"))
+        if per_model:  # the statistic is kept; only the verdict moves
+            assert a["value"] == b["value"]
+        if a["claim"] in hit and per_model:
+            assert a["verdict"] == "reproduced" and b["verdict"] == "inconclusive"
+            assert "protocol lowered" in b["note"] and "would be: reproduced" in b["note"]
+        elif per_model:
+            assert b["verdict"] == a["verdict"] and "lowered" not in b["note"]
+
+
+def test_f3_statistic_redoes_the_cutoff_choice():
+    """Two cut-offs; fold 0 prefers cut-off 0 by Insertion - Deletion, fold 1 cut-off 1: each photograph is
+    scored at the other fold's choice, and a resample holding one fold alone chooses on itself."""
+    from infolens.experiments.forgrad.verdicts import f3_statistic
+
+    # (S=4, G=2, metrics D, I, MuF)
+    cur = torch.zeros(4, 2, 3, dtype=torch.float64)
+    cur[[0, 2], 0, 1] = 1.0   # fold 0 photographs: insertion 1 at cut-off 0
+    cur[[1, 3], 1, 1] = 1.0   # fold 1 photographs: insertion 1 at cut-off 1
+    cur[:, 1, 2] = 1.0        # MuFidelity better at cut-off 1 for everyone
+    std = torch.full((4, 3), 0.5, dtype=torch.float64)
+    std[:, 0] = -1.0          # the standard map wins Deletion
+    folds = torch.tensor([0, 1, 0, 1])
+    # fold 0 scored at cut-off 1 (insertion 0, muf 1), fold 1 at cut-off 0 (insertion 0, muf 0):
+    # mean insertion 0 < 0.5, mean muf 0.5 = 0.5 (no win), deletion 0 > -1: 0 metrics
+    assert f3_statistic(cur, std, folds) == 0.0
+    # fold 0 alone: chosen on itself (cut-off 0): insertion 1 > 0.5 wins, muf 0 loses
+    assert f3_statistic(cur[[0, 2]], std[[0, 2]], folds[[0, 2]]) == 1.0
+
+
+def test_cli_noise_is_in_normalised_units():
+    """The CLI's noise methods use 0.2 x the normalisation's std in pixels (Xplique's 0.2 on preprocessed
+    inputs); without a built-in normalisation 0.2 as given."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
+    plain = R.build_methods(net, ["smoothgrad", "vargrad"], R.method_settings())
+    assert plain["smoothgrad"].stdev == pytest.approx(0.2) and plain["vargrad"].stdev == pytest.approx(0.2)
+    net._infolens_mean_std = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    built = R.build_methods(net, ["smoothgrad", "squaregrad"], R.method_settings())
+    assert built["smoothgrad"].stdev == pytest.approx(0.05) and built["squaregrad"].stdev == pytest.approx(0.05)
 
 
 def test_degenerate_warning():
@@ -271,12 +353,13 @@ def test_protocol_scores_equal_core_functions():
         t = net(x).argmax(1)
     ig = A.IntegratedGradients(net, n_steps=3).attribute(x, t).maps
     d = Deletion(net, n_steps=4)
-    curve = torch.stack([d(x, t, A.forgrad(ig, c)).scores for c in res.cutoffs])
-    ins = torch.stack([Insertion(net, n_steps=4)(x, t, A.forgrad(ig, c)).scores for c in res.cutoffs])
+    grid = res.cutoffs[:-1] + [math.inf]  # the last grid point is the unfiltered |channel mean|
+    curve = torch.stack([d(x, t, A.forgrad(ig, c)).scores for c in grid])
+    ins = torch.stack([Insertion(net, n_steps=4)(x, t, A.forgrad(ig, c)).scores for c in grid])
     torch.testing.assert_close(res.curves["integrated_gradients"]["deletion"], curve.double(), check_dtype=False)
     chosen = cross_fit(ins - curve, res.folds)
     assert res.chosen["integrated_gradients"].tolist() == chosen.tolist()
-    filt = torch.cat([A.forgrad(ig[i:i + 1], res.cutoffs[int(chosen[i])]) for i in range(4)])
+    filt = torch.cat([A.forgrad(ig[i:i + 1], grid[int(chosen[i])]) for i in range(4)])
     torch.testing.assert_close(res.scores[("integrated_gradients", "forgrad", "mufidelity")],
                                MuFidelity(net, n_masks=10)(x, t, filt).scores, check_dtype=False)
     torch.testing.assert_close(res.scores[("integrated_gradients", "standard", "deletion")],
@@ -311,18 +394,20 @@ def test_claims_fill_every_row_and_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(V, "load_trio_model", lambda name, device: SimpleNamespace(
         model=cnn(3, 7 if name == "tiny_a" else 9), input_shape=(3, 24, 24)))
     monkeypatch.setattr(V, "load_photos", lambda size, quick: (photos, torch.tensor([0, 1, 2, 0]), list("abcd")))
-    rows = V.claims(tmp_path / "fg", quick=True, progress=False)
+    rows = V.claims(tmp_path / "fg", quick=True, progress=False, prediction=True)
     assert {r["claim"] for r in rows} == {"F1", "F2", "F3", "F4", "F5"}
     assert all(set(CLAIM_COLUMNS) <= set(r) and r["verdict"] in VERDICTS and r["paper"] == "forgrad" for r in rows)
-    assert sum(r["claim"] == "F3" for r in rows) == 2 * 7 + 1  # each (model, gradient method) and "most"
+    # each (model, gradient method) and "most", softmax (primary) and logits (sensitivity) apart
+    assert sum(r["claim"] == "F3" and r["variant"] == "primary" for r in rows) == 2 * 7 + 1
+    assert sum(r["claim"] == "F3" and r["variant"] == "sensitivity" for r in rows) == 2 * 7 + 1
     meta = _json.loads((tmp_path / "fg" / "meta.json").read_text())
     assert set(meta["claim_figures"]) == {"F1", "F2", "F3", "F4", "F5"}
     assert all((tmp_path / "fg" / f).is_file() for f in meta["claim_figures"].values())
-    assert any("sobol designs 2 instead of the paper's/Xplique's 32" in d for d in meta["deviations"])
     assert any("quick" in d for d in meta["deviations"])
+    assert meta["protocol"]["lowered"] == {} and meta["protocol"]["settings"]["rise_masks"] == 4000
     ranking = read_csv(tmp_path / "fg" / "tables" / "ranking.csv")
     assert {"blob", "magnitude", "noise"} <= {r["method"] for r in ranking}
     assert {"occlusion", "rise", "sobol", "hsic"} <= {r["method"] for r in ranking if r["family"] == "prediction"}
     assert not [r for r in ranking if r["stage"] == "after" and r["family"] != "gradient" and r["variant"] != "standard"]
-    again = V.claims(tmp_path / "fg", quick=True, progress=False)
+    again = V.claims(tmp_path / "fg", quick=True, progress=False, prediction=True)
     assert [(r["claim"], r["model"], r["value"]) for r in again] == [(r["claim"], r["model"], r["value"]) for r in rows]

@@ -74,7 +74,8 @@ def method_settings(*, ig_steps: int = 50, noise_samples: int = 50, noise_stdev:
                     batch_size: int = 64, internal_batch_size: int = 256,
                     gradcam_layer: str | None = None) -> dict[str, dict[str, Any]]:
     """Constructor arguments of every method. Defaults are Xplique's (IntegratedGradients steps 50;
-    SmoothGrad/SquareGrad/VarGrad nb_samples 50, noise 0.2; RISE nb_samples 4000; Sobol nb_design 32; HSIC
+    SmoothGrad/SquareGrad/VarGrad nb_samples 50, noise 0.2 in the model's normalised input units, which
+    :func:`build_methods` turns into pixels; RISE nb_samples 4000; Sobol nb_design 32; HSIC
     nb_design 1500); the grids and the rest are the methods' own (``infolens.attribution``)."""
     common = {"batch_size": batch_size, "internal_batch_size": internal_batch_size}
     return {
@@ -92,7 +93,19 @@ def method_settings(*, ig_steps: int = 50, noise_samples: int = 50, noise_stdev:
 
 
 def build_methods(model: nn.Module, names: Sequence[str], settings: dict[str, dict[str, Any]]) -> dict:
-    return {n: make_method(n, model, **settings.get(n, {})) for n in names}
+    """The methods ``names`` on ``model``; the noise methods' ``stdev`` (in the model's normalised input
+    units, Xplique's 0.2 on preprocessed inputs) becomes ``stdev x`` the normalisation's std in the pixel
+    units the model takes (a model without built-in normalisation: unchanged)."""
+    from .protocol import input_scale
+
+    scale = input_scale(model)
+    out = {}
+    for n in names:
+        kw = dict(settings.get(n, {}))
+        if "stdev" in kw:
+            kw["stdev"] = float(kw["stdev"]) * scale
+        out[n] = make_method(n, model, **kw)
+    return out
 
 
 def build_metrics(model: nn.Module, names: Sequence[str], *, steps: int = 10, mufidelity_masks: int = 200,

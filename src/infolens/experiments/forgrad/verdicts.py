@@ -20,23 +20,18 @@ from torch import Tensor
 from ... import _progress
 from ...claims import bootstrap, claim_row, most_row
 from ...results import RunDir, atomic_torch_save
-from .protocol import GRADIENT, GRAY, METRICS, PAPER, PREDICTION, ModelResult, Settings, run_model
+from .protocol import GRADIENT, GRAY, METRICS, PREDICTION, PROTOCOL, ModelResult, Settings, cross_fit, run_model
 
 PAPER_NAME = "forgrad"
 IMAGENET_TRIO = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 AA_PAIR = ("mnist_resnet", "mnist_resnet_aa")
 REFS = ("blob", "magnitude", "noise")
 
-QUICK = Settings(ig_steps=4, noise_samples=4, rise_masks=32, sobol_designs=2, sobol_grid=4, hsic_designs=32,
-                hsic_grid=4, occlusion_patches=4, steps=4, mufidelity_masks=16, cutoffs=(4, 15), batch_size=16,
-                internal_batch_size=32)
-"""``quick``: :data:`QUICK_PHOTOS` photographs per model and the smallest counts that still give every row."""
-FULL = Settings(ig_steps=4, noise_samples=4, rise_masks=32, sobol_designs=4, hsic_designs=128, occlusion_patches=4,
-                steps=4, mufidelity_masks=32, cutoffs=(4, 15), batch_size=16, internal_batch_size=32)
-"""``full`` on the CPU: every photograph (17 sources), counts lowered to fit the 60-minute budget of the whole
-``reproduce``: the trio and F5 took 27 min 13 s on one core in the full run of 2026-11-30 (Sobol 4 x (8^2 + 1)
-and HSIC 128 passes per photograph among them). Sobol and HSIC keep Xplique's grids (8 and 7). On a GPU
-(``device="cuda..."``) the paper's counts, :data:`PAPER`."""
+PREDICTION_ON_CPU = False
+"""Whether the claims runner computes the prediction methods (Occlusion at Xplique's 3-px patch and stride,
+RISE 4,000 masks, Sobol 32 x 65 and HSIC 1,500 passes: about 13,000 forward passes per photograph and model)
+on a CPU. They are never lowered to fit: where they are not run, F1 and F4 are "inconclusive (protocol not
+run on this device)" and are decided by a run on a GPU (``benchmarks/RESULTS.md`` has the measured costs)."""
 QUICK_PHOTOS = 2
 F5_DIGITS = {True: 64, False: 500}
 
@@ -100,17 +95,29 @@ def _boot(per_source: Tensor, statistic: Any) -> Any:
     return bootstrap(lambda idx: statistic(per_source[idx]), per_source.shape[0])
 
 
-def f1_rows(results: Sequence[ModelResult]) -> list[dict[str, Any]]:
+NOT_RUN = ("protocol not run on this device: the prediction methods at the paper's counts (Occlusion 3-px "
+           "patch and stride, RISE 4,000, Sobol 32 designs, HSIC 1,500) do not fit the CPU budget; decided by a "
+           "GPU run")
+
+
+def f1_rows(results: Sequence[ModelResult], cfg: Settings = PROTOCOL) -> list[dict[str, Any]]:
+    """F1: per model, the high-frequency share of the gradient maps minus that of the prediction maps."""
     rows = []
     for r in results:
+        if not any(m in r.hf_share for m in PREDICTION):
+            rows.append(claim_row(PAPER_NAME, "F1", r.name, F1_STAT, math.nan, 0.0, verdict="inconclusive",
+                                  note=NOT_RUN))
+            continue
         g = torch.stack([r.hf_share[m] for m in GRADIENT if m in r.hf_share]).mean(0)
         p = torch.stack([r.hf_share[m] for m in PREDICTION if m in r.hf_share]).mean(0)
         ps = _by_source(torch.stack([g, p], 1), r.sources)
         iv = _boot(ps, lambda v: float((v[:, 0] - v[:, 1]).mean()))
-        rows.append(claim_row(PAPER_NAME, "F1", r.name, "high-frequency share (power above half Nyquist): mean over "
-                              "gradient methods minus mean over prediction methods", iv, 0.0, side=">"))
+        rows.append(claim_row(PAPER_NAME, "F1", r.name, F1_STAT, iv, 0.0, side=">", lowered=cfg.lowered_for("F1")))
     rows.append(most_row(rows, share=1.0, model="every ImageNet model", note="F1 must hold on every model"))
     return rows
+
+
+F1_STAT = "high-frequency share (power above half Nyquist): mean over gradient methods minus mean over prediction methods"
 
 
 def _inside_margin(curve: Tensor) -> float:
@@ -120,15 +127,25 @@ def _inside_margin(curve: Tensor) -> float:
     return float(curve[1:-1].max() - torch.maximum(curve[0], curve[-1]))
 
 
-def f2_rows(results: Sequence[ModelResult]) -> list[dict[str, Any]]:
+def _variant(r: ModelResult) -> str:
+    return "primary" if r.score == "softmax" else "sensitivity"
+
+
+def _score_note(r: ModelResult) -> str:
+    return "" if r.score == "softmax" else f"scores are the target's {r.score}s (sensitivity)"
+
+
+def f2_rows(results: Sequence[ModelResult], cfg: Settings = PROTOCOL) -> list[dict[str, Any]]:
+    """F2: per (model, gradient method), the best inner cut-off minus the best end of the grid."""
     rows = []
     for r in results:
         for m, c in r.curves.items():
             ps = _by_source((c["insertion"] - c["deletion"]).T, r.sources)  # (S, G)
             iv = _boot(ps, lambda v: _inside_margin(v.mean(0)))
             rows.append(claim_row(PAPER_NAME, "F2", f"{r.name}/{m}", "cut-off curve (Insertion - Deletion): best inner "
-                                  "cut-off minus best end of the grid", iv, 0.0, side=">"))
-    return rows + [most_row(rows, model="most (model, gradient method) pairs")]
+                                  "cut-off minus best end of the grid", iv, 0.0, side=">", variant=_variant(r),
+                                  lowered=cfg.lowered_for("F2"), note=_score_note(r)))
+    return rows + [most_row(rows, model="most (model, gradient method) pairs")] if rows else rows
 
 
 def _wins(std: dict[str, Tensor], filt: dict[str, Tensor]) -> Tensor:
@@ -137,18 +154,43 @@ def _wins(std: dict[str, Tensor], filt: dict[str, Tensor]) -> Tensor:
                         filt["mufidelity"] - std["mufidelity"]], 1)
 
 
-def f3_rows(results: Sequence[ModelResult]) -> list[dict[str, Any]]:
+def f3_statistic(curves: Tensor, standard: Tensor, folds: Tensor) -> float:
+    """F3's statistic on a set of source photographs, the cut-off chosen anew on them.
+
+    ``curves`` (S, G, 3): each photograph's Deletion, Insertion and MuFidelity at every grid cut-off;
+    ``standard`` (S, 3): the standard map's; ``folds`` (S,). Each photograph is scored at the cut-off
+    that maximises mean Insertion - Deletion over the photographs of the other fold (:func:`cross_fit`);
+    returns the number of metrics on which the filtered map beats the standard one on average. Called on
+    each bootstrap resample, so the interval includes the variance of the cut-off choice."""
+    chosen = cross_fit((curves[:, :, 1] - curves[:, :, 0]).T, folds)
+    filt = curves[torch.arange(curves.shape[0]), chosen]  # (S, 3)
+    wins = torch.stack([standard[:, 0] - filt[:, 0], filt[:, 1] - standard[:, 1], filt[:, 2] - standard[:, 2]], 1)
+    return float((wins.mean(0) > 0).sum())
+
+
+def _source_folds(r: ModelResult) -> Tensor:
+    uniq, inv = torch.unique(r.sources, return_inverse=True)
+    out = torch.zeros(len(uniq), dtype=torch.long)
+    out[inv] = r.folds.long()
+    return out
+
+
+def f3_rows(results: Sequence[ModelResult], cfg: Settings = PROTOCOL) -> list[dict[str, Any]]:
+    """F3: per (model, gradient method), the metrics on which the map filtered at its own cut-off (chosen
+    on the other fold) beats the standard map; the bootstrap redoes the cut-off choice in each resample."""
     rows = []
     for r in results:
+        sfolds = _source_folds(r)
         for m in r.curves:
-            std = {k: r.scores[(m, "standard", k)] for k in METRICS}
-            filt = {k: r.scores[(m, "forgrad", k)] for k in METRICS}
-            ps = _by_source(_wins(std, filt), r.sources)
-            iv = _boot(ps, lambda v: float((v.mean(0) > 0).sum()))
+            cur = _by_source(torch.stack([r.curves[m][k] for k in METRICS], -1).transpose(0, 1), r.sources)  # (S,G,3)
+            std = _by_source(torch.stack([r.scores[(m, "standard", k)] for k in METRICS], 1), r.sources)  # (S, 3)
+            iv = bootstrap(lambda idx: f3_statistic(cur[idx], std[idx], sfolds[idx]), cur.shape[0])
             rows.append(claim_row(PAPER_NAME, "F3", f"{r.name}/{m}", "metrics (of Deletion, Insertion, MuFidelity) on "
                                   "which the filtered map beats the method's standard map, at its own cut-off "
-                                  "chosen on the other photographs", iv, 2.0, side=">="))
-    return rows + [most_row(rows, model="most (model, gradient method) pairs")]
+                                  "chosen on the other photographs (chosen anew in each bootstrap resample)", iv,
+                                  2.0, side=">=", variant=_variant(r), lowered=cfg.lowered_for("F3"),
+                                  note=_score_note(r)))
+    return rows + [most_row(rows, model="most (model, gradient method) pairs")] if rows else rows
 
 
 def ranked_methods(r: ModelResult, *, filtered: bool) -> list[tuple[str, str]]:
@@ -159,9 +201,16 @@ def ranked_methods(r: ModelResult, *, filtered: bool) -> list[tuple[str, str]]:
         [(m, "standard") for m in GRAY + PREDICTION + REFS if (m, "standard", "deletion") in r.scores]
 
 
-def f4_rows(results: Sequence[ModelResult]) -> list[dict[str, Any]]:
+def f4_rows(results: Sequence[ModelResult], cfg: Settings = PROTOCOL) -> list[dict[str, Any]]:
+    """F4: per model, the metrics whose best method is a filtered gradient method."""
     rows = []
     for r in results:
+        stat_name = ("metrics (of 3) whose best method is a filtered gradient method (gray-box and prediction-based "
+                     "methods unfiltered)")
+        if not any((m, "standard", "deletion") in r.scores for m in PREDICTION):
+            rows.append(claim_row(PAPER_NAME, "F4", r.name, stat_name, math.nan, 2.0, side=">=",
+                                  verdict="inconclusive", variant=_variant(r), note=NOT_RUN))
+            continue
         cands = [c for c in ranked_methods(r, filtered=True) if c[0] not in REFS]
         vals = torch.stack([torch.stack([r.scores[(m, v, k)] for k in METRICS], 1) for m, v in cands], 1)  # (N, M, 3)
         ps = _by_source(vals, r.sources)
@@ -173,9 +222,19 @@ def f4_rows(results: Sequence[ModelResult]) -> list[dict[str, Any]]:
             return float(is_grad[best].sum())
 
         iv = _boot(ps, stat)
-        rows.append(claim_row(PAPER_NAME, "F4", r.name, "metrics (of 3) whose best method is a filtered gradient "
-                              "method (gray-box and prediction-based methods unfiltered)", iv, 2.0, side=">="))
-    return rows + [most_row(rows, model="most ImageNet models")]
+        rows.append(claim_row(PAPER_NAME, "F4", r.name, stat_name, iv, 2.0, side=">=", variant=_variant(r),
+                              lowered=cfg.lowered_for("F4"), note=_score_note(r)))
+    return rows + [most_row(rows, model="most ImageNet models")] if rows else rows
+
+
+def claim_rows(results: Sequence[ModelResult], cfg: Settings = PROTOCOL) -> list[dict[str, Any]]:
+    """F1-F4 from the per-model results: the primary rows (softmax), then the sensitivity rows of the
+    claims whose statistic uses a score (F2-F4 under logits), each set aggregated on its own."""
+    rows = f1_rows(results, cfg) + f2_rows(results, cfg) + f3_rows(results, cfg) + f4_rows(results, cfg)
+    sens = [r.by_score[k] for r in results for k in r.by_score]
+    if sens:
+        rows += f2_rows(sens, cfg) + f3_rows(sens, cfg) + f4_rows(sens, cfg)
+    return rows
 
 
 def f5_rows(quick: bool, device: str, progress: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -293,28 +352,37 @@ def sanity_flags(rank_rows: Sequence[dict[str, Any]]) -> list[str]:
 
 # --------------------------------------------------------------------------- the runner entry
 
-def deviations(cfg: Settings, *, quick: bool, n_photos: int, models_missing: Sequence[str], f5_note: str) -> list[str]:
+def deviations(cfg: Settings, *, quick: bool, n_photos: int, models_missing: Sequence[str], f5_note: str,
+               prediction: bool = True) -> list[str]:
     out = [
         f"Photographs: {n_photos} offline photographs per model (one image per source photograph) instead of "
         "ImageNet validation images; the cut-off is chosen by two-fold cross-fitting over source photographs "
         "(each photograph scored with the cut-off that maximises mean Insertion - Deletion on the other fold) "
-        "instead of 1,280 separate held-out images.",
+        "instead of 1,280 separate held-out images; F3's interval redoes that choice in each bootstrap resample.",
         "Every method explains the model's predicted class (the photographs have no ImageNet labels).",
-        "Scores are the target's softmax probability (RISE's definition of Deletion/Insertion); the baseline and "
-        "SmoothGrad's noise are Xplique's 0 and 0.2 in the model's normalised input space (pixel 0.5 and 0.1 for "
-        "EfficientNet-Lite, whose normalisation is (x - 0.5) / 0.5).",
+        "Scores are the target's softmax probability (RISE's definition of Deletion/Insertion; primary rows); "
+        "the same passes scored by the logit (Xplique scores whatever the model outputs) give the sensitivity "
+        "rows. The baseline and SmoothGrad's noise are Xplique's 0 and 0.2 in the model's normalised input space "
+        "(pixel 0.5 and 0.2 x the normalisation's std, 0.1 for EfficientNet-Lite, whose normalisation is "
+        "(x - 0.5) / 0.5).",
         "Grad-CAM layer: the last Conv2d of the network (Xplique: the last convolutional layer); Grad-CAM maps "
         "are upsampled bilinearly (Xplique: bicubic).",
-        "The cut-off grid is in frequency steps at 224 px, scaled to the model's input size, and ends with the "
-        "identity (no filtering); the paper's searched range is not published.",
+        "The cut-off grid is 1, 2, 4, 8, 15, 30, 60 frequency steps at 224 px, scaled to the model's input size, "
+        "and the unfiltered map; the paper's searched range is not published.",
         "The high-frequency share is computed on |channel mean| of each map with its mean removed.",
+        "One protocol on every device (the paper's settings); --device changes only the speed.",
     ]
-    low = cfg.lowered()
+    low = cfg.lowerings()
     if low:
-        out.append(("quick mode lowered: " if quick else "Lowered to fit the CPU budget: ") + "; ".join(low) + ".")
+        out.append("Protocol lowered (explicitly): " + "; ".join(low.values()) + "; the rows that involve it are "
+                   "inconclusive.")
+    if not prediction:
+        out.append("The prediction methods (Occlusion, RISE, Sobol, HSIC) were not run on this device (their "
+                   "paper counts cost about 13,000 forward passes per photograph and model); F1 and F4 are "
+                   "inconclusive, to be decided by a GPU run.")
     if quick:
-        out.append(f"quick mode: {QUICK_PHOTOS} photographs per model and {F5_DIGITS[True]} digits for F5: "
-                   "verdicts are mostly inconclusive by design.")
+        out.append(f"quick mode: {QUICK_PHOTOS} photographs per model and {F5_DIGITS[True]} digits for F5 (the "
+                   "protocol's settings otherwise): a smoke test, every verdict inconclusive (n below 15).")
     if models_missing:
         out.append(f"Models not available offline in this build, left out: {', '.join(models_missing)}.")
     if f5_note:
@@ -322,17 +390,36 @@ def deviations(cfg: Settings, *, quick: bool, n_photos: int, models_missing: Seq
     return out
 
 
-def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True) -> list[dict[str, Any]]:
+def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True, settings: Settings | None = None,
+           prediction: bool | None = None) -> list[dict[str, Any]]:
     """Run FORGrad's protocol on the testbed and decide F1-F5 (``docs/claims.md``); writes its result
-    folder at ``out`` (resumable per model) and returns the claim rows."""
+    folder at ``out`` (resumable per model) and returns the claim rows.
+
+    Parameters
+    ----------
+    quick : bool
+        :data:`QUICK_PHOTOS` photographs per model (a smoke test); the settings are the protocol's.
+    device : str
+        Where to run: changes the speed only.
+    settings : Settings, optional
+        The protocol (default :data:`~.protocol.PROTOCOL`, the paper's settings). A lowered one
+        (``Settings().lowered(...)``) is recorded in meta.json and makes the rows that involve it inconclusive.
+    prediction : bool, optional
+        Whether to run the prediction methods (default: on a GPU, and on a CPU when
+        :data:`PREDICTION_ON_CPU`); when not, F1 and F4 are "inconclusive (protocol not run on this device)".
+    """
     out = Path(out)
     t0 = time.perf_counter()
-    cfg = QUICK if quick else (PAPER if str(device).startswith("cuda") else FULL)
+    cfg = settings if settings is not None else Settings.for_device(device)
+    if prediction is None:
+        prediction = str(device).startswith("cuda") or PREDICTION_ON_CPU
+    methods = GRADIENT + GRAY + (PREDICTION if prediction else ())
     # a folder holding another configuration is started afresh (its parts, with the per-model caches, go)
-    run = RunDir(out, analysis=PAPER_NAME, params={"quick": quick, "settings": vars(cfg), "models": list(trio())},
+    run = RunDir(out, analysis=PAPER_NAME, params={"quick": quick, "settings": vars(cfg), "models": list(trio()),
+                                                   "prediction": bool(prediction)},
                  device=device, title="FORGrad: low-pass filtered gradient attributions (claims F1-F5)",
                  description=__doc__.split("\n\n")[0], overwrite=True)
-    results, missing, walls = [], [], {}
+    results, missing, walls, stages = [], [], {}, {}
     n_photos = 0
     for name in trio():
         cache = out / "parts" / "models" / f"{name}.pt"
@@ -346,14 +433,15 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
                 missing.append(name)
                 continue
             x, src, _ = load_photos(lm.input_shape[-1], quick=quick)
-            res = run_model(lm.model, name, x.to(device), src, cfg, progress=progress)
+            res = run_model(lm.model, name, x.to(device), src, cfg, methods=methods, progress=progress)
             atomic_torch_save(vars(res), cache)
         n_photos = int(res.sources.shape[0])
         walls[name] = round(res.seconds, 1)
+        stages[name] = res.stage_seconds
         results.append(res)
     rows: list[dict[str, Any]] = []
     if results:
-        rows += f1_rows(results) + f2_rows(results) + f3_rows(results) + f4_rows(results)
+        rows += claim_rows(results, cfg)
     else:
         for c in ("F1", "F2", "F3", "F4"):
             rows.append(claim_row(PAPER_NAME, c, "ImageNet trio", "no ImageNet model available", math.nan, 0.0,
@@ -369,13 +457,14 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     run.write_table("claims", rows)
     flags = sanity_flags(tabs["ranking"])
     figures = _figures(run, results, tabs, f5_info)
-    devs = deviations(cfg, quick=quick, n_photos=n_photos, models_missing=missing,
+    devs = deviations(cfg, quick=quick, n_photos=n_photos, models_missing=missing, prediction=bool(prediction),
                       f5_note=f5[0]["note"] if f5 and f5[0]["verdict"] == "inconclusive" and not f5_info else "")
     run.write_meta(claim_figures={k: v for k, v in {"F1": "figures/spectra.png", "F2": "figures/cutoffs.png",
                                                     "F3": "figures/effects.png", "F4": "figures/ranking.png",
                                                     "F5": "figures/aliasing.png"}.items()
                                   if v.split("/")[-1][:-4] in figures},
-                   deviations=devs, sanity=flags, wall_seconds=walls,
+                   deviations=devs, sanity=flags, wall_seconds=walls, stage_seconds=stages,
+                   protocol={"settings": vars(cfg), "lowered": cfg.lowerings(), "prediction_methods_run": bool(prediction)},
                    figures=figures, report_tables=["claims", "ranking_top", "cutoffs", "effects"])
     run.write_table("ranking_top", [r for r in tabs["ranking"] if r["metric"] == "insertion-deletion"])
     from ...plots.forgrad import opening
