@@ -114,8 +114,8 @@ def main() -> None:
     for m in GRADIENT:
         final += [maps[m], forgrad(maps[m], math.inf), forgrad(maps[m], 15 * s / 224)]
     final += [maps[m] for m in GRAY + tuple(REFERENCES)]
-    dele = Deletion(model, steps=10, baseline=zero, batch_size=bs)
-    ins = Insertion(model, steps=10, baseline=zero, batch_size=bs)
+    dele = Deletion(model, n_steps=10, baseline=zero, batch_size=bs)
+    ins = Insertion(model, n_steps=10, baseline=zero, batch_size=bs)
     stage(f"deletion+insertion ({len(variants)} maps)",
           lambda: [mt.score_many(x, t, variants) for mt in (dele, ins)], counter, rows)
     muf = MuFidelity(model, n_masks=200, baseline=zero, batch_size=bs)
