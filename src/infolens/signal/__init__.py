@@ -13,7 +13,7 @@ information, the joint-range binning), :mod:`.patches` (grey patches of natural 
 pre-training data off the classifiers' domain), :mod:`.stats` (McNemar's exact test, the order, Kruskal-Wallis),
 :mod:`.method` (:class:`InputSignal`, the one verb ``measure(images, labels)``).
 
-Readings and deviations (each a parameter with this default; ``../shared/METHODS.md`` section 3):
+Readings and deviations (each a parameter with this default; ``docs/methods.md``, method 3):
 
 * autoencoder: SegNet's shape scaled to 28 x 28 (two pooling stages, two convolutions per stage, 28 k
   parameters instead of five stages and 29 M), the released code's 1x1 output convolution with no

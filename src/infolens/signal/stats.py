@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 ALPHA = 0.05
-"""Level at which a pair of classifiers is decided (CLAIMS.md, A2)."""
+"""Level at which a pair of classifiers is decided (docs/claims.md, A2)."""
 
 
 def mcnemar_exact(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -120,7 +120,7 @@ def signal_order(correct: Tensor, names: Sequence[str], *, alpha: float = ALPHA)
     off-diagonal pattern): ``a`` lets in more signal than ``b`` when ``acc[a -> b] > acc[b -> a]`` (``b``
     reads ``a``'s reconstructions better than ``a`` reads ``b``'s: what ``a`` lets in contains what ``b``
     needs, not conversely). Each pair is tested with McNemar's exact test on the same images
-    (:func:`mcnemar_exact`) and *decided* when ``p < alpha`` (0.05, CLAIMS.md, no multiplicity
+    (:func:`mcnemar_exact`) and *decided* when ``p < alpha`` (0.05, docs/claims.md, no multiplicity
     correction). The order is *total* when every pair is decided and the relation is transitive."""
     names = list(names)
     k = len(names)

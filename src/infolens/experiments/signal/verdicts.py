@@ -62,13 +62,16 @@ def order_verdict(order: SignalOrder, *, few: bool) -> str:
     """A2 from an order (combined over seeds): "not reproduced" only for a decided cycle (a > b > c > a,
     every pair of it decided); an undecided pair (lack of power) gives "inconclusive"; "reproduced" when
     every pair is decided, transitively, on at least :data:`MIN_CLASSIFIERS` classifiers."""
-    try:  # the shared rule where it exists (same semantics)
+    decided = {(p["a"], p["b"]): (1 if p["more"] == p["a"] else -1) if p["decided"] else 0 for p in order.pairs}
+    v = None
+    try:  # the shared A2 rule (pair -> +1 / -1 / 0) where signal.stats has it; the same rule below otherwise
         from ...signal.stats import order_verdict as shared  # type: ignore[attr-defined]
-    except ImportError:
-        shared = None
-    if shared is not None:
-        decided = {(p["a"], p["b"]): (1 if p["more"] == p["a"] else -1) if p["decided"] else 0 for p in order.pairs}
+
         v = shared(decided)
+    except (ImportError, TypeError):
+        v = None
+    if v is not None:
+        pass
     elif order.cycles:
         v = "not reproduced"
     elif order.is_total:
