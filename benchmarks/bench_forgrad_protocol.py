@@ -101,7 +101,7 @@ def main() -> None:
     methods = {m: make_method(m, model, **common, **kw.get(m, {})) for m in GRADIENT + GRAY}
     maps = stage("gradient (9 methods)", lambda: attribute_many(model, methods, x, t), counter, rows)
     refs = {r: make_reference(r, model, **({"baseline": zero} if r == "magnitude" else {})) for r in REFERENCES}
-    maps.update({r: m.attribute(x, t) for r, m in refs.items()})
+    maps.update({r: m.attribute(x, t).maps for r, m in refs.items()})
     grid = [c * s / 224 for c in CUTOFFS] + [max_cutoff(s, s)]
     variants = []
     for m in GRADIENT:
@@ -126,8 +126,8 @@ def main() -> None:
         pred = {"occlusion": make_method("occlusion", model, window=max(1, round(s / 75 / math.sqrt(f))),
                                          baseline=zero, **common),
                 "rise": make_method("rise", model, n_masks=max(8, round(4000 * f)), **common),
-                "sobol": make_method("sobol", model, n_design=2, grid_size=8, **common),
-                "hsic": make_method("hsic", model, n_design=max(8, round(1500 * f)), grid_size=7, **common)}
+                "sobol": make_method("sobol", model, n_design=2, grid=8, **common),
+                "hsic": make_method("hsic", model, n_design=max(8, round(1500 * f)), grid=7, **common)}
         for name, meth in pred.items():
             n0 = counter.n
             t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """Method 3 (arXiv 1803.08337): NMI against scikit-learn and a hand-computed joint-range binning; McNemar and
 Kruskal-Wallis against scipy; the SegNet-style autoencoder (as the released code); the plateau rule; stage
 checkpoints and resume; the frozen classifier bit-identical after tuning (BatchNorm buffers included); the
-order; InputSignal's one verb; the claims and the runner."""
+order; InputSignal's one verb; the claims and the runner. (Photograph patches, keeping the best state, the
+checkpoint callback and the multi-seed rules: test_signal_testbed.py.)"""
 
 from __future__ import annotations
 
@@ -343,36 +344,16 @@ def test_finetuning_lowers_the_held_out_loss_on_a_builtin(quick_mnist_model, tra
     assert 0 <= res.history[-1]["val_acc"] <= 1
 
 
-def test_stage_checkpoints_resume_bit_identically(tmp_path, train_digits, quick_mnist_model):
+def test_finetune_checkpoint_resumes_only_with_the_same_classifier(train_digits, quick_mnist_model):
     x, y = train_digits[0][:256], train_digits[1][:256]
-    vx = train_digits[0][256:384]
-    sched = Schedule(max_steps=10, batch_size=64, eval_every=3, tol=0.0, patience=100)
-    kw = dict(schedule=sched, held_out=vx, progress=False, calibration_images=128)
     full = build_autoencoder(1, (4, 8), seed=1)
-    r_full = pretrain_autoencoder(full, x, **kw)
-    ck = tmp_path / "pre.pt"
-    part = build_autoencoder(1, (4, 8), seed=1)
-    r = pretrain_autoencoder(part, x, checkpoint=ck, stop_after=5, **kw)  # "killed" after 5 steps
-    assert not r.finished and not ck.exists() and (tmp_path / "pre.partial.pt").exists()
-    resumed = build_autoencoder(1, (4, 8), seed=1)
-    r = pretrain_autoencoder(resumed, x, checkpoint=ck, **kw)
-    assert r.resumed == "partial" and r.finished and ck.exists() and not (tmp_path / "pre.partial.pt").exists()
-    assert all(torch.equal(a, b) for a, b in zip(full.state_dict().values(), resumed.state_dict().values()))
-    assert [h["step"] for h in r.history] == [h["step"] for h in r_full.history] == [0, 3, 6, 9, 10]
-    again = build_autoencoder(1, (4, 8), seed=1)
-    r = pretrain_autoencoder(again, x, checkpoint=ck, **kw)
-    assert r.resumed == "final" and len(r.history) == 5
-    assert all(torch.equal(a, b) for a, b in zip(full.state_dict().values(), again.state_dict().values()))
-    r = pretrain_autoencoder(build_autoencoder(1, (4, 8), seed=1), x, checkpoint=ck,
-                             **{**kw, "schedule": Schedule(max_steps=10, batch_size=64, eval_every=3, lr=1e-2)})
-    assert r.resumed is None  # other settings: recomputed
-    ft = tmp_path / "ft.pt"
-    fkw = dict(checkpoint=ft, schedule=Schedule(max_steps=4, batch_size=64, eval_every=2), progress=False)
-    a1 = finetune_through_classifier(copy.deepcopy(full), quick_mnist_model, x, y, **fkw).model
-    r = finetune_through_classifier(copy.deepcopy(full), quick_mnist_model, x, y, **fkw)
+    got: list = []
+    fkw = dict(schedule=Schedule(max_steps=4, batch_size=64, eval_every=2), progress=False)
+    a1 = finetune_through_classifier(copy.deepcopy(full), quick_mnist_model, x, y, on_checkpoint=got.append, **fkw).model
+    r = finetune_through_classifier(copy.deepcopy(full), quick_mnist_model, x, y, resume=got[-1], **fkw)
     assert r.resumed == "final"
     assert all(torch.equal(a, b) for a, b in zip(a1.state_dict().values(), r.model.state_dict().values()))
-    assert finetune_through_classifier(copy.deepcopy(full), _TinyNet(), x, y, **fkw).resumed is None
+    assert finetune_through_classifier(copy.deepcopy(full), _TinyNet(), x, y, resume=got[-1], **fkw).resumed is None
 
 
 def test_training_argument_errors(train_digits):
@@ -470,36 +451,52 @@ def test_runner_protocol_tables_figures_and_resume(tmp_path, quick_mnist_model, 
     from infolens.experiments.signal.runner import Settings, run_protocol
     from infolens.models import train
     from infolens.results import RunDir
+    from infolens.signal import photo_patches
 
     other = train("mnist_allconv", epochs=1, train_limit=1500, test_limit=200, seed=0, progress=False).model.eval()
     clfs = {"mnist_vgg": quick_mnist_model, "mnist_allconv": other}
     st = Settings(widths=(4, 8), pretrain=Schedule(max_steps=20, eval_every=10),
                   finetune=Schedule(max_steps=10, eval_every=5), val_images=64, calibration_images=128, show=3,
-                  eval_batch_size=50)
+                  eval_batch_size=50, seeds=(0, 1))
     tr = (train_digits[0][:512], train_digits[1][:512])
     val = (digits[0][:64], digits[1][:64])
     test = (digits[0][100:220], digits[1][100:220])
+    photos = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    stage1 = {"photos": (photo_patches(photos[:3], 256, sides=(28, 56))[0],
+                         photo_patches(photos[3:], 64, sides=(28, 56))[0]), "mnist": (tr[0], val[0])}
 
     def go():
         run = RunDir(tmp_path / "run", analysis="signal", params=st.params())
-        return run, run_protocol(run, clfs, tr, val, test, st, progress=False)
+        return run, run_protocol(run, clfs, tr, val, test, st, progress=False, cache=False, stage1=stage1)
 
     run, (rows, summary) = go()
-    assert [r["claim"] for r in rows] == ["A1", "A1", "A1", "A2", "A3", "A4"]
+    prim = [r for r in rows if r["variant"] == "primary"]
+    sens = [r for r in rows if r["variant"] == "sensitivity"]
+    assert [r["claim"] for r in prim] == [r["claim"] for r in sens] == ["A1", "A1", "A1", "A2", "A3", "A4"]
+    assert all("MNIST digits-pretrained AE" in r["model"] for r in sens)
     assert {r["verdict"] for r in rows} <= {"reproduced", "not reproduced", "inconclusive"}
-    a2 = next(r for r in rows if r["claim"] == "A2")
-    assert a2["verdict"] != "reproduced" and "only 2 classifiers" in a2["note"]
+    a2 = next(r for r in prim if r["claim"] == "A2")
+    assert a2["verdict"] != "reproduced" and "only 2 classifiers" in a2["note"] and "all 2 seeds" in a2["note"]
     matrix = run.read_table("matrix")
     assert [r["images"] for r in matrix] == ["plain", "untuned", "tuned for mnist_vgg", "tuned for mnist_allconv"]
-    plain = float((predict(quick_mnist_model, test[0]) == test[1]).float().mean())
+    plain = float((predict(quick_mnist_model, test[0]) == test[1]).double().mean())
     assert matrix[0]["mnist_vgg"] == pytest.approx(plain, abs=1e-4)
+    acc = run.read_table("signal_accuracy")
+    assert [(r["autoencoder"], r["classifier"]) for r in acc] == [(d, c) for d in ("photos", "mnist") for c in clfs]
+    for r in acc:
+        assert r["original"] == pytest.approx(r["untuned"] + r["untuned_drop"], abs=1e-9)
+        assert r["untuned_low"] <= r["untuned"] <= r["untuned_high"] and 0 <= r["out_of_range_tuned"] <= 1
+    assert acc[0]["original"] == pytest.approx(plain, abs=1e-9)
+    seeds = run.read_table("seeds")
+    assert {(r["autoencoder"], r["seed"]) for r in seeds} == {(d, s) for d in ("photos", "mnist") for s in (0, 1)}
     meta = json.loads((run.root / "meta.json").read_text())
-    assert set(meta["figures"]) == {"matrix", "reconstructions", "spectra", "nmi", "training"}
+    assert set(meta["figures"]) == {"matrix", "reconstructions", "spectra", "nmi", "pretraining", "training"}
     assert all((run.root / "figures" / f"{f}.png").is_file() for f in meta["figures"])
     assert set(meta["claim_figures"]) == {"A1", "A2", "A3", "A4"} and meta["deviations"]
     curve = run.read_table("training")
-    assert {r["stage"] for r in curve} == {"pretrain", "finetune"}
+    assert {(r["stage"], r["autoencoder"]) for r in curve} == {(s, d) for s in ("pretrain", "finetune")
+                                                               for d in ("photos", "mnist")}
     assert list(summary)[0].startswith("verdict A1")
     run2, (rows2, _) = go()  # resumed: every stage loaded from its checkpoint, the same numbers
     assert [r["value"] for r in rows2] == [r["value"] for r in rows]
-    assert {r["resumed"] for r in run2.read_table("classifiers") if "resumed" in r} <= {"final", None, ""}
+    assert {r["stage2_resumed"] for r in run2.read_table("classifiers")} == {"final"}

@@ -9,7 +9,8 @@ cross-classifier accuracy matrix) shows whether A lets in the signal B relies on
 information (NMI) between images and reconstructions shows how much of the input survives.
 
 Layout: :mod:`.autoencoder` (SegNet-style autoencoder, both training stages), :mod:`.nmi` (mutual
-information, the joint-range binning), :mod:`.stats` (McNemar's exact test, the order, Kruskal-Wallis),
+information, the joint-range binning), :mod:`.patches` (grey patches of natural photographs: the
+pre-training data off the classifiers' domain), :mod:`.stats` (McNemar's exact test, the order, Kruskal-Wallis),
 :mod:`.method` (:class:`InputSignal`, the one verb ``measure(images, labels)``).
 
 Readings and deviations (each a parameter with this default; ``docs/methods.md`` section 3):
@@ -17,21 +18,25 @@ Readings and deviations (each a parameter with this default; ``docs/methods.md``
 * autoencoder: SegNet's shape scaled to 28 x 28 (two pooling stages, two convolutions per stage, 28 k
   parameters instead of five stages and 29 M), the released code's 1x1 output convolution with no
   activation;
+* stage 1 data: grey 28 x 28 patches of natural photographs (:func:`photo_patches`), never the
+  classifiers' digits, as the paper pre-trains on YFCC100m and tests on ImageNet;
 * stage 1 loss: mean squared error; optimiser (both stages): Adam, lr 1e-3; both stages stop at a
-  plateau of a held-out loss (:func:`plateaued`);
+  plateau of a held-out loss (:func:`plateaued`); stage 2 keeps its best held-out state;
 * stage 2: classifier frozen, encoder frozen and detached (released code), decoder tuned on the
   cross-entropy alone; ``tune="all"`` tunes the whole autoencoder;
 * NMI: 256 levels over the joint range of original and reconstruction (no clipping), per image.
 """
 
 from .._torch import frozen
-from .autoencoder import (FitResult, Schedule, SegNetAE, build_autoencoder, classify, finetune_through_classifier,
-                          fingerprint, plateaued, predict, pretrain_autoencoder, recalibrate_batchnorm, reconstruct,
-                          tuned_parameters)
+from .autoencoder import (Checkpoint, FitResult, Schedule, SegNetAE, best_evaluation, build_autoencoder, classify,
+                          finetune_through_classifier, fingerprint, plateaued, predict, pretrain_autoencoder,
+                          recalibrate_batchnorm, reconstruct, tuned_parameters)
 from .method import ROW_COLUMNS, InputSignal, SignalMeasurement
 from .nmi import (MutualInformation, joint_range, mutual_information, nmi, nmi_noise_bias, out_of_range,
                   quantize)
-from .stats import ALPHA, SignalOrder, average_ranks, kruskal_wallis, mcnemar_exact, order_verdict, signal_order
+from .patches import SIDES, photo_patches, to_grey
+from .stats import (ALPHA, SignalOrder, average_ranks, combine_orders, kruskal_wallis, mcnemar_exact, order_verdict,
+                    signal_order)
 
 __all__ = [
     "InputSignal",
@@ -45,6 +50,11 @@ __all__ = [
     "frozen",
     "recalibrate_batchnorm",
     "plateaued",
+    "best_evaluation",
+    "Checkpoint",
+    "photo_patches",
+    "to_grey",
+    "SIDES",
     "pretrain_autoencoder",
     "finetune_through_classifier",
     "tuned_parameters",
@@ -65,4 +75,5 @@ __all__ = [
     "SignalOrder",
     "signal_order",
     "order_verdict",
+    "combine_orders",
 ]

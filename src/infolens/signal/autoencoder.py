@@ -5,7 +5,9 @@
   classifier's cross-entropy with the true labels, with no pixel term (the "S2SNets").
 
 Both stages run to a plateau of a held-out loss (a rule fixed before any result was seen, see
-:func:`_fit`), checkpoint themselves and resume bit-identically.
+:func:`_fit`); stage 2 keeps its best held-out state. Neither writes a file: each hands its checkpoints
+to an ``on_checkpoint`` callback and resumes bit-identically from a ``resume`` mapping (the runner saves
+and loads them).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -27,9 +28,7 @@ from .. import _progress
 from .._checks import check_images, check_positive, check_targets
 from .._torch import flush_denormal, fork_rng, frozen
 from .._torch import recalibrate_batchnorm as _recalibrate_bn
-from ..results import atomic_torch_save
-
-_FORMAT = "infolens.signal/2"
+_FORMAT = "infolens.signal/3"
 
 
 # --------------------------------------------------------------------------- the autoencoder
@@ -146,7 +145,9 @@ class FitResult:
     ``history``: one row per held-out evaluation (``stage, step, epoch, train_loss, val_loss, val_acc,
     seconds``; ``epoch`` is fractional). ``plateau``: the stopping rule fired (False: ``max_steps`` was
     reached first, or ``stop_after`` interrupted the stage). ``resumed``: ``"final"`` (the finished
-    stage was loaded), ``"partial"`` (continued from a mid-stage checkpoint) or ``None``."""
+    stage was loaded), ``"partial"`` (continued from a mid-stage checkpoint) or ``None``. ``kept_step``:
+    the step whose state ``model`` holds (the best held-out evaluation when the stage keeps its best,
+    else the last step)."""
 
     model: nn.Module
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -155,11 +156,17 @@ class FitResult:
     finished: bool = True
     seconds: float = 0.0
     steps: int = 0
+    kept_step: int | None = None
+
+    def kept(self) -> dict[str, Any]:
+        """The history row of the kept state (the last row when no evaluation has the kept step)."""
+        rows = [h for h in self.history if h["step"] == self.kept_step]
+        return rows[-1] if rows else (self.history[-1] if self.history else {})
 
     @property
     def val_loss(self) -> float:
-        """The held-out loss at the end of the stage (NaN without evaluations)."""
-        return float(self.history[-1]["val_loss"]) if self.history else math.nan
+        """The held-out loss of the kept state (NaN without evaluations)."""
+        return float(self.kept().get("val_loss", math.nan))
 
 
 def plateaued(val_losses: Sequence[float], *, patience: int, tol: float) -> bool:
@@ -175,18 +182,32 @@ def plateaued(val_losses: Sequence[float], *, patience: int, tol: float) -> bool
     return since >= patience
 
 
-def _partial_path(path: Path) -> Path:
-    return path.with_name(path.stem + ".partial" + path.suffix)
+def best_evaluation(val_losses: Sequence[float]) -> int | None:
+    """Index of the best (lowest) finite held-out loss, the earliest on ties; None when none is finite.
+    The state a stage that keeps its best returns (stage 2: fixed before any result was seen)."""
+    best, at = math.inf, None
+    for i, v in enumerate(val_losses):
+        if math.isfinite(v) and v < best:
+            best, at = v, i
+    return at
 
 
-def _load(path: Path, config: Mapping[str, Any], progress: bool) -> dict[str, Any] | None:
-    if not path.is_file():
+Checkpoint = Mapping[str, Any]
+"""What a stage hands to ``on_checkpoint`` and accepts as ``resume``: ``format, stage, config, step,
+history, plateau, final, state`` (+ ``optimizer``, ``best`` mid-stage)."""
+
+
+def _usable(resume: Checkpoint | None, config: Mapping[str, Any], stage: str, progress: bool) -> Checkpoint | None:
+    if resume is None:
         return None
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    if ck.get("format") != _FORMAT or ck.get("config") != dict(config):
-        _progress.say(f"[signal] {path.name} was made with other settings; recomputing it", progress=progress)
+    if not isinstance(resume, Mapping):
+        raise TypeError(f"resume must be a checkpoint mapping handed to on_checkpoint earlier, got "
+                        f"{type(resume).__name__}")
+    if resume.get("format") != _FORMAT or resume.get("config") != dict(config):
+        _progress.say(f"[signal] the {stage} checkpoint was made with other settings; recomputing it",
+                      progress=progress)
         return None
-    return ck
+    return resume
 
 
 @dataclass(frozen=True)
@@ -216,48 +237,54 @@ class Schedule:
 def _fit(ae: nn.Module, step_fn: Callable[[Tensor, Tensor | None], Tensor], params: list[nn.Parameter],
          images: Tensor, labels: Tensor | None, validate: Callable[[], tuple[float, float | None]] | None, *,
          stage: str, config: dict[str, Any], set_modes: Callable[[], None], schedule: Schedule, seed: int,
-         device: torch.device, checkpoint: str | Path | None, stop_after: int | None, progress: bool,
-         calibrate: Callable[[], None]) -> FitResult:
+         device: torch.device, resume: Checkpoint | None, on_checkpoint: Callable[[dict[str, Any]], None] | None,
+         stop_after: int | None, progress: bool, calibrate: Callable[[], None], keep_best: bool = False) -> FitResult:
     """Adam on ``params`` over per-(seed, epoch) permutations of the images; ``validate()`` (held-out loss,
     held-out accuracy or None) every ``schedule.eval_every`` steps; stop at a plateau or ``max_steps``.
 
-    Every step's batch is a function of (seed, step) only and the validation consumes no randomness, so a
-    resumed stage follows the same path as an uninterrupted one. A mid-stage checkpoint is written at each
-    evaluation; ``calibrate`` runs once the stage ends, before its final checkpoint.
+    ``keep_best``: at the end the state of the best held-out evaluation (:func:`best_evaluation`, the
+    initial state included) is restored before ``calibrate``. Every step's batch is a function of (seed,
+    step) only and the validation consumes no randomness, so a resumed stage follows the same path as an
+    uninterrupted one. At each evaluation ``on_checkpoint`` receives a mid-stage checkpoint (``final``
+    False, with the optimiser and the best state so far), and once the stage ends the final one; passed
+    back as ``resume`` with the same settings, a final checkpoint is loaded instead of trained and a
+    mid-stage one continued. This function never writes a file.
     """
     t0 = time.perf_counter()
     sc = schedule
-    path = Path(checkpoint) if checkpoint is not None else None
     n = images.shape[0]
     steps_per_epoch = math.ceil(n / sc.batch_size)
     opt = torch.optim.Adam(params, lr=sc.lr)
     history: list[dict[str, Any]] = []
     start, resumed = 0, None
-    if path is not None:
-        ck = _load(path, config, progress)
-        if ck is not None:
-            ae.load_state_dict(ck["state"])
-            return FitResult(ae.eval(), ck["history"], plateau=bool(ck["plateau"]), resumed="final",
-                             seconds=time.perf_counter() - t0, steps=int(ck["step"]))
-        ck = _load(_partial_path(path), config, progress)
-        if ck is not None:
-            ae.load_state_dict(ck["state"])
-            opt.load_state_dict(ck["optimizer"])
-            start, history, resumed = int(ck["step"]), list(ck["history"]), "partial"
+    best: dict[str, Any] | None = None  # {"step", "state"} of the best evaluation so far (keep_best)
+    ck = _usable(resume, config, stage, progress)
+    if ck is not None and ck.get("final"):
+        ae.load_state_dict(ck["state"])
+        return FitResult(ae.eval(), list(ck["history"]), plateau=bool(ck["plateau"]), resumed="final",
+                         seconds=time.perf_counter() - t0, steps=int(ck["step"]), kept_step=ck.get("kept_step"))
+    if ck is not None:
+        ae.load_state_dict(ck["state"])
+        opt.load_state_dict(ck["optimizer"])
+        start, history, resumed, best = int(ck["step"]), list(ck["history"]), "partial", ck.get("best")
 
-    def save(step: int, final: bool, plateau: bool) -> None:
-        if path is None:
+    def snapshot() -> dict[str, Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in ae.state_dict().items()}
+
+    def save(step: int, final: bool, plateau: bool, kept: int | None = None) -> None:
+        if on_checkpoint is None:
             return
-        obj = {"format": _FORMAT, "stage": stage, "config": dict(config), "step": step, "history": history,
-               "plateau": plateau, "state": {k: v.detach().cpu() for k, v in ae.state_dict().items()}}
+        obj = {"format": _FORMAT, "stage": stage, "config": dict(config), "step": step, "history": list(history),
+               "plateau": plateau, "final": final, "state": snapshot()}
         if final:
-            atomic_torch_save(obj, path)
-            _partial_path(path).unlink(missing_ok=True)
+            obj["kept_step"] = kept
         else:
             obj["optimizer"] = opt.state_dict()
-            atomic_torch_save(obj, _partial_path(path))
+            obj["best"] = best
+        on_checkpoint(obj)
 
     def evaluate(done: int, train_loss: float) -> None:
+        nonlocal best
         was = [(m, m.training) for m in ae.modules()]
         ae.eval()
         try:
@@ -268,6 +295,8 @@ def _fit(ae: nn.Module, step_fn: Callable[[Tensor, Tensor | None], Tensor], para
         history.append({"stage": stage, "step": done, "epoch": round(done / steps_per_epoch, 4),
                         "train_loss": train_loss, "val_loss": val, "val_acc": acc,
                         "seconds": round(time.perf_counter() - t0, 3)})
+        if keep_best and best_evaluation([h["val_loss"] for h in history]) == len(history) - 1:
+            best = {"step": done, "state": snapshot()}
 
     if start == 0 and not history:
         evaluate(0, math.nan)  # the curve starts at the stage's initial state
@@ -305,12 +334,16 @@ def _fit(ae: nn.Module, step_fn: Callable[[Tensor, Tensor | None], Tensor], para
                     save(done, final=False, plateau=False)
                 finished = False
                 break
+        kept: int | None = done
         if finished:
+            if keep_best and best is not None and best["step"] != done:
+                ae.load_state_dict(best["state"])
+                kept = int(best["step"])
             calibrate()
-            save(done, final=True, plateau=plateau)
+            save(done, final=True, plateau=plateau, kept=kept)
     ae.eval()
     return FitResult(ae, history, plateau=plateau, resumed=resumed, finished=finished,
-                     seconds=time.perf_counter() - t0, steps=done)
+                     seconds=time.perf_counter() - t0, steps=done, kept_step=kept)
 
 
 def _check_fit_args(ae: nn.Module, images: Tensor, held_out: Any) -> Tensor:
@@ -340,17 +373,22 @@ def _batched_mean(fn: Callable[[Tensor, Tensor | None], tuple[Tensor, Tensor]], 
 
 def pretrain_autoencoder(ae: SegNetAE, images: Tensor, *, held_out: Tensor | None = None,
                          schedule: Schedule = Schedule(), seed: int = 0, device: str | torch.device = "cpu",
-                         checkpoint: str | Path | None = None, stop_after: int | None = None,
+                         resume: Checkpoint | None = None,
+                         on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+                         stop_after: int | None = None, keep_best: bool = False,
                          calibration_images: int = 2048, progress: bool = True) -> FitResult:
     """Stage 1: train ``ae`` (in place) to reconstruct ``images`` ``(N, C, H, W)``.
 
     Loss: mean squared error between reconstruction and image (reading: the paper trains SegNet to
     reconstruct; the loss is not stated). Adam (``schedule``), batches from per-epoch permutations of
     ``images``. ``held_out`` images give the curve (MSE in eval mode every ``schedule.eval_every`` steps)
-    and the plateau rule; without them the stage runs ``max_steps``. ``checkpoint``: a finished stage
-    made with the same settings, data and initial weights is loaded instead of trained; a mid-stage
-    checkpoint (``NAME.partial.pt``) is resumed from. At the end the BatchNorm statistics are made exact
-    on the first ``calibration_images`` images (:func:`recalibrate_batchnorm`; 0 keeps running averages).
+    and the plateau rule; without them the stage runs ``max_steps``. ``on_checkpoint(obj)`` receives a
+    checkpoint at each evaluation and at the end (the caller saves it; this function writes no file);
+    ``resume``: such a checkpoint: a finished stage made with the same settings, data and initial weights
+    is loaded instead of trained, a mid-stage one is continued (others are ignored). ``keep_best``
+    (default False: stage 1 keeps its last state): restore the best held-out state at the end. At the end
+    the BatchNorm statistics are made exact on the first ``calibration_images`` images
+    (:func:`recalibrate_batchnorm`; 0 keeps running averages).
     """
     images = _check_fit_args(ae, images, held_out)
     device = torch.device(device)
@@ -372,7 +410,8 @@ def pretrain_autoencoder(ae: SegNetAE, images: Tensor, *, held_out: Tensor | Non
 
     return _fit(ae, lambda x, _: F.mse_loss(ae(x), x), list(ae.parameters()), images, None, validate,
                 stage="pretrain", config=config, set_modes=ae.train, schedule=schedule, seed=seed, device=device,
-                checkpoint=checkpoint, stop_after=stop_after, progress=progress, calibrate=calibrate)
+                resume=resume, on_checkpoint=on_checkpoint, stop_after=stop_after, progress=progress,
+                calibrate=calibrate, keep_best=keep_best)
 
 
 # --------------------------------------------------------------------------- stage 2
@@ -392,9 +431,10 @@ def finetune_through_classifier(ae: SegNetAE, classifier: nn.Module, images: Ten
                                 held_out: tuple[Tensor, Tensor] | None = None,
                                 tune: Literal["decoder", "all"] = "decoder",
                                 schedule: Schedule = Schedule(max_steps=1000, eval_every=50), seed: int = 0,
-                                device: str | torch.device = "cpu", checkpoint: str | Path | None = None,
-                                stop_after: int | None = None, calibration_images: int = 2048,
-                                progress: bool = True) -> FitResult:
+                                device: str | torch.device = "cpu", resume: Checkpoint | None = None,
+                                on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+                                stop_after: int | None = None, keep_best: bool = True,
+                                calibration_images: int = 2048, progress: bool = True) -> FitResult:
     """Stage 2: tune ``ae`` (in place) so that the frozen ``classifier`` recognises its reconstructions.
 
     Loss: ``cross_entropy(classifier(ae(x)), y)`` with the true labels and **no pixel term** (arXiv
@@ -405,8 +445,11 @@ def finetune_through_classifier(ae: SegNetAE, classifier: nn.Module, images: Ten
     computed without gradients (detached, as the released code does), so only the decoder and head move:
     what a classifier can let in rests on what the pre-trained encoder keeps (its 7x7 code and the
     max-pool switch positions). ``held_out=(images, labels)``: the held-out cross-entropy and accuracy
-    every ``schedule.eval_every`` steps give the curve and the plateau. Checkpoints and resume as
-    :func:`pretrain_autoencoder`; at the end the BatchNorm statistics of the tuned part are made exact.
+    every ``schedule.eval_every`` steps give the curve and the plateau. ``keep_best`` (default True, fixed
+    before any result was seen, amendment 1 of the claims): the stage returns the state of its best held-out
+    cross-entropy (:func:`best_evaluation`, the untuned initial state included), not its last one.
+    Checkpoints and resume as :func:`pretrain_autoencoder`; at the end the BatchNorm statistics of the tuned
+    part are made exact.
     """
     images = _check_fit_args(ae, images, held_out)
     if not isinstance(classifier, nn.Module):
@@ -466,8 +509,9 @@ def finetune_through_classifier(ae: SegNetAE, classifier: nn.Module, images: Ten
                 p.requires_grad_(False)
         with frozen(classifier):
             return _fit(ae, step_fn, params, images, labels, validate, stage="finetune", config=config,
-                        set_modes=set_modes, schedule=schedule, seed=seed, device=device, checkpoint=checkpoint,
-                        stop_after=stop_after, progress=progress, calibrate=calibrate)
+                        set_modes=set_modes, schedule=schedule, seed=seed, device=device, resume=resume,
+                        on_checkpoint=on_checkpoint, stop_after=stop_after, progress=progress, calibrate=calibrate,
+                        keep_best=keep_best)
     finally:
         for p, f in enc_flags:
             p.requires_grad_(f)

@@ -191,6 +191,13 @@ def signal_order(correct: Tensor, names: Sequence[str], *, alpha: float = ALPHA)
             pairs.append({"a": names[a], "b": names[b], "acc_ab": float(matrix[a, b]), "acc_ba": float(matrix[b, a]),
                           "diff": float(diff[a, b]), "n10": int(n10[a, b]), "n01": int(n01[a, b]), "p": float(p[a, b]),
                           "decided": dec, "more": (names[a] if beats[a, b] else names[b]) if dec else ""})
+    return _assemble(names, matrix, pairs, beats, alpha)
+
+
+def _assemble(names: list[str], matrix: Tensor, pairs: list[dict[str, Any]], beats: Tensor, alpha: float,
+              test: str | None = None) -> SignalOrder:
+    k = len(names)
+    eye = torch.eye(k, dtype=torch.bool)
     bi = beats.long()
     is_transitive = not bool((((bi @ bi) > 0) & ~beats).any())
     cyc = torch.einsum("ab,bc,ca->abc", bi, bi, bi).nonzero().tolist()
@@ -200,4 +207,44 @@ def signal_order(correct: Tensor, names: Sequence[str], *, alpha: float = ALPHA)
     wins = beats.sum(1)
     off = matrix.masked_fill(eye, 0).sum(1) / max(k - 1, 1)
     ranking = sorted(names, key=lambda nm: (-int(wins[names.index(nm)]), -float(off[names.index(nm)])))
-    return SignalOrder(names, matrix, pairs, beats, wins, off, ranking, is_transitive, is_total, cycles, alpha)
+    order = SignalOrder(names, matrix, pairs, beats, wins, off, ranking, is_transitive, is_total, cycles, alpha)
+    if test is not None:
+        order.test = test
+    return order
+
+
+def combine_orders(orders: Sequence[SignalOrder]) -> SignalOrder:
+    """The order over several training seeds: a pair is decided only when every seed decides it, the same
+    way (the claims' amendment 1: one training run is one sample).
+
+    ``orders``: one :func:`signal_order` per seed, over the same classifiers in the same order. The result's
+    ``matrix`` is the seeds' mean; each pair keeps ``diff`` (mean), ``p`` (the largest over seeds), the
+    summed discordant counts, ``seeds_decided`` (how many seeds decided it) and ``seeds_agree`` (all
+    decided seeds chose the same side); ``decided`` is ``seeds_decided == len(orders)`` and ``seeds_agree``.
+    Beats, wins, ranking, transitivity and cycles follow from the combined decisions as in
+    :func:`signal_order`. One order passes through unchanged in its decisions."""
+    orders = list(orders)
+    if not orders:
+        raise ValueError("combine_orders needs at least one SignalOrder (one per training seed)")
+    names = orders[0].names
+    if any(o.names != names for o in orders):
+        raise ValueError(f"every order must rank the same classifiers in the same order, got "
+                         f"{[o.names for o in orders]}")
+    alpha = orders[0].alpha
+    beats_all = torch.stack([o.beats for o in orders])  # (S, K, K)
+    beats = beats_all.all(0)
+    matrix = torch.stack([o.matrix for o in orders]).mean(0)
+    pairs = []
+    for i, p in enumerate(orders[0].pairs):
+        a, b = names.index(p["a"]), names.index(p["b"])
+        per = [q.pairs[i] for q in orders]
+        n_dec = sum(q["decided"] for q in per)
+        sides = {q["more"] for q in per if q["decided"]}
+        dec = bool(beats[a, b] | beats[b, a])
+        pairs.append({"a": p["a"], "b": p["b"], "acc_ab": float(matrix[a, b]), "acc_ba": float(matrix[b, a]),
+                      "diff": float(matrix[a, b] - matrix[b, a]), "n10": sum(q["n10"] for q in per),
+                      "n01": sum(q["n01"] for q in per), "p": max(q["p"] for q in per), "decided": dec,
+                      "more": (p["a"] if beats[a, b] else p["b"]) if dec else "", "seeds_decided": n_dec,
+                      "seeds_agree": len(sides) <= 1})
+    return _assemble(names, matrix, pairs, beats, alpha,
+                     test=f"{orders[0].test}; decided only when all {len(orders)} training seeds decide it alike")
