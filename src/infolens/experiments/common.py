@@ -51,7 +51,8 @@ def common_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
     p.add_argument("--out", default=None, help="result folder (default results/<command>-<model>)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of everything random in the run: noise, "
+                   "masks, initialisations (an integer in 0..2**63-1; default 0)")
     p.add_argument("--batch-size", type=int, default=64, help="images per step")
     p.add_argument("--overwrite", action="store_true", help="start the result folder afresh if it holds another run")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -128,6 +129,7 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
     try:
         lm = models.load_model(args.model, checkpoint=args.checkpoint, device=args.device,
                                **({"weights": args.weights} if getattr(args, "weights", None) is not None else {}))
+        first_output(lm.model)
         if validate_model is not None:
             validate_model(lm)
         spec = args.data or default_data(lm.source)
@@ -156,6 +158,22 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
         images, labels, names = torch.empty(0), torch.empty(0, dtype=torch.long), []
     progress = _progress.enabled(not getattr(args, "no_progress", False))
     return RunSetup(lm, images, labels, list(names), spec, run, out, progress, time.perf_counter())
+
+
+def _first_of(module: torch.nn.Module, inputs: Any, output: Any) -> Any:
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return output
+
+
+def first_output(model: torch.nn.Module) -> torch.nn.Module:
+    """Make a model whose forward returns a tuple or list (logits, extras...) return its first tensor, the
+    logits, as every analysis expects (N, classes) scores. A forward hook on the model itself, so layer
+    names stay the model's own; returns the model. Applied once per model."""
+    if not getattr(model, "_infolens_first_output", False):
+        model.register_forward_hook(_first_of)
+        model._infolens_first_output = True  # type: ignore[assignment]
+    return model
 
 
 def check_spatial(lm: Any, layers: Sequence[str], *, option: str = "--layers") -> None:
@@ -192,6 +210,10 @@ def validate_common(args: argparse.Namespace) -> None:
             v = getattr(args, name, None)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
                 raise ValueError(f"--{name.replace('_', '-')} must be {what}, got {v}")
+    seed = getattr(args, "seed", None)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise ValueError(f"--seed must be an integer in 0..2**63-1 (torch's seed range), got {seed}; pass a "
+                         f"smaller seed")
     out = getattr(args, "out", None)
     if out:
         if Path(out).exists() and not Path(out).is_dir():
@@ -211,6 +233,9 @@ def validate_common(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} is empty; pass a comma-separated list (or leave the "
                              f"option out for the default)")
 
+
+#: The largest seed torch takes (``torch.manual_seed`` stores a signed 64-bit integer).
+MAX_SEED = 2**63 - 1
 
 #: Integer options that must be >= 1, and counts that may be 0, in any runner that has them.
 POSITIVE_OPTIONS = ("batch_size", "internal_batch_size", "eval_batch_size", "limit", "steps", "samples", "ig_steps",

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ..results import atomic_write_text
-from ._html import (CSS, MAX_ROWS, VERDICT_CLASS, esc, figure_html, fmt, pivots, read_json_file, read_table_file,
+from ._html import (CSS, MAX_ROWS, VERDICT_CLASS, esc, figure_html, fmt, pivots, read_json_file, read_summary_file,
+                    read_table_file,
                     table_html, verdict_html)
 from .panel import panel_html
 
@@ -139,7 +140,7 @@ def _headlines_html(sections: list[tuple[Path, dict]], root: Path) -> str:
         path = sec / "summary.json"
         if not path.is_file() or meta.get("analysis") == "demo":
             continue
-        scalars, tables = pivots(read_json_file(path))
+        scalars, tables = pivots(read_summary_file(path))
         bits = [f"{esc(k)}: <b>{fmt(v)}</b>" for k, v in scalars[:4]]
         if not bits and tables:
             name, trows = tables[0]
@@ -197,7 +198,7 @@ def _section_html(sec: Path, root: Path, meta: Mapping[str, Any], claims: list[d
         parts.append(f"<p class=meta>{esc(meta['description'])}</p>")
     summary_path = sec / "summary.json"
     if summary_path.is_file():
-        scalars, tables = pivots(read_json_file(summary_path))
+        scalars, tables = pivots(read_summary_file(summary_path))
         inner = ""
         if scalars:
             inner += table_html([{"": k, "value": v} for k, v in scalars])

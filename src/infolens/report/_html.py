@@ -100,6 +100,15 @@ def read_json_file(path: Path) -> Any:
         raise ValueError(f"{path} is not text ({exc}); rerun the analysis that wrote it") from None
 
 
+def read_summary_file(path: Path) -> dict[str, Any]:
+    """A ``summary.json``: a JSON object, or a one-line error naming the file (``null``, a list, a number)."""
+    data = read_json_file(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds {json.dumps(data)[:40] if data is None or isinstance(data, (int, float)) else 'a ' + type(data).__name__}, "
+                         f"not a JSON object of headline numbers; rerun the analysis that wrote it, or delete the file")
+    return data
+
+
 def read_table_file(path: Path) -> list[dict[str, Any]]:
     """A result table, or a one-line error naming the file."""
     try:

@@ -474,9 +474,21 @@ def main(args: argparse.Namespace) -> Path:
                                             "noise_samples", "rise_masks", "sobol_designs", "hsic_designs",
                                             "occlusion_window", "gradcam_layer")}
 
-    def validate_model(lm: Any) -> None:
+    def validate_model(lm: Any) -> None:  # before meta.json is written: a corrected command starts clean
         for m in metric_names:
             make_metric(m, lm.model)  # validates the name
+        if args.gradcam_layer is not None:
+            from ...probe import resolve_layers
+            from ..common import check_spatial
+
+            try:
+                names = resolve_layers(lm.model, args.gradcam_layer)
+            except ValueError as exc:
+                raise ValueError(f"--gradcam-layer {args.gradcam_layer}: {exc}") from None
+            if len(names) != 1:
+                raise ValueError(f"--gradcam-layer {args.gradcam_layer!r} selects {len(names)} layers; name exactly "
+                                 f"one (list them with `infolens layers {lm.name}`)")
+            check_spatial(lm, names, option="--gradcam-layer")
 
     s = start_run(args, analysis=ANALYSIS, title=f"FORGrad attribution: {args.model}",
                   description=__doc__.split("\n\n")[0], params=params, validate=_validate,
