@@ -181,9 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("layers", help="list a model's layers with output shapes")
-    s.add_argument("model")
-    s.add_argument("--checkpoint")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("model", help="built-in name (mnist_vgg, ...), efficientnet_lite0, a torchvision name (resnet18), "
+                   "timm:NAME, or package.module:factory")
+    s.add_argument("--checkpoint", help="state-dict file for the model (loaded with weights_only=True)")
+    s.add_argument("--device", default="cpu", help="torch device: cpu (the default), cuda, cuda:N or mps")
     s.add_argument("--input-shape", help="C,H,W (default: the model's)")
     s.add_argument("--weights", default=None, help="weights to load (DEFAULT, a weight set name, or none: the "
                    "default here, as the layer list needs only the architecture)")
@@ -192,13 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train (or reuse) the built-in MNIST models on the embedded data")
     s.add_argument("model", nargs="?", default="all", help="built-in name(s), comma-separated, or 'all'")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="cpu", help="torch device: cpu (the default), cuda, cuda:N or mps")
     s.add_argument("--retrain", action="store_true", help="ignore the cache")
     s.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("demo", help="the main job: every analysis on the embedded default, one report")
-    s.add_argument("--out", default="results/demo")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--out", default="results/demo", help="result folder (default results/demo)")
+    s.add_argument("--device", default="cpu", help="torch device: cpu (the default), cuda, cuda:N or mps")
     s.add_argument("--quick", action="store_true", help="tiny subsets (seconds; for tests)")
     s.add_argument("--only", default=None, help="comma-separated sections to run (srop,forgrad,discard,signal)")
     s.set_defaults(func=_cmd_demo)
@@ -215,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_fetch_data)
 
     s = sub.add_parser("report", help="write report.html for a result folder")
-    s.add_argument("result_dir")
+    s.add_argument("result_dir", help="a result folder (the --out of an analysis, demo or reproduce)")
     s.add_argument("--output", "-o", default=None, help="path of the HTML file (default RESULT_DIR/report.html)")
     s.set_defaults(func=_cmd_report)
 

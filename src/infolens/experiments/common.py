@@ -122,6 +122,8 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
     out = Path(args.out or f"results/{analysis}-{slug(args.model if hasattr(args, 'model') else analysis)}")
     from ..distributed import is_main
 
+    _progress.say(f"{analysis} {getattr(args, 'model', '')}: loading the model and the data",
+                  progress=not getattr(args, "no_progress", False))
     created = not out.exists()
     if is_main():  # under torchrun rank 0 holds the lock for the whole world
         lock_folder(out)
@@ -174,6 +176,21 @@ def first_output(model: torch.nn.Module) -> torch.nn.Module:
         model.register_forward_hook(_first_of)
         model._infolens_first_output = True  # type: ignore[assignment]
     return model
+
+
+def parse_target(value: Any, option: str = "--target") -> int | None:
+    """``--target``: a class index (an integer >= 0), or ``predicted`` (None: each image's predicted class,
+    the default)."""
+    if value is None or str(value).strip().lower() in ("predicted", "pred", "prediction"):
+        return None
+    try:
+        t = int(str(value).strip())
+    except ValueError:
+        t = -1
+    if t < 0:
+        raise ValueError(f"{option} must be a class index (an integer >= 0) or 'predicted' (the default), "
+                         f"got {value!r}")
+    return t
 
 
 def check_spatial(lm: Any, layers: Sequence[str], *, option: str = "--layers") -> None:
