@@ -6,6 +6,7 @@ import base64
 import csv
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,20 @@ ul.dev{font-size:.85em;margin:.2em 0 .8em;max-width:1000px}
 
 def esc(v: Any) -> str:
     return html.escape(str(v), quote=True)
+
+
+_ROLE = re.compile(r":(?:py:)?(?:func|mod|class|meth|attr|data|obj|exc|ref|doc|const|term):`~?\.*([^`<]*?)(?:\s*<[^>]*>)?`")
+_LITERAL = re.compile(r"``(.+?)``|(?<![`\w])`([^`\n]+)`(?![`\w])")
+
+
+def prose(text: Any) -> str:
+    """Docstring text as HTML: escaped, with reStructuredText markup rendered rather than shown: ``code``
+    and Sphinx roles (:func:`name`, :mod:`.verdicts`, :class:`~a.B`) become ``<code>`` (a role's leading
+    dots and ``~`` dropped), never literal backquotes or colons."""
+    out = esc(text)
+    out = _ROLE.sub(lambda m: f"<code>{m.group(1).rsplit('.', 1)[-1] if m.group(0).count('~') else m.group(1)}"
+                    f"</code>", out)
+    return _LITERAL.sub(lambda m: f"<code>{m.group(1) or m.group(2)}</code>", out)
 
 
 def fmt(v: Any) -> str:
@@ -122,7 +137,7 @@ def figure_html(path: Path, caption: str, anchor: str, *, key: bool = False, svg
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     svg = f" <a href='{esc(svg_href)}'>SVG</a>" if svg_href else ""
     return (f"<figure id='{esc(anchor)}'{' class=key' if key else ''}><img alt='{esc(path.stem)}' "
-            f"src='data:image/png;base64,{data}'><figcaption>{esc(caption)}{svg}</figcaption></figure>")
+            f"src='data:image/png;base64,{data}'><figcaption>{prose(caption)}{svg}</figcaption></figure>")
 
 
 # --------------------------------------------------------------------------- key-value dumps -> pivots
