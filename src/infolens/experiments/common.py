@@ -104,8 +104,10 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
        (the runner's own pure checks: ranges, names, empty lists) — nothing loaded, nothing written;
     2. the result folder ``--out`` (default ``results/<analysis>-<model>``) is locked for this process
        (a second run gets a one-line error naming the holder's PID);
-    3. the model is loaded (its identity is part of the parameters) and ``validate_model(lm)`` checks what
-       needs it (layers exist, are spatial);
+    3. the model is loaded (its identity is part of the parameters; a forward that returns a tuple gives
+       its first tensor, :func:`first_output`) and ``validate_model(lm)`` checks what needs it (layers
+       exist, are spatial, a class index is a class) — still nothing written, so a refused layer, grid or
+       check leaves nothing behind;
     4. under the lock, ``params`` (a mapping, or ``params(lm, data_spec)``) are compared with the folder's
        ``meta.json`` and ``meta.json`` is written;
     5. the data are loaded.
@@ -220,8 +222,9 @@ def _remove_if_only_lock(folder: Path) -> None:
 
 
 def validate_common(args: argparse.Namespace) -> None:
-    """The checks every analysis command shares, before any work: sizes and counts positive, ``--out``
-    not an existing file, ``--checkpoint`` an existing file, ``--data`` an existing source."""
+    """The checks every analysis command shares, before any work: sizes and counts positive, ``--seed`` in
+    torch's range (0..2**63-1), ``--out`` not an existing file, ``--checkpoint`` an existing file, ``--data``
+    an existing source."""
     for names, low, what in ((POSITIVE_OPTIONS, 1, "a positive integer"), (COUNT_OPTIONS, 0, "an integer >= 0")):
         for name in names:
             v = getattr(args, name, None)
