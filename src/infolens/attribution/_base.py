@@ -34,6 +34,12 @@ Score = Literal["logit", "softmax", "log_softmax"]
 # --------------------------------------------------------------------------- helpers
 
 
+def logits_of(output: Any) -> Tensor:
+    """The class scores of a model's output: the output itself, or the first tensor of a tuple or list
+    (a forward returning ``(logits, features)``)."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
 def model_scores(output: Tensor, target: Tensor, score: Score = "logit") -> Tensor:
     """The scalar each image is explained by: ``output[i, target[i]]`` after an optional (log-)softmax."""
     if isinstance(output, (tuple, list)):
@@ -153,7 +159,7 @@ class Attribution:
 
     def _predict(self, inputs: Tensor) -> Tensor:
         with torch.no_grad():
-            return torch.cat([self.model(inputs[s:s + self.batch_size]).argmax(1)
+            return torch.cat([logits_of(self.model(inputs[s:s + self.batch_size])).argmax(1)
                               for s in range(0, inputs.shape[0], self.batch_size)])
 
     def _attribute(self, x: Tensor, t: Tensor, idx: list[int]) -> Tensor:  # pragma: no cover

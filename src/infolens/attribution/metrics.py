@@ -58,7 +58,7 @@ def _keeps_model(fn: Any) -> Any:
             return fn(self, *args, **kwargs)
     return wrapper
 from .._stats import average_ranks, rowwise_correlation
-from ._base import Score, _indices, model_scores, to_map
+from ._base import Score, _indices, logits_of, model_scores, to_map
 from .._torch import image_generators
 
 __all__ = ["FaithfulnessResult", "Metric", "Deletion", "Insertion", "MuFidelity", "METRICS", "make_metric",
@@ -131,7 +131,7 @@ class Metric:
         t = check_targets(targets, n, name="targets")
         if t is None:
             with torch.no_grad():
-                t = torch.cat([self.model(inputs[s:s + self.batch_size]).argmax(1)
+                t = torch.cat([logits_of(self.model(inputs[s:s + self.batch_size])).argmax(1)
                                for s in range(0, n, self.batch_size)])
         t = t.to(inputs.device)
         maps = None
