@@ -203,7 +203,8 @@ def test_progress_in_a_log_is_a_plain_line_every_few_seconds(monkeypatch):
     text = log.getvalue()
     assert "\r" not in text
     lines = text.splitlines()
-    assert lines == ["srop mnist_vgg: 30/100 images (30%), 0:06 elapsed, ETA 0:14",
+    assert lines == ["srop mnist_vgg: 10 of 100 images took 0:02: about 0:18 more for the rest",  # the first batch
+                     "srop mnist_vgg: 30/100 images (30%), 0:06 elapsed, ETA 0:14",
                      "srop mnist_vgg: 60/100 images (60%), 0:12 elapsed, ETA 0:08",
                      "srop mnist_vgg: 90/100 images (90%), 0:18 elapsed, ETA 0:02",
                      "srop mnist_vgg: 100/100 images (100%), done in 0:20"]

@@ -33,8 +33,9 @@ _ERRNO_FIX = {
 }
 
 
-def error_line(exc: BaseException) -> str:
-    """The one line (problem and fix) that the CLI prints for a user error."""
+def error_line(exc: BaseException, where: str | None = None) -> str:
+    """The one line (problem and fix) that the CLI prints for a user error. ``where`` (the command's result
+    folder) stands in for the path of an OS error that carries none (a full disk during ``write``)."""
     try:
         from PIL import Image
 
@@ -45,16 +46,18 @@ def error_line(exc: BaseException) -> str:
         pass
     if isinstance(exc, OSError) and exc.errno in _ERRNO_FIX:
         what, fix = _ERRNO_FIX[exc.errno]
-        where = exc.filename if exc.filename is not None else ""
-        if not where and str(exc) and not str(exc).startswith("["):
+        path = exc.filename if exc.filename is not None else ""
+        if not path and str(exc) and not str(exc).startswith("["):
             return str(exc).splitlines()[0]  # a message of our own that happens to carry an errno
-        return f"cannot use {where or 'a path'}: {what}; {fix}"
+        if not path and where:
+            path = f"the folder {where} (or a file in it)"
+        return f"cannot use {path or 'a path'}: {what}; {fix}"
     if isinstance(exc, KeyError) and exc.args:
         return f"{exc.args[0]}"
     msg = str(exc).strip()
     if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
-        where = f" {exc.filename}" if exc.filename is not None else ""
-        return f"cannot use{where}: {exc.strerror.lower()}; check the path and the disk"
+        path = f" {exc.filename}" if exc.filename is not None else (f" the folder {where}" if where else "")
+        return f"cannot use{path}: {exc.strerror.lower()}; check the path and the disk"
     return msg.splitlines()[0] if msg else type(exc).__name__
 
 
@@ -83,14 +86,34 @@ def check_device(device: str) -> str:
     return text
 
 
+def parse_input_shape(value: str, option: str = "--input-shape") -> tuple[int, int, int]:
+    """``C,H,W`` as three positive integers, or a one-line error naming the option."""
+    parts = [p.strip() for p in str(value).replace("x", ",").split(",")]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"{option} must be three positive integers C,H,W (e.g. 3,224,224), got {value!r}")
+    return shape  # type: ignore[return-value]
+
+
 def _cmd_layers(args: argparse.Namespace) -> int:
     from .models import load_model
     from .probe import list_layers, parse_layer_selection, resolve_layers
 
+    given = parse_input_shape(args.input_shape) if args.input_shape else None  # before anything is loaded
     lm = load_model(args.model, checkpoint=args.checkpoint, device=args.device, pretrained=False,
                     weights=args.weights)
-    shape = tuple(int(s) for s in args.input_shape.split(",")) if args.input_shape else lm.input_shape
-    rows = list_layers(lm.model, shape, device=args.device)
+    shape = given or lm.input_shape
+    try:
+        rows = list_layers(lm.model, shape, device=args.device)
+    except RuntimeError as exc:  # a shape the network cannot take (channels, too small for its pooling)
+        if not args.input_shape:
+            raise
+        raise ValueError(f"--input-shape {args.input_shape}: {lm.name} cannot run on a {tuple(shape)} input "
+                         f"({str(exc).splitlines()[0][:160]}); pass the model's own C,H,W "
+                         f"(default {tuple(lm.input_shape)})") from None
     if args.select:
         keep = set(resolve_layers(lm.model, parse_layer_selection(args.select, name="--select")))
         rows = [r for r in rows if r.name in keep]
@@ -149,14 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infolens", description="What information a vision network uses, keeps "
                                 "and throws away: SROP, information discarding, classifier-tuned autoencoders, "
                                 "FORGrad.")
+    from ._version import __version__
+
+    p.add_argument("--version", action="version", version=f"infolens {__version__}",
+                   help="print the version and exit")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("layers", help="list a model's layers with output shapes")
-    s.add_argument("model")
-    s.add_argument("--checkpoint")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("model", help="built-in name (mnist_vgg, ...), efficientnet_lite0, a torchvision name (resnet18), "
+                   "timm:NAME, or package.module:factory")
+    s.add_argument("--checkpoint", help="state-dict file for the model (loaded with weights_only=True)")
+    s.add_argument("--device", default="cpu", help="torch device: cpu (the default), cuda, cuda:N or mps")
     s.add_argument("--input-shape", help="C,H,W (default: the model's)")
     s.add_argument("--weights", default=None, help="weights to load (DEFAULT, a weight set name, or none: the "
                    "default here, as the layer list needs only the architecture)")
@@ -165,13 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train (or reuse) the built-in MNIST models on the embedded data")
     s.add_argument("model", nargs="?", default="all", help="built-in name(s), comma-separated, or 'all'")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="cpu", help="torch device: cpu (the default), cuda, cuda:N or mps")
     s.add_argument("--retrain", action="store_true", help="ignore the cache")
     s.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("demo", help="the main job: every analysis on the embedded default, one report")
-    s.add_argument("--out", default="results/demo")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--out", default="results/demo", help="result folder (default results/demo)")
+    s.add_argument("--device", default="cpu", help="torch device: cpu (the default), cuda, cuda:N or mps")
     s.add_argument("--quick", action="store_true", help="tiny subsets (seconds; for tests)")
     s.add_argument("--only", default=None, help="comma-separated sections to run (srop,forgrad,discard,signal)")
     s.set_defaults(func=_cmd_demo)
@@ -188,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_fetch_data)
 
     s = sub.add_parser("report", help="write report.html for a result folder")
-    s.add_argument("result_dir")
+    s.add_argument("result_dir", help="a result folder (the --out of an analysis, demo or reproduce)")
     s.add_argument("--output", "-o", default=None, help="path of the HTML file (default RESULT_DIR/report.html)")
     s.set_defaults(func=_cmd_report)
 
@@ -206,7 +234,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``infolens ... | head -1``): stop quietly, as ``cat`` would.
+
+    Python's advice: point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - no real stdout (embedded use)
+        pass
+    return 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader closed the pipe
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit code (0 done, 2 bad input or environment, 1 internal error, 130 interrupted,
+    141 stdout closed by its reader)."""
+    try:
+        rc = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here for output still in the buffer
+        return rc
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.no_progress:
@@ -230,10 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("infolens: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # stdout's reader went away: quiet (main)
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        print(f"infolens: error: {error_line(exc)}", file=sys.stderr)
+        print(f"infolens: error: {error_line(exc, getattr(args, 'out', None))}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - PIL's, torch's and our runtime errors: still one line
         if args.debug:
@@ -246,6 +299,12 @@ def main(argv: list[str] | None = None) -> int:
             pil_errors: tuple = (Image.DecompressionBombError,)
         except ImportError:  # pragma: no cover
             pil_errors = ()
+        import csv
+
+        if isinstance(exc, csv.Error):  # a malformed CSV that no caller named: say so without a traceback
+            print(f"infolens: error: a CSV file cannot be parsed ({error_line(exc)}); check the CSV files the "
+                  f"command reads (--stages, the result folder's tables)", file=sys.stderr)
+            return 2
         if isinstance(exc, (FolderLocked, *pil_errors)):
             print(f"infolens: error: {error_line(exc)}", file=sys.stderr)
             return 2

@@ -92,6 +92,50 @@ def test_matches_captum(name, trained, monkeypatch):
     torch.testing.assert_close(ours, ref, atol=1e-5 * scale, rtol=1e-4)
 
 
+@pytest.mark.parametrize("captum_name", ["Saliency", "InputXGradient", "IntegratedGradients", "NoiseTunnel",
+                                         "GuidedBackprop", "LayerGradCam", "Occlusion"])
+def test_captum_class_names_build_what_captum_computes(captum_name, trained, monkeypatch):
+    """A Captum class name given as a method name (any case, ``-``/``_``) builds the method whose maps equal
+    that Captum class's (NoiseTunnel: its default, SmoothGrad)."""
+    from infolens.attribution.registry import CAPTUM_ALIASES, _canonical
+
+    m, x, t = trained
+    name = CAPTUM_ALIASES[captum_name]
+    assert _canonical(captum_name) == _canonical(captum_name.lower()) == _canonical(captum_name.upper()) == name
+    ours = A.make_method(captum_name, m, batch_size=4, **OURS[name]).attribute(x, t)
+    ref = _captum(name, m, x, t, monkeypatch).detach()
+    torch.testing.assert_close(ours, ref, atol=1e-5 * ref.abs().max().item(), rtol=1e-4)
+
+
+class _WithFeatures(nn.Module):
+    """A classifier whose forward returns (logits, features), as many research models do."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x), x.flatten(1)
+
+
+@pytest.mark.parametrize("name", ["saliency", "integrated_gradients", "occlusion"])
+def test_a_forward_returning_a_tuple_is_explained_through_its_first_tensor(name, trained):
+    """No target given: the predicted class comes from the first tensor too; maps equal the bare network's."""
+    m, x, _ = trained
+    kw = {k: v for k, v in OURS[name].items() if k != "layer"}
+    ref = A.make_method(name, m, batch_size=4, **kw).attribute(x)
+    ours = A.make_method(name, _WithFeatures(m), batch_size=4, **kw).attribute(x)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    d_ref = Deletion(m, steps=4)(x, None, ref).scores  # targets None: the predicted class
+    d_ours = Deletion(_WithFeatures(m), steps=4)(x, None, ours).scores
+    torch.testing.assert_close(d_ours, d_ref, rtol=0, atol=0)
+
+
+def test_unknown_method_name_lists_the_known_ones_and_captum_names():
+    with pytest.raises(ValueError, match=r"unknown attribution method 'Lime'.*integrated_gradients.*Captum"):
+        A.make_method("Lime", _cnn())
+
+
 def test_ig_riemann_and_completeness(trained):
     m, x, t = trained
     captum = pytest.importorskip("captum.attr")

@@ -36,6 +36,12 @@ Score = Literal["logit", "softmax", "log_softmax"]
 # --------------------------------------------------------------------------- helpers
 
 
+def logits_of(output: Any) -> Tensor:
+    """The class scores of a model's output: the output itself, or the first tensor of a tuple or list
+    (a forward returning ``(logits, features)``)."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
 def model_scores(output: Tensor, target: Tensor, score: Score = "logit") -> Tensor:
     """The scalar each image is explained by: ``output[i, target[i]]`` after an optional (log-)softmax."""
     if isinstance(output, (tuple, list)):

@@ -16,7 +16,7 @@ from .gradient import (GradientXInput, GuidedBackprop, IntegratedGradients, Sali
                        _NoiseTunnel)
 from .perturbation import HSIC, RISE, Occlusion, Sobol
 
-__all__ = ["METHODS", "method_kind", "make_method", "attribute_many"]
+__all__ = ["METHODS", "CAPTUM_ALIASES", "XPLIQUE_ALIASES", "method_kind", "make_method", "attribute_many"]
 
 
 METHODS: dict[str, type[Attribution]] = {
@@ -42,16 +42,47 @@ _ALIASES = {"gxi": "gradient_x_input", "inputxgradient": "gradient_x_input", "ig
             "grad_cam": "gradcam", "gradcampp": "gradcam_pp", "gradcam++": "gradcam_pp", "grad_cam_pp": "gradcam_pp", "guidedbackprop": "guided_backprop", "gbp": "guided_backprop",
             "sobol_attribution": "sobol", "hsic_attribution": "hsic"}
 
+CAPTUM_ALIASES: dict[str, str] = {
+    "Saliency": "saliency", "InputXGradient": "gradient_x_input", "IntegratedGradients": "integrated_gradients",
+    "NoiseTunnel": "smoothgrad", "GuidedBackprop": "guided_backprop", "LayerGradCam": "gradcam",
+    "Occlusion": "occlusion",
+}
+"""Captum's class names accepted as method names (case and ``_``/``-`` ignored). ``NoiseTunnel`` is
+Captum's wrapper for SmoothGrad, SquareGrad (``smoothgrad_sq``) and VarGrad; by itself it means its default,
+``nt_type="smoothgrad"``: ``smoothgrad``. Captum has no Grad-CAM++, RISE, Sobol or HSIC."""
+
+XPLIQUE_ALIASES: dict[str, str] = {
+    "GradientInput": "gradient_x_input", "GradCAMPP": "gradcam_pp", "Rise": "rise",
+    "SobolAttributionMethod": "sobol", "HsicAttributionMethod": "hsic", "SmoothGrad": "smoothgrad",
+    "SquareGrad": "squaregrad", "VarGrad": "vargrad", "GradCAM": "gradcam",
+}
+"""Xplique's class names (the library FORGrad's paper used), accepted likewise."""
+
+
+def _compact(name: str) -> str:
+    return "".join(ch for ch in str(name).strip().lower() if ch not in "_- ")
+
+
+_LOOKUP: dict[str, str] = {
+    **{_compact(k): k for k in METHODS},
+    **{_compact(cls.__name__): k for k, cls in METHODS.items()},  # our own class names: GradientXInput, ...
+    **{_compact(a): k for a, k in _ALIASES.items()},
+    **{_compact(a): k for a, k in XPLIQUE_ALIASES.items()},
+    **{_compact(a): k for a, k in CAPTUM_ALIASES.items()},
+}
+
 
 def _canonical(name: str) -> str:
-    key = str(name).strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in METHODS:
+    """The registry's name for a method name, an alias, or a Captum/Xplique class name (case, ``_``, ``-``
+    and spaces ignored): ``IntegratedGradients`` -> ``integrated_gradients``."""
+    key = _LOOKUP.get(_compact(name))
+    if key is None:
         import difflib
 
-        close = difflib.get_close_matches(key, list(METHODS), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(str(name).strip().lower().replace("-", "_"), list(METHODS), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown attribution method {name!r}{hint} (known: {', '.join(METHODS)})")
+        raise ValueError(f"unknown attribution method {name!r}{hint} (known: {', '.join(METHODS)}, or Captum's "
+                         f"class names such as IntegratedGradients, NoiseTunnel, LayerGradCam)")
     return key
 
 

@@ -85,6 +85,9 @@ def _read_image(path: Path, size: int, channels: int) -> torch.Tensor:
             f"cannot read image file {str(path)!r} ({type(exc).__name__}: {str(exc)[:160]}); "
             f"remove or replace the file"
         ) from None
+    if arr.dtype != np.uint8 and not np.isfinite(arr).all():
+        raise ValueError(f"image file {str(path)!r} holds {int((~np.isfinite(arr)).sum())} NaN or infinite pixel "
+                         f"value(s); fix or remove the file")
     if arr.dtype == np.uint8:
         out = np.asarray(resize_center_crop(Image.fromarray(arr if arr.shape[2] == 3 else arr[:, :, 0]), size),
                          dtype=np.uint8)
@@ -93,6 +96,26 @@ def _read_image(path: Path, size: int, channels: int) -> torch.Tensor:
     planes = [resize_center_crop(Image.fromarray(np.ascontiguousarray(arr[:, :, c], dtype=np.float32)), size) for c in range(arr.shape[2])]
     out = np.stack([np.asarray(p, dtype=np.float32) for p in planes], axis=2)
     return torch.from_numpy(np.clip(out, 0.0, 1.0).copy()).permute(2, 0, 1).contiguous()
+
+
+def unreadable_error(paths: Sequence[Path], first: int, exc: Exception, *, show: int = 3) -> ValueError:
+    """The error for a folder whose file ``paths[first]`` could not be read (``exc``): the files after it are
+    checked too (header only, cheap), so one run reports how many are unreadable and the first few, not one
+    file per run."""
+    from PIL import Image
+
+    bad = [paths[first]]
+    for p in paths[first + 1:]:
+        try:
+            with Image.open(p) as img:
+                img.verify()
+        except Exception:  # noqa: BLE001 - whatever PIL raises, the file is unreadable
+            bad.append(p)
+    if len(bad) == 1:
+        return exc if isinstance(exc, ValueError) else ValueError(str(exc))
+    names = ", ".join(repr(str(p)) for p in bad[:show])
+    return ValueError(f"{len(bad)} of {len(paths)} image files cannot be read: {names}"
+                      f"{', ...' if len(bad) > show else ''}; remove or replace them")
 
 
 def _is_image(p: Path) -> bool:
@@ -137,7 +160,10 @@ class ImageFolderData(Dataset):
         if self.images is None:
             out = torch.empty(len(self.paths), self.channels, self.size, self.size)
             for i, p in enumerate(self.paths):
-                out[i] = _read_image(p, self.size, self.channels)
+                try:
+                    out[i] = _read_image(p, self.size, self.channels)
+                except ValueError as exc:
+                    raise unreadable_error(self.paths, i, exc) from None
             self.images = out
         return self.images
 

@@ -51,7 +51,8 @@ def common_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
     p.add_argument("--out", default=None, help="result folder (default results/<command>-<model>)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of everything random in the run: noise, "
+                   "masks, initialisations (an integer in 0..2**63-1; default 0)")
     p.add_argument("--batch-size", type=int, default=64, help="images per step")
     p.add_argument("--overwrite", action="store_true", help="start the result folder afresh if it holds another run")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -103,8 +104,10 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
        (the runner's own pure checks: ranges, names, empty lists) — nothing loaded, nothing written;
     2. the result folder ``--out`` (default ``results/<analysis>-<model>``) is locked for this process
        (a second run gets a one-line error naming the holder's PID);
-    3. the model is loaded (its identity is part of the parameters) and ``validate_model(lm)`` checks what
-       needs it (layers exist, are spatial);
+    3. the model is loaded (its identity is part of the parameters; a forward that returns a tuple gives
+       its first tensor, :func:`first_output`) and ``validate_model(lm)`` checks what needs it (layers
+       exist, are spatial, a class index is a class) — still nothing written, so a refused layer, grid or
+       check leaves nothing behind;
     4. under the lock, ``params`` (a mapping, or ``params(lm, data_spec)``) are compared with the folder's
        ``meta.json`` and ``meta.json`` is written;
     5. the data are loaded.
@@ -121,6 +124,8 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
     out = Path(args.out or f"results/{analysis}-{slug(args.model if hasattr(args, 'model') else analysis)}")
     from ..distributed import is_main
 
+    _progress.say(f"{analysis} {getattr(args, 'model', '')}: loading the model and the data",
+                  progress=not getattr(args, "no_progress", False))
     created = not out.exists()
     if is_main():  # under torchrun rank 0 holds the lock for the whole world
         lock_folder(out)
@@ -128,6 +133,7 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
     try:
         lm = models.load_model(args.model, checkpoint=args.checkpoint, device=args.device,
                                **({"weights": args.weights} if getattr(args, "weights", None) is not None else {}))
+        first_output(lm.model)
         if validate_model is not None:
             validate_model(lm)
         spec = args.data or default_data(lm.source)
@@ -158,6 +164,37 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
     return RunSetup(lm, images, labels, list(names), spec, run, out, progress, time.perf_counter())
 
 
+def _first_of(module: torch.nn.Module, inputs: Any, output: Any) -> Any:
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return output
+
+
+def first_output(model: torch.nn.Module) -> torch.nn.Module:
+    """Make a model whose forward returns a tuple or list (logits, extras...) return its first tensor, the
+    logits, as every analysis expects (N, classes) scores. A forward hook on the model itself, so layer
+    names stay the model's own; returns the model. Applied once per model."""
+    if not getattr(model, "_infolens_first_output", False):
+        model.register_forward_hook(_first_of)
+        model._infolens_first_output = True  # type: ignore[assignment]
+    return model
+
+
+def parse_target(value: Any, option: str = "--target") -> int | None:
+    """``--target``: a class index (an integer >= 0), or ``predicted`` (None: each image's predicted class,
+    the default)."""
+    if value is None or str(value).strip().lower() in ("predicted", "pred", "prediction"):
+        return None
+    try:
+        t = int(str(value).strip())
+    except ValueError:
+        t = -1
+    if t < 0:
+        raise ValueError(f"{option} must be a class index (an integer >= 0) or 'predicted' (the default), "
+                         f"got {value!r}")
+    return t
+
+
 def check_spatial(lm: Any, layers: Sequence[str], *, option: str = "--layers") -> None:
     """Refuse, before any data are loaded, layers whose output is not a stack of 2-D maps (N, C, H, W):
     one forward pass of a blank input through the model (for ``validate_model``)."""
@@ -185,13 +222,18 @@ def _remove_if_only_lock(folder: Path) -> None:
 
 
 def validate_common(args: argparse.Namespace) -> None:
-    """The checks every analysis command shares, before any work: sizes and counts positive, ``--out``
-    not an existing file, ``--checkpoint`` an existing file, ``--data`` an existing source."""
+    """The checks every analysis command shares, before any work: sizes and counts positive, ``--seed`` in
+    torch's range (0..2**63-1), ``--out`` not an existing file, ``--checkpoint`` an existing file, ``--data``
+    an existing source."""
     for names, low, what in ((POSITIVE_OPTIONS, 1, "a positive integer"), (COUNT_OPTIONS, 0, "an integer >= 0")):
         for name in names:
             v = getattr(args, name, None)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
                 raise ValueError(f"--{name.replace('_', '-')} must be {what}, got {v}")
+    seed = getattr(args, "seed", None)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise ValueError(f"--seed must be an integer in 0..2**63-1 (torch's seed range), got {seed}; pass a "
+                         f"smaller seed")
     out = getattr(args, "out", None)
     if out:
         if Path(out).exists() and not Path(out).is_dir():
@@ -211,6 +253,9 @@ def validate_common(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} is empty; pass a comma-separated list (or leave the "
                              f"option out for the default)")
 
+
+#: The largest seed torch takes (``torch.manual_seed`` stores a signed 64-bit integer).
+MAX_SEED = 2**63 - 1
 
 #: Integer options that must be >= 1, and counts that may be 0, in any runner that has them.
 POSITIVE_OPTIONS = ("batch_size", "internal_batch_size", "eval_batch_size", "limit", "steps", "samples", "ig_steps",

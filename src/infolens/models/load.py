@@ -380,7 +380,16 @@ def _load_python(spec: str, checkpoint: str | None) -> nn.Module:
         if not hasattr(obj, part):
             raise ValueError(f"model spec {spec!r}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
-    model = obj() if callable(obj) and not isinstance(obj, nn.Module) else obj
+    if callable(obj) and not isinstance(obj, nn.Module):
+        try:
+            model = obj()
+        except Exception as exc:  # the user's code failed, not infolens: say so, with its own message
+            msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise ValueError(f"model spec {spec!r}: the factory raised {type(exc).__name__}"
+                             f"{': ' + msg if msg else ''}; fix the factory (run it in Python to see the "
+                             f"traceback, or pass --debug)") from exc
+    else:
+        model = obj
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"model spec {spec!r}: the factory returned a {type(model).__name__}, not a torch.nn.Module"

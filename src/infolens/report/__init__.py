@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..results import atomic_write_text
-from ._html import (CSS, MAX_ROWS, VERDICT_CLASS, esc, figure_html, fmt, pivots, read_json_file, read_table_file,
-                    table_html, verdict_html)
+from ._html import (CSS, MAX_ROWS, VERDICT_CLASS, esc, figure_html, fmt, pivots, prose, read_json_file,
+                    read_summary_file, read_table_file, table_html, verdict_html)
 from .panel import panel_html
 
 __all__ = ["build_report", "find_sections", "unit_range", "smoke_line"]
@@ -168,7 +168,7 @@ def _claims_html(rows: list[tuple[dict[str, Any], Path | None]], root: Path,
         devs = [d for s, m in metas.items() if str(m.get("analysis")) == paper for d in (m.get("deviations") or [])]
         if devs:
             parts.append(f"<details open><summary>Deviations from the paper ({len(devs)})</summary><ul class=dev>"
-                         + "".join(f"<li>{esc(d)}</li>" for d in devs) + "</ul></details>")
+                         + "".join(f"<li>{prose(d)}</li>" for d in devs) + "</ul></details>")
     return "".join(parts)
 
 
@@ -178,8 +178,8 @@ def _headlines_html(sections: list[tuple[Path, dict]], root: Path) -> str:
         path = sec / "summary.json"
         if not path.is_file() or meta.get("analysis") == "demo":
             continue
-        scalars, tables = pivots(read_json_file(path))
-        bits = [f"{esc(k)}: <b>{fmt(v)}</b>" for k, v in scalars[:4]]
+        scalars, tables = pivots(read_summary_file(path))
+        bits = [f"{esc(k)}: <b>{fmt(v)}</b>" for k, v in _headline_scalars(scalars)[:4]]
         if not bits and tables:
             name, trows = tables[0]
             cols = [c for c in trows[0] if c][:3]
@@ -192,10 +192,83 @@ def _headlines_html(sections: list[tuple[Path, dict]], root: Path) -> str:
             if rows else "")
 
 
+def _headline_scalars(scalars: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The scalars worth a headline: numbers and short labels; a sentence (a note on where the held-out
+    images came from) belongs with the section's numbers, not in the summary."""
+    return [(k, v) for k, v in scalars if not (isinstance(v, str) and len(v) > 30)]
+
+
+# --------------------------------------------------------------------------- a single analysis: its result first
+
+METRIC_SENSE = {"deletion": "lower is better", "insertion": "higher is better", "mufidelity": "higher is better"}
+
+
+def _forgrad_ranking_html(sec: Path) -> str:
+    """FORGrad's result: each method's rank per metric before and after low-pass filtering (1 = best),
+    from ``tables/summary.csv``; empty when the table is absent."""
+    path = sec / "tables" / "summary.csv"
+    if not path.is_file():
+        return ""
+    rows = read_table_file(path)
+    if not rows:
+        return ""
+    metrics = [c[:-len("_rank")] for c in rows[0] if c.endswith("_rank") and f"{c}_forgrad" in rows[0]]
+    if not metrics:
+        return ""
+    out = []
+    for model in dict.fromkeys(str(r.get("model")) for r in rows):
+        mrows = sorted((r for r in rows if str(r.get("model")) == model),
+                       key=lambda r: (str(r.get("kind")) == "reference", _num(r.get(f"{metrics[0]}_rank_forgrad"))))
+        head = "".join(f"<th>{esc(m)} ({esc(METRIC_SENSE.get(m, ''))})</th>" for m in metrics)
+        body = []
+        for r in mrows:
+            cells = []
+            for m in metrics:
+                before, after = r.get(f"{m}_rank"), r.get(f"{m}_rank_forgrad")
+                moved = _num(after) - _num(before)
+                arrow = "↑" if moved < 0 else ("↓" if moved > 0 else "")
+                cells.append(f"<td>{fmt(_int(before))} → <b>{fmt(_int(after))}</b> {arrow}</td>")
+            kind = str(r.get("kind", ""))
+            body.append(f"<tr><td>{esc(r.get('method'))}</td><td class=t>{esc(kind)}</td>"
+                        f"<td>{fmt(r.get('cutoff'))}</td>{''.join(cells)}</tr>")
+        out.append(f"<h3>{esc(model)}: the methods' ranks before → after FORGrad filtering (1 = best)</h3>"
+                   f"<table><tr><th>method</th><th class=t>kind</th><th>cut-off</th>{head}</tr>{''.join(body)}"
+                   f"</table>")
+    return ("".join(out) + "<p class=meta>Only gradient-based methods are filtered; the others (and the "
+            "input-blind references) keep their scores and move only as the filtered methods pass them.</p>")
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("inf")
+
+
+def _int(v: Any) -> Any:
+    return int(v) if isinstance(v, float) and v == v and v == int(v) else v
+
+
+def _lead_html(sec: Path, root: Path, meta: Mapping[str, Any]) -> tuple[str, bool]:
+    """What a report of one analysis opens with: its result. FORGrad: the ranking of the methods before
+    and after filtering; every other analysis: its key figure (discarding: entropy per layer), then shown
+    there only (the second value: whether the key figure moved to the summary)."""
+    if str(meta.get("analysis")) == "forgrad":
+        ranking = _forgrad_ranking_html(sec)
+        if ranking:
+            return ranking, False
+    figs = _figures(sec, meta)
+    if not figs:
+        return "", False
+    return figure_html(figs[0], _caption(meta, figs[0].stem), f"fig-{_anchor(sec, root)}-{figs[0].stem}",
+                       key=True), True
+
+
 # --------------------------------------------------------------------------- sections
 
 
-def _reading(meta: Mapping[str, Any], sec: Path, claims: list[dict[str, Any]], figs: list[Path]) -> str:
+def _reading(meta: Mapping[str, Any], sec: Path, claims: list[dict[str, Any]], figs: list[Path],
+             n_tables: int | None = None) -> str:
     """Two sentences: what was found, and what the key figure shows (``meta["reading"]`` wins)."""
     if meta.get("reading"):
         return str(meta["reading"])
@@ -206,9 +279,10 @@ def _reading(meta: Mapping[str, Any], sec: Path, claims: list[dict[str, Any]], f
         first = (f"Of its {len(claims)} claim rows, " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".")
     else:
         summ = sec / "summary.json"
-        n_tables = len(list((sec / "tables").glob("*.csv"))) if (sec / "tables").is_dir() else 0
+        if n_tables is None:
+            n_tables = len(_table_names(sec, meta)[0])
         first = (f"{meta.get('title') or sec.name}: its headline numbers are below"
-                 f"{' with ' + str(n_tables) + ' tables' if n_tables else ''}." if summ.is_file() or n_tables
+                 f"{' with ' + str(n_tables) + (' table' if n_tables == 1 else ' tables') if n_tables else ''}." if summ.is_file() or n_tables
                  else f"{meta.get('title') or sec.name}.")
     if figs:
         cap = _caption(meta, figs[0].stem).split(". ")[0].rstrip(".")
@@ -220,23 +294,42 @@ def _reading(meta: Mapping[str, Any], sec: Path, claims: list[dict[str, Any]], f
     return f"{first} {second}"
 
 
-def _section_html(sec: Path, root: Path, meta: Mapping[str, Any], claims: list[dict[str, Any]]) -> tuple[str, str, str]:
+def _table_names(sec: Path, meta: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The tables a section shows (``meta["report_tables"]``, else every CSV in ``tables/``) that exist, and
+    those listed but missing: the one count the reading and the "Tables (n)" heading both use."""
+    tables_dir = sec / "tables"
+    names = meta.get("report_tables")
+    if names is None:
+        names = [p.stem for p in sorted(tables_dir.glob("*.csv"))] if tables_dir.is_dir() else []
+    present = [str(n) for n in names if (tables_dir / f"{n}.csv").is_file()]
+    return present, [str(n) for n in names if str(n) not in present]
+
+
+def _section_html(sec: Path, root: Path, meta: Mapping[str, Any], claims: list[dict[str, Any]], *,
+                  key_shown: bool = False) -> tuple[str, str, str]:
+    """One analysis's section; ``key_shown``: its key figure already opens the page (a single analysis),
+    so the section starts with its other figures."""
     title = str(meta.get("title") or meta.get("analysis") or sec.name)
     anchor = _anchor(sec, root)
     figs = _figures(sec, meta)
+    present, missing = _table_names(sec, meta)
     parts = [f"<section><h2 id='{esc(anchor)}'>{esc(title)}</h2>",
-             f"<p class=reading>{esc(_reading(meta, sec, claims, figs))}</p>"]
+             f"<p class=reading>{prose(_reading(meta, sec, claims, figs, len(present)))}</p>"]
     svg_of = {Path(v).stem for v in (meta.get("claim_figures") or {}).values()}
     for i, fig in enumerate(figs):
+        if key_shown and i == 0:
+            parts.append(f"<p class=meta>Its key figure opens the page (<a href='#fig-{esc(anchor)}-"
+                         f"{esc(fig.stem)}'>above</a>).</p>")
+            continue
         svg = fig.with_suffix(".svg")
         href = str(svg.relative_to(root)) if fig.stem in svg_of and svg.is_file() else None
         parts.append(figure_html(fig, _caption(meta, fig.stem), f"fig-{anchor}-{fig.stem}", key=i == 0,
                                  svg_href=href))
     if meta.get("description"):
-        parts.append(f"<p class=meta>{esc(meta['description'])}</p>")
+        parts.append(f"<p class=meta>{prose(meta['description'])}</p>")
     summary_path = sec / "summary.json"
     if summary_path.is_file():
-        scalars, tables = pivots(read_json_file(summary_path))
+        scalars, tables = pivots(read_summary_file(summary_path))
         inner = ""
         if scalars:
             inner += table_html([{"": k, "value": v} for k, v in scalars])
@@ -246,22 +339,15 @@ def _section_html(sec: Path, root: Path, meta: Mapping[str, Any], claims: list[d
             parts.append(f"<details><summary>Numbers ({len(scalars) + len(tables)} entries)</summary>{inner}"
                          f"</details>")
     tables_dir = sec / "tables"
-    names = meta.get("report_tables")
-    if names is None and tables_dir.is_dir():
-        names = [p.stem for p in sorted(tables_dir.glob("*.csv"))]
     inner = ""
-    missing = []
-    for name in names or []:
+    for name in present:
         path = tables_dir / f"{name}.csv"
-        if not path.is_file():
-            missing.append(str(name))
-            continue
         rows = read_table_file(path)
         more = f" (first {MAX_ROWS} of {len(rows)} rows)" if len(rows) > MAX_ROWS else f" ({len(rows)} rows)"
         inner += (f"<h3>{esc(name)}<span class=meta>{more} · <code>tables/{esc(name)}.csv</code></span></h3>"
                   + table_html(rows))
     if inner:
-        parts.append(f"<details><summary>Tables ({len(names or []) - len(missing)})</summary>{inner}</details>")
+        parts.append(f"<details><summary>Tables ({len(present)})</summary>{inner}</details>")
     if missing:
         parts.append(f"<p class='meta warn'>Missing table(s) {esc(', '.join(missing))}: listed in meta.json but "
                      f"not in tables/ (the run did not finish?); run the same command again to complete it.</p>")
@@ -327,7 +413,9 @@ def build_report(result_dir: str | Path, *, out: str | Path | None = None, title
         claim_by_sec.setdefault(s, []).append(r)
     shown = [(s, m) for s, m in pairs  # the top folder of a demo / reproduce only gathers the others
              if not (s == root and len(pairs) > 1 and m.get("analysis") in ("demo", "reproduce"))]
-    sections = [_section_html(s, root, m, claim_by_sec.get(s, [])) for s, m in shown]
+    single = not claims and len(shown) == 1 and shown[0][1].get("analysis") not in ("demo", "reproduce")
+    lead_html, key_shown = _lead_html(shown[0][0], root, shown[0][1]) if single else ("", False)
+    sections = [_section_html(s, root, m, claim_by_sec.get(s, []), key_shown=key_shown) for s, m in shown]
     top = metas.get(root, {})
     kind = top.get("analysis")
     quick = bool((top.get("params") or {}).get("quick"))
@@ -346,6 +434,10 @@ def build_report(result_dir: str | Path, *, out: str | Path | None = None, title
             first_line = f"<p class='meta warn smoke'>{esc(smoke_line(claim_rows))}</p>"
         if kind == "reproduce":
             amend = _amendments_html(claim_rows)
+    elif single:  # one analysis: the page opens with its result, then its headline numbers, then the note
+        summary = (lead_html + _headlines_html(pairs, root) + "<p class=meta>No claims were decided in this run (run "
+                   "<code>infolens reproduce</code> for verdicts).</p>")
+        lead = ""
     else:
         summary = _headlines_html(pairs, root)
         lead = "No claims were decided in this run (run <code>infolens reproduce</code> for verdicts); the " \
@@ -357,7 +449,7 @@ def build_report(result_dir: str | Path, *, out: str | Path | None = None, title
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{esc(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>{first_line}"
             f"<p class=meta>{esc(root.resolve())}</p>"
-            f"<div class=summary id=summary><h2>Summary</h2><p class=meta>{lead}</p>{summary}</div>{amend}"
+            f"<div class=summary id=summary><h2>Summary</h2>{f'<p class=meta>{lead}</p>' if lead else ''}{summary}</div>{amend}"
             f"<nav>{nav}</nav>{panel}"
             + "\n".join(body for _, _, body in sections) + "</body></html>")
     return atomic_write_text(target, page)

@@ -6,6 +6,7 @@ import base64
 import csv
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,20 @@ def esc(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
 
+_ROLE = re.compile(r":(?:py:)?(?:func|mod|class|meth|attr|data|obj|exc|ref|doc|const|term):`~?\.*([^`<]*?)(?:\s*<[^>]*>)?`")
+_LITERAL = re.compile(r"``(.+?)``|(?<![`\w])`([^`\n]+)`(?![`\w])")
+
+
+def prose(text: Any) -> str:
+    """Docstring text as HTML: escaped, with reStructuredText markup rendered rather than shown: ``code``
+    and Sphinx roles (:func:`name`, :mod:`.verdicts`, :class:`~a.B`) become ``<code>`` (a role's leading
+    dots and ``~`` dropped), never literal backquotes or colons."""
+    out = esc(text)
+    out = _ROLE.sub(lambda m: f"<code>{m.group(1).rsplit('.', 1)[-1] if m.group(0).count('~') else m.group(1)}"
+                    f"</code>", out)
+    return _LITERAL.sub(lambda m: f"<code>{m.group(1) or m.group(2)}</code>", out)
+
+
 def fmt(v: Any) -> str:
     """A cell: floats to 4 significant digits, NaN as a dash, containers as short JSON."""
     if isinstance(v, bool):
@@ -100,6 +115,15 @@ def read_json_file(path: Path) -> Any:
         raise ValueError(f"{path} is not text ({exc}); rerun the analysis that wrote it") from None
 
 
+def read_summary_file(path: Path) -> dict[str, Any]:
+    """A ``summary.json``: a JSON object, or a one-line error naming the file (``null``, a list, a number)."""
+    data = read_json_file(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds {json.dumps(data)[:40] if data is None or isinstance(data, (int, float)) else 'a ' + type(data).__name__}, "
+                         f"not a JSON object of headline numbers; rerun the analysis that wrote it, or delete the file")
+    return data
+
+
 def read_table_file(path: Path) -> list[dict[str, Any]]:
     """A result table, or a one-line error naming the file."""
     try:
@@ -113,7 +137,7 @@ def figure_html(path: Path, caption: str, anchor: str, *, key: bool = False, svg
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     svg = f" <a href='{esc(svg_href)}'>SVG</a>" if svg_href else ""
     return (f"<figure id='{esc(anchor)}'{' class=key' if key else ''}><img alt='{esc(path.stem)}' "
-            f"src='data:image/png;base64,{data}'><figcaption>{esc(caption)}{svg}</figcaption></figure>")
+            f"src='data:image/png;base64,{data}'><figcaption>{prose(caption)}{svg}</figcaption></figure>")
 
 
 # --------------------------------------------------------------------------- key-value dumps -> pivots

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._html import esc, fmt, read_json_file, read_table_file
+from ._html import esc, fmt, read_summary_file, read_table_file
 
 COLUMNS = {
     "srop": "mean SROP (originals, fraction of Nyquist)",
@@ -101,7 +101,7 @@ def _signal(sec: Path, tables: Mapping[str, list[dict]]) -> dict[str, float]:
     path = sec / "summary.json"
     ranking = None
     if path.is_file():
-        summ = read_json_file(path)
+        summ = read_summary_file(path)
         ranking = next((v for k, v in summ.items() if isinstance(v, str) and k.startswith("ranking")), None)
     if not ranking:
         return {}

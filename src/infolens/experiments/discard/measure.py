@@ -65,7 +65,9 @@ def get_decoders(run: RunDir, model: nn.Module, tag: str, layers: Sequence[str],
     the loss on ``held_out`` and kept in ``decoders/TAG-LAYER.pt`` with its history (a resumed run reuses
     them). Returns the decoders and one row per layer (plateau loss, epochs, plateau reached)."""
     out, rows = {}, []
-    for layer in _progress.track(list(layers), desc=f"decoders {tag}", progress=progress):
+    for layer in _progress.track(list(layers), desc=f"decoders {tag}", progress=progress, unit="layers",
+                                 work=f"one decoder per layer: {len(layers)} layers x {train_images.shape[0]} "
+                                      f"training images, up to {max_epochs} epochs each"):
         path = run.root / "decoders" / f"{tag}-{layer}.pt"
         if path.is_file():
             saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -142,7 +144,9 @@ def analyse(run: RunDir, model: nn.Module, model_name: str, images: torch.Tensor
                               run.root / "maps" / f"{u.key}.pt")
         return rows
 
-    return run_units(run, "entropy", units, unit_fn, desc=f"discard {tag}", progress=progress)
+    return run_units(run, "entropy", units, unit_fn, desc=f"discard {tag}", progress=progress,
+                     work=f"{images.shape[0]} images x {len(layers)} layers x {method.steps} steps, in {len(units)} "
+                          f"batches")
 
 
 def _ci(vals: torch.Tensor) -> tuple[float, float]:

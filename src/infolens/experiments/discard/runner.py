@@ -40,15 +40,17 @@ TAKES_MODEL = True
 
 
 def parse_grid(value: str | int | None) -> int | None:
-    """``--grid``: cells per side, or ``pixel`` for one sigma per pixel."""
-    if value is None or str(value).lower() in ("pixel", "none", "0"):
+    """``--grid``: cells per side, or ``pixel`` for one sigma per pixel (``None``). ``0`` is refused: it
+    would otherwise read as per-pixel without saying so."""
+    if value is None or str(value).strip().lower() == "pixel":
         return None
     try:
         g = int(value)
     except ValueError:
-        raise ValueError(f"--grid must be a positive int or 'pixel', got {value!r}") from None
+        raise ValueError(f"--grid must be a positive integer (cells per side) or 'pixel', got {value!r}") from None
     if g < 1:
-        raise ValueError(f"--grid must be a positive int or 'pixel', got {value!r}")
+        raise ValueError(f"--grid must be a positive integer (cells per side), got {value!r}; pass --grid pixel for "
+                         f"one sigma per pixel")
     return g
 
 
@@ -105,8 +107,19 @@ def main(args: argparse.Namespace) -> Path:
             raise ValueError(f"--decoders must be >= 0, got {a.decoders}")
         parse_grid(a.grid) if str(a.grid) != "auto" else None
 
+    def validate_model(lm: Any) -> None:  # before meta.json is written: a corrected command starts clean
+        try:
+            resolve_layers(lm.model, parse_layer_selection(args.layers, name="--layers") if args.layers
+                           else default_layers(lm.model, lm.name))
+        except ValueError as exc:
+            raise ValueError(f"--layers {args.layers}: {exc}" if args.layers else str(exc)) from None
+        grid, size = settings_from(args, lm.input_shape[-1])["grid"], lm.input_shape[-1]
+        if grid is not None and grid > size:
+            raise ValueError(f"--grid {grid} is finer than the model's {size}x{size} images; pass at most {size}, "
+                             f"or --grid pixel for one sigma per pixel")
+
     setup = start_run(args, analysis=ANALYSIS, title="Information discarding", description=__doc__.split("\n\n")[0],
-                      params=params, validate=validate)
+                      params=params, validate=validate, validate_model=validate_model)
     lm, images, names = setup.model, setup.images, setup.names
     layers = resolve_layers(lm.model, parse_layer_selection(args.layers, name="--layers") if args.layers
                             else default_layers(lm.model, lm.name))

@@ -157,7 +157,7 @@ def parse_forgrad(value: str | float | None) -> str | float:
 def choose_cutoffs(run: RunDir, model: nn.Module, model_name: str, methods: dict, heldout: torch.Tensor, *,
                    unit: str = "steps", window: str = "ideal", select_by: str = "each", steps: int = 10,
                    batch_size: int = 256, grid: Sequence[float] | None = None, reuse: Path | None = None,
-                   note: str = "", progress: bool = True) -> dict[str, float]:
+                   note: str = "", progress: bool = True, target: int | None = None) -> dict[str, float]:
     """Per method cut-offs for ``model``: reused from ``reuse`` (a cutoffs.json) when it holds them for this
     model with the same unit and window, else selected on ``heldout`` images and saved in the run folder."""
     path = run.root / "cutoffs.json"
@@ -177,10 +177,15 @@ def choose_cutoffs(run: RunDir, model: nn.Module, model_name: str, methods: dict
     x = heldout.to(device)
     with torch.no_grad():
         t = torch.cat([model(x[s:s + batch_size]).argmax(1) for s in range(0, x.shape[0], batch_size)])
+    if target is not None:  # --target: one class explained for every image
+        t = torch.full_like(t, target)
     metrics = [Insertion(model, n_steps=steps, batch_size=batch_size), Deletion(model, n_steps=steps, batch_size=batch_size)]
     targets = [m for m in methods if _family(m) == "gradient"] if select_by == "each" else [_canonical(select_by)]
-    chosen_maps = attribute_many(model, {m: methods[m] if m in methods else make_method(m, model) for m in targets},
-                                 x, t)
+    with _progress.stage(f"cut-off {model_name}", progress=progress,
+                         work=f"maps of {x.shape[0]} held-out images x {len(targets)} method(s), then "
+                              f"{len(grid)} cut-offs x Insertion and Deletion"):
+        chosen_maps = attribute_many(model, {m: methods[m] if m in methods else make_method(m, model)
+                                             for m in targets}, x, t)
     selections, rows = {}, []
     for m in _progress.track(targets, desc=f"cut-off {model_name}", progress=progress):
         sel = select_cutoff(chosen_maps[m], x, t, metrics, cutoffs=grid, unit=unit, window=window)
@@ -203,7 +208,7 @@ def choose_cutoffs(run: RunDir, model: nn.Module, model_name: str, methods: dict
 def evaluate(run: RunDir, model: nn.Module, model_name: str, images: torch.Tensor, names: Sequence[str], *,
              methods: dict, metrics: dict, cutoffs: dict[str, float | None], unit: str = "steps",
              window: str = "ideal", batch_size: int = 64, device: str = "cpu", progress: bool = True,
-             n_examples: int = 2) -> None:
+             n_examples: int = 2, target: int | None = None) -> None:
     """Scores (table ``scores``: image x method x forgrad x metric) and spectra (table ``spectra``) for
     ``images``, in resumable units of global image indices."""
     units = [Unit(key=f"{model_name}-{u.key}", indices=u.indices) for u in work_units(images.shape[0], batch_size)]
@@ -211,7 +216,8 @@ def evaluate(run: RunDir, model: nn.Module, model_name: str, images: torch.Tenso
     def unit_fn(u: Unit) -> list[dict[str, Any]]:
         idx = list(u.indices)
         x = images[idx].to(device)
-        t = predict(model, x)
+        t = predict(model, x) if target is None else \
+            torch.full((x.shape[0],), target, dtype=torch.long, device=x.device)
         maps = attribute_many(model, methods, x, t, indices=idx)
         rows, spec_rows, examples = [], [], {}
         variants: dict[tuple[str, str], torch.Tensor] = {}
@@ -244,7 +250,9 @@ def evaluate(run: RunDir, model: nn.Module, model_name: str, images: torch.Tenso
         run.write_part("spectra", u.key, spec_rows)
         return rows
 
-    run_units(run, "scores", units, unit_fn, desc=f"attribution {model_name}", progress=progress)
+    run_units(run, "scores", units, unit_fn, desc=f"attribution {model_name}", progress=progress,
+              work=f"{images.shape[0]} images x {len(methods)} methods (with and without FORGrad) x "
+                   f"{len(metrics)} metrics, in {len(units)} batches")
 
 
 def summarize(scores: list[dict[str, Any]]) -> tuple[list[dict], list[dict], dict[str, Any]]:
@@ -359,11 +367,13 @@ def finish_run(run: RunDir, *, params_note: dict[str, Any] | None = None, t0: fl
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated attribution methods (default all: {','.join(METHODS)})")
+                   help=f"comma-separated attribution methods (default all: {','.join(METHODS)}); Captum's class "
+                   "names are accepted too (IntegratedGradients, NoiseTunnel = smoothgrad, LayerGradCam, ...)")
     p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated: deletion,insertion,mufidelity")
     p.add_argument("--forgrad", default="auto", help="'auto' (select the cut-off on held-out images, or reuse the "
                    "saved one), 'off', or a cut-off (frequency steps, or a fraction of Nyquist with --cutoff-unit nyquist)")
-    p.add_argument("--cutoff-unit", choices=("steps", "nyquist"), default="steps")
+    p.add_argument("--cutoff-unit", choices=("steps", "nyquist"), default="steps", help="unit of a cut-off given "
+                   "with --forgrad: frequency steps (default, the paper's) or a fraction of Nyquist")
     p.add_argument("--window", choices=("ideal", "gaussian"), default="ideal", help="low-pass window")
     p.add_argument("--cutoffs-file", default=None, help="a cutoffs.json from an earlier run to reuse")
     p.add_argument("--select-images", type=int, default=64, help="held-out images for the cut-off selection")
@@ -372,15 +382,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heldout-data", default=None, help="held-out images for the selection (default: the MNIST "
                    "validation split for MNIST, else mirrored copies of --data)")
     p.add_argument("--steps", type=int, default=10, help="Deletion/Insertion steps (Xplique's default 10)")
-    p.add_argument("--mufidelity-masks", type=int, default=200)
+    p.add_argument("--mufidelity-masks", type=int, default=200, help="random masks per image for MuFidelity "
+                   "(Xplique's default 200)")
     p.add_argument("--score", choices=("logit", "softmax"), default="softmax", help="model output the metrics use "
                    "(default the target's softmax probability, RISE's definition of Deletion/Insertion)")
-    p.add_argument("--ig-steps", type=int, default=50)
+    p.add_argument("--ig-steps", type=int, default=50, help="Integrated Gradients steps (Xplique's default 50)")
     p.add_argument("--noise-samples", type=int, default=50, help="SmoothGrad/SquareGrad/VarGrad samples (Xplique 50)")
     p.add_argument("--rise-masks", type=int, default=4000, help="RISE masks (Xplique 4000)")
     p.add_argument("--sobol-designs", type=int, default=32, help="Sobol designs, each 8^2 + 1 passes (Xplique 32)")
     p.add_argument("--hsic-designs", type=int, default=1500, help="HSIC designs, one pass each (Xplique 1500)")
-    p.add_argument("--occlusion-window", type=int, default=None)
+    p.add_argument("--occlusion-window", type=int, default=None, help="Occlusion patch side in pixels (default: "
+                   "the method's own, from the image size)")
+    p.add_argument("--target", default="predicted", help="the class each map explains: a class index, or "
+                   "'predicted' (the default: each image's predicted class, as Captum's and Xplique's examples do)")
     p.add_argument("--gradcam-layer", default=None, help="layer for Grad-CAM (default the last Conv2d)")
     p.add_argument("--internal-batch-size", type=int, default=256, help="perturbed/noisy copies per pass")
     p.add_argument("--figures", default="all", help=f"comma-separated figures to draw ({','.join(FIGURES)}), "
@@ -405,8 +419,9 @@ def run_model(run: RunDir, model: nn.Module, model_name: str, images: torch.Tens
               window: str = "ideal", steps: int = 10, mufidelity_masks: int = 200, score: str = "softmax",
               select_by: str = "each", metric_batch_size: int = 256, batch_size: int = 64, seed: int = 0,
               cutoff_grid: Sequence[float] | None = None, reuse: Path | None = None, device: str = "cpu",
-              progress: bool = True) -> dict[str, float | None]:
-    """Cut-offs, then scores and spectra of one model; returns the cut-off used per method."""
+              progress: bool = True, target: int | None = None) -> dict[str, float | None]:
+    """Cut-offs, then scores and spectra of one model; returns the cut-off used per method. ``target``: the
+    class explained for every image (default None: each image's predicted class)."""
     model = model.eval().to(device)
     methods = build_methods(model, method_names, settings)
     if not any(_family(m) == "gradient" for m in methods):
@@ -417,7 +432,7 @@ def run_model(run: RunDir, model: nn.Module, model_name: str, images: torch.Tens
         x, note = heldout
         cutoffs = choose_cutoffs(run, model, model_name, methods, x, unit=unit, window=window, select_by=select_by,
                                  steps=steps, batch_size=metric_batch_size, grid=cutoff_grid, reuse=reuse, note=note,
-                                 progress=progress)
+                                 progress=progress, target=target)
     else:
         cutoffs = {m: float(forgrad_mode) for m in methods}
     cutoffs = {m: (cutoffs.get(m) if _family(m) == "gradient" else None) for m in methods}
@@ -427,7 +442,7 @@ def run_model(run: RunDir, model: nn.Module, model_name: str, images: torch.Tens
     metrics = build_metrics(model, metric_names, steps=steps, mufidelity_masks=mufidelity_masks, score=score,
                             batch_size=metric_batch_size, seed=seed)
     evaluate(run, model, model_name, images, names, methods=methods, metrics=metrics, cutoffs=cutoffs, unit=unit,
-             window=window, batch_size=batch_size, device=device, progress=progress)
+             window=window, batch_size=batch_size, device=device, progress=progress, target=target)
     return cutoffs
 
 
@@ -462,6 +477,8 @@ def degenerate_warnings(summary_rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _validate(args: argparse.Namespace) -> None:
+    from ..common import parse_target
+
     if not [m for m in args.methods.split(",") if m.strip()]:
         raise ValueError("--methods must name at least one attribution method")
     for m in args.methods.split(","):
@@ -471,12 +488,13 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError("--metrics must name at least one of deletion, insertion, mufidelity")
     parse_forgrad(args.forgrad)
     parse_figures(args.figures)
+    parse_target(args.target)
 
 
 def main(args: argparse.Namespace) -> Path:
     import sys
 
-    from ..common import end_run, start_run
+    from ..common import end_run, parse_target, start_run
 
     torch.manual_seed(args.seed)
     method_names = [_canonical(m) for m in args.methods.split(",") if m.strip()]
@@ -486,10 +504,28 @@ def main(args: argparse.Namespace) -> Path:
                                             "heldout_data", "steps", "mufidelity_masks", "score", "ig_steps",
                                             "noise_samples", "rise_masks", "sobol_designs", "hsic_designs",
                                             "occlusion_window", "gradcam_layer")}
+    if parse_target(args.target) is not None:  # the default (predicted) leaves earlier folders' parameters as they were
+        params["target"] = parse_target(args.target)
 
-    def validate_model(lm: Any) -> None:
+    def validate_model(lm: Any) -> None:  # before meta.json is written: a corrected command starts clean
+        target = parse_target(args.target)
+        if target is not None and target >= lm.num_classes:
+            raise ValueError(f"--target {target} is not a class of {lm.name}, which has {lm.num_classes} classes "
+                             f"(0..{lm.num_classes - 1}); pass one of those, or predicted")
         for m in metric_names:
             make_metric(m, lm.model)  # validates the name
+        if args.gradcam_layer is not None:
+            from ...probe import resolve_layers
+            from ..common import check_spatial
+
+            try:
+                names = resolve_layers(lm.model, args.gradcam_layer)
+            except ValueError as exc:
+                raise ValueError(f"--gradcam-layer {args.gradcam_layer}: {exc}") from None
+            if len(names) != 1:
+                raise ValueError(f"--gradcam-layer {args.gradcam_layer!r} selects {len(names)} layers; name exactly "
+                                 f"one (list them with `infolens layers {lm.name}`)")
+            check_spatial(lm, names, option="--gradcam-layer")
 
     s = start_run(args, analysis=ANALYSIS, title=f"FORGrad attribution: {args.model}",
                   description=__doc__.split("\n\n")[0], params=params, validate=_validate,
@@ -510,7 +546,7 @@ def main(args: argparse.Namespace) -> Path:
                     steps=args.steps, mufidelity_masks=args.mufidelity_masks, score=args.score,
                     select_by=args.select_by, batch_size=args.batch_size, seed=args.seed,
                     reuse=Path(args.cutoffs_file) if args.cutoffs_file else None, device=args.device,
-                    progress=s.progress)
+                    progress=s.progress, target=parse_target(args.target))
     summ = finish_run(run, t0=s.t0, extra_summary={"cutoffs": {lm.name: cut},
                                                    "held_out": heldout[1] if heldout else "not used"},
                       figures=parse_figures(args.figures))

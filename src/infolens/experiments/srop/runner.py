@@ -375,11 +375,8 @@ def _random_init(spec: str, source: str, seed: int, device: str) -> Callable[[],
 
 def _stages_from_file(path: str, spec: str, images: torch.Tensor, labels: torch.Tensor, device: str) -> list[Stage]:
     from ...models import evaluate, load_model
-    from ...results import read_csv
 
-    rows = read_csv(path)
-    if not rows or "checkpoint" not in rows[0] or "epoch" not in rows[0]:
-        raise ValueError(f"--stages {path} must be a CSV with columns checkpoint, epoch (and optionally test_acc)")
+    rows = _read_stages(path)
     stages = []
     for r in rows:
         def load(ck: str = str(r["checkpoint"])) -> nn.Module:
@@ -402,6 +399,35 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError(f"--kappa must lie in (0, 1], --q be positive and --bins >= 1; got {args.kappa}, {args.q}, "
                          f"{args.bins}")
     parse_layer_selection(args.layers, name="--layers")
+    if args.stages:
+        _read_stages(args.stages)
+
+
+def _read_stages(path: str) -> list[dict]:
+    """The ``--stages`` CSV (columns checkpoint, epoch, optionally test_acc), or a one-line error naming it."""
+    import csv
+
+    from ...results import read_csv
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--stages {path} does not exist; pass a CSV with columns checkpoint, epoch "
+                                f"(and optionally test_acc)")
+    try:
+        rows = read_csv(path)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"--stages {path} cannot be parsed as CSV ({type(exc).__name__}: {str(exc)[:120]}); pass "
+                         f"a CSV with columns checkpoint, epoch (and optionally test_acc)") from None
+    if not rows or "checkpoint" not in rows[0] or "epoch" not in rows[0]:
+        raise ValueError(f"--stages {path} must be a CSV with columns checkpoint, epoch (and optionally test_acc)")
+    return rows
+
+
+def _check_training_source(args: argparse.Namespace, lm: Any) -> None:
+    """``--check training`` needs stages: a cached built-in's, or ``--stages``. Refused before any work."""
+    if "training" in parse_checks(args.check) and not args.stages and not (
+            lm.source == "builtin" and args.checkpoint is None):
+        raise ValueError("--check training needs --stages FILE (checkpoint, epoch, test_acc) for a model "
+                         "other than a cached built-in")
 
 
 def _validate_points(lm: Any, layers: Any, at: str, device: str) -> None:
@@ -428,7 +454,8 @@ def main(args: argparse.Namespace) -> Path:
                                             "channels", "stages")}
     s = start_run(args, analysis=ANALYSIS, title=f"SROP: {args.model}", description=__doc__.split("\n\n")[0],
                   params=params, validate=_validate,
-                  validate_model=lambda lm: _validate_points(lm, layers, args.at, args.device))
+                  validate_model=lambda lm: (_check_training_source(args, lm),
+                                             _validate_points(lm, layers, args.at, args.device)))
     lm, images, labels, names, run = s.model, s.images, s.labels, s.names, s.run
     cfg = Settings(layers=layers, at=args.at, kappa=args.kappa, q=args.q, keep_dc=not args.no_dc, disc=args.disc, bins=args.bins,
                    batch_size=args.batch_size, seed=args.seed, device=args.device, channels=args.channels,
