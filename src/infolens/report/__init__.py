@@ -138,7 +138,7 @@ def _claim_table(prs: list[tuple[dict[str, Any], Path | None]], root: Path,
         parts.append(f"<tr class='{cls}'><td>{label}</td><td class=t>{esc(r.get('model', ''))}</td>"
                      f"<td>{verdict_html(r.get('verdict', ''))}</td><td>{fmt(r.get('value'))}</td>"
                      f"<td>{ci}</td><td>{esc(r.get('threshold', ''))}</td><td>{fmt(r.get('n'))}</td>"
-                     f"<td class=note>{esc(r.get('statistic', ''))}</td><td class=note>{fmt(r.get('note', ''))}"
+                     f"<td class=note>{prose(r.get('statistic', ''))}</td><td class=note>{fmt(r.get('note', ''))}"
                      f"</td></tr>")
     parts.append("</table>")
     return "".join(parts)
