@@ -414,7 +414,7 @@ def bench_discard(rep: Report, device: str, sz: Sizes, bf16: bool) -> None:
     rep.say("|---|---|---|---|---|---|")
     for label, kw in _solvers(sz.discard_calib).items():
         full = InformationDiscarding(model, layers, **{**common, **kw})
-        half = InformationDiscarding(model, layers, **{**common, **kw, "steps": max(1, steps // 2)})
+        half = InformationDiscarding(model, layers, **{**common, **kw, "n_steps": max(1, steps // 2)})
         tt = interleaved({"full": lambda f=full: _verb(f)(x), "half": lambda h=half: _verb(h)(x),
                           "floor": floor_steps}, repeat=max(1, min(sz.repeat, 2)), warmup=sz.warmup,
                          device=device)

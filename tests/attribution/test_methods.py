@@ -102,7 +102,7 @@ def test_captum_class_names_build_what_captum_computes(captum_name, trained, mon
     m, x, t = trained
     name = CAPTUM_ALIASES[captum_name]
     assert _canonical(captum_name) == _canonical(captum_name.lower()) == _canonical(captum_name.upper()) == name
-    ours = A.make_method(captum_name, m, batch_size=4, **OURS[name]).attribute(x, t)
+    ours = A.make_method(captum_name, m, batch_size=4, **OURS[name]).attribute(x, t).maps
     ref = _captum(name, m, x, t, monkeypatch).detach()
     torch.testing.assert_close(ours, ref, atol=1e-5 * ref.abs().max().item(), rtol=1e-4)
 
@@ -123,11 +123,11 @@ def test_a_forward_returning_a_tuple_is_explained_through_its_first_tensor(name,
     """No target given: the predicted class comes from the first tensor too; maps equal the bare network's."""
     m, x, _ = trained
     kw = {k: v for k, v in OURS[name].items() if k != "layer"}
-    ref = A.make_method(name, m, batch_size=4, **kw).attribute(x)
-    ours = A.make_method(name, _WithFeatures(m), batch_size=4, **kw).attribute(x)
+    ref = A.make_method(name, m, batch_size=4, **kw).attribute(x).maps
+    ours = A.make_method(name, _WithFeatures(m), batch_size=4, **kw).attribute(x).maps
     torch.testing.assert_close(ours, ref, rtol=0, atol=0)
-    d_ref = Deletion(m, steps=4)(x, None, ref).scores  # targets None: the predicted class
-    d_ours = Deletion(_WithFeatures(m), steps=4)(x, None, ours).scores
+    d_ref = Deletion(m, n_steps=4)(x, None, ref).scores  # targets None: the predicted class
+    d_ours = Deletion(_WithFeatures(m), n_steps=4)(x, None, ours).scores
     torch.testing.assert_close(d_ours, d_ref, rtol=0, atol=0)
 
 

@@ -291,7 +291,7 @@ def test_shared_passes_equal_one_metric_per_map_and_score(cnn, name, dtype):
     m, x, t, attr = cnn
     m, x, attr = m.to(dtype), x.to(dtype), attr.to(dtype)
     maps = [attr, 3.0 * attr, attr.abs(), attr]
-    kw = {"n_masks": 12} if name == "mufidelity" else {"steps": 6}
+    kw = {"n_masks": 12} if name == "mufidelity" else {"n_steps": 6}
     metric = make_metric(name, m, batch_size=16, **kw)
     got = metric.score_many_by(x, t, maps, scores=("softmax", "logit"))
     tol = {"rtol": 0.0, "atol": 0.0} if dtype == torch.float64 else \

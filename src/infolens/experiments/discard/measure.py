@@ -145,7 +145,7 @@ def analyse(run: RunDir, model: nn.Module, model_name: str, images: torch.Tensor
         return rows
 
     return run_units(run, "entropy", units, unit_fn, desc=f"discard {tag}", progress=progress,
-                     work=f"{images.shape[0]} images x {len(layers)} layers x {method.steps} steps, in {len(units)} "
+                     work=f"{images.shape[0]} images x {len(layers)} layers x {method.n_steps} steps, in {len(units)} "
                           f"batches")
 
 
