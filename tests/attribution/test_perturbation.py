@@ -135,7 +135,9 @@ def test_sobol_total_indices_of_an_additive_model():
     assert maps.shape == (2, 1, 12, 12)
     for i in range(2):
         ref = cv2.resize(st[i].view(g, g).numpy(), (12, 12), interpolation=cv2.INTER_CUBIC)
-        np.testing.assert_allclose(maps[i, 0].numpy(), ref, atol=1e-5)
+        # bicubic: 16 float32 products per output pixel (cv2 and torch round differently): 8 * eps32 * 16 * max|st|
+        np.testing.assert_allclose(maps[i, 0].numpy(), ref, rtol=0,
+                                   atol=8 * np.finfo(np.float32).eps * 16 * float(st[i].abs().max()))
 
 
 def test_hsic_finds_the_one_cell_the_model_reads():
