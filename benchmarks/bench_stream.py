@@ -117,12 +117,12 @@ def main() -> None:
     t = time.perf_counter()
     make_folder(folder, max(args.sizes))
     gen = time.perf_counter() - t
-    mb = sum(f.stat().st_size for f in folder.glob("*.jpg")) / 1e6
+    mb = sum((folder / f"img_{i:05d}.jpg").stat().st_size for i in range(max(args.sizes))) / 1e6
     env = {**os.environ, "INFOLENS_PROGRESS": "0"}
     src = Path(__file__).resolve().parents[1] / "src"
     env["PYTHONPATH"] = f"{src}{os.pathsep}{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(src)
     lines = [f"Folder: {max(args.sizes)} JPEGs of 500x375 / 375x500 ({mb:.0f} MB on disk, generated in {gen:.0f} s); "
-             f"model {args.model} (random weights), srop --layers {args.layers}, 224 px, batch {args.batch_size}, workers "
+             f"model {args.model} (random weights), srop --layers {args.layers if 'srop' in args.commands else '-'}, 224 px, batch {args.batch_size}, workers "
              f"{args.workers if args.workers is not None else 'default'}, "
              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}. --limit N takes the first N files "
              f"(a flat folder). Peak RSS: the analysis process (VmHWM); tree: largest sampled sum with its "
