@@ -95,3 +95,14 @@ def test_default_workers_reads_the_environment(monkeypatch):
         data.default_workers()
     monkeypatch.delenv("INFOLENS_WORKERS")
     assert 0 <= data.default_workers() <= 4
+
+
+def test_unreadable_files_are_counted_before_any_work(tmp_path):
+    root = _folder(tmp_path, 4)
+    for i in range(4):
+        (root / "b" / f"{i}.{'png' if i % 2 else 'jpg'}").write_bytes(b"broken")
+    d = data.load_image_folder(root, size=8, lazy=True)
+    with pytest.raises(ValueError, match=r"^4 of 8 image files .* cannot be read: b/0\.jpg, b/1\.png, b/2\.jpg, "
+                                         r"\.\.\.; remove or replace them$"):
+        d.check_headers()
+    data.load_image_folder(root / "a", size=8, lazy=True).check_headers()  # a readable folder passes

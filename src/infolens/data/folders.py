@@ -194,6 +194,29 @@ class ImageFolderData(Dataset):
             self.images = out
         return self.images
 
+    def check_headers(self, *, show: int = 3) -> None:
+        """Open every file's header (no pixels decoded: fast) and refuse, in one line, files PIL cannot
+        identify and images larger than its decompression-bomb limit: the count and the first ``show``.
+        What a streamed run checks before any work, so a bad file does not stop it half-way."""
+        import warnings
+
+        from PIL import Image
+
+        bad: list[str] = []
+        for p in self.paths:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(p):
+                        pass
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                bad.append(f"{p.relative_to(self.root).as_posix()} (more pixels than PIL will decode safely)")
+            except Exception:  # noqa: BLE001 - any reason PIL cannot open it
+                bad.append(p.relative_to(self.root).as_posix())
+        if bad:
+            raise ValueError(f"{len(bad)} of {len(self.paths)} image files in {str(self.root)!r} cannot be read: "
+                             f"{', '.join(bad[:show])}{', ...' if len(bad) > show else ''}; remove or replace them")
+
     @property
     def names(self) -> list[str]:
         """Image paths relative to ``root`` (posix separators), one per image."""

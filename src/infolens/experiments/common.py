@@ -168,6 +168,7 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
     if load_data:
         try:
             if folder is not None and stream:
+                folder.check_headers()  # unreadable files and bombs stop the run before any work
                 images: Any = data.ImageStream(folder, device=args.device,
                                                num_workers=getattr(args, "workers", None))
                 labels, names = folder.labels, folder.names
