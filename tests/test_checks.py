@@ -43,6 +43,33 @@ def test_a_batch_without_its_channel_axis_names_the_fix(call):
     assert check_images(torch.rand(1, 8, 8), model=_net()).shape == (1, 1, 8, 8)
 
 
+def _rgb_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 8 * 8, 3)).eval()
+
+
+def test_a_batch_without_its_channel_axis_names_the_fix_on_saliency():
+    x = torch.rand(5, 8, 8)  # five 8x8 gray images, channel axis missing
+    with pytest.raises(ValueError, match=r"batch of 5 \(H, W\) images\?.*unsqueeze\(1\)"):
+        A.Saliency(_net()).attribute(x, 0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x: A.Saliency(m).attribute(x, 0),
+    lambda m, x: layer_srops(m, x),
+    lambda m, x: check_images(x, model=m),
+])
+def test_three_grey_images_on_an_rgb_model_are_not_taken_for_one_colour_image(call):
+    # (3, H, W) matches an RGB model's channel count: it used to pass as one colour image
+    x = torch.rand(3, 8, 8)
+    with pytest.raises(ValueError, match=r"shape \(3, 8, 8\), which is ambiguous.*\(N, C, H, W\).*unsqueeze\(0\)"):
+        call(_rgb_net(), x)
+    # the explicit forms both work
+    assert check_images(x.unsqueeze(0), model=_rgb_net()).shape == (1, 3, 8, 8)
+    assert check_images(x.unsqueeze(1), channels=1).shape == (3, 1, 8, 8)
+    # a caller that knows it holds one image may still opt in
+    assert check_images(x, allow_3d=True).shape == (1, 3, 8, 8)
+
+
 def test_a_double_model_takes_double_pixels():
     m = _net().double()
     assert check_images(torch.rand(2, 1, 8, 8, dtype=torch.float64), model=m).dtype == torch.float64

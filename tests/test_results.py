@@ -229,3 +229,30 @@ def test_progress_in_a_terminal_is_one_bar_with_an_eta(monkeypatch):
     assert "8/8" in text and "images" in text and "<" in text  # tqdm's "elapsed<remaining" (the ETA)
     assert text.count("run:") >= 1 and "steps" not in text  # the inner loops drew nothing
     assert _progress._DEPTH[0] == 0
+
+
+def test_fingerprints_change_with_what_determines_the_numbers(tmp_path):
+    import hashlib
+    import os
+
+    from infolens.results import file_sha256, files_fingerprint, input_fingerprint
+
+    ck = tmp_path / "ck.pt"
+    ck.write_bytes(b"abc")
+    assert file_sha256(ck) == hashlib.sha256(b"abc").hexdigest()  # independent: hashlib on the bytes
+    files = []
+    for n in ("a.png", "b.png"):
+        (tmp_path / n).write_bytes(b"x" * 10)
+        os.utime(tmp_path / n, ns=(1_000_000_000, 1_000_000_000))
+        files.append(tmp_path / n)
+    base = files_fingerprint(files, tmp_path)
+    line = "".join(f"{n}\t10\t1000000000\n" for n in ("a.png", "b.png"))
+    assert base == hashlib.sha256(line.encode()).hexdigest()  # the documented lines, hashed
+    os.utime(files[1], ns=(2_000_000_000, 2_000_000_000))  # touched
+    assert files_fingerprint(files, tmp_path) != base
+    assert files_fingerprint(files[:1], tmp_path) != base  # one file fewer
+    fp = input_fingerprint(weights="DEFAULT", checkpoint=ck, data_files=files, data_root=tmp_path)
+    assert fp == {"weights": "DEFAULT", "checkpoint_sha256": hashlib.sha256(b"abc").hexdigest(),
+                  "data_files_sha256": files_fingerprint(files, tmp_path)}
+    assert input_fingerprint(weights="none") == {"weights": "none", "checkpoint_sha256": None,
+                                                 "data_files_sha256": None}

@@ -27,29 +27,33 @@ def _model_input(model: Any) -> tuple[torch.dtype | None, int | None]:
 
 
 def check_images(images: object, *, name: str = "images", channels: int | None = None,
-                 allow_3d: bool = True, model: Any = None) -> Tensor:
+                 allow_3d: bool = False, model: Any = None) -> Tensor:
     """Return ``images`` as an ``(N, C, H, W)`` floating tensor or raise a one-line error.
 
-    A single ``(C, H, W)`` image is accepted and given a batch dimension when ``allow_3d``.
+    A 3-D tensor is refused: ``(3, H, W)`` is as likely three grey images as one RGB image, and taking a
+    batch of grey images for one colour image gives wrong numbers silently. Pass ``images.unsqueeze(0)``
+    for one image or ``images.unsqueeze(1)`` for a batch of grey ones. ``allow_3d=True`` (for callers that
+    know their input is one image) gives a ``(C, H, W)`` tensor a batch dimension instead.
     Non-finite values (NaN, inf) are refused, since every measurement downstream would be NaN.
     With ``model``, images whose dtype differs from the model's weights (float64 pixels into a float32
-    network) and an ``(N, H, W)`` batch without its channel axis are refused with the fix.
+    network) are refused with the fix.
     """
     m_dtype, m_channels = _model_input(model)
     if channels is None:
         channels = m_channels
-    if (isinstance(images, Tensor) and images.ndim == 3 and channels is not None
-            and images.shape[0] != channels):
-        raise ValueError(f"{name} has shape {tuple(images.shape)}: a batch of {images.shape[0]} (H, W) images without "
-                         f"the channel axis? the model expects {channels} channel(s); pass images.unsqueeze(1)")
     if not isinstance(images, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (N, C, H, W), got {type(images).__name__}; "
                         f"convert with torch.as_tensor(...)")
     if images.ndim == 3 and allow_3d:
         images = images.unsqueeze(0)
+    if images.ndim == 3:
+        expect = f"; the model expects {channels} channel(s)" if channels is not None else ""
+        raise ValueError(f"{name} has shape {tuple(images.shape)}, which is ambiguous (one image (C, H, W) or a batch "
+                         f"of {images.shape[0]} (H, W) images?){expect}; pass (N, C, H, W): {name}.unsqueeze(0) for "
+                         f"one image, {name}.unsqueeze(1) for a batch of grey images")
     if images.ndim != 4:
         raise ValueError(f"{name} must have shape (N, C, H, W), got shape {tuple(images.shape)}; "
-                         f"add a batch dimension with images.unsqueeze(0) for one image")
+                         f"pass a batch of images with a channel axis")
     if images.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (N = 0)")
     if not images.is_floating_point():

@@ -122,20 +122,28 @@ def my_units(units: Sequence[Unit]) -> list[Unit]:
 
 
 def run_units(run: Any, table: str, units: Sequence[Unit], fn: Callable[[Unit], list[dict[str, Any]]], *,
-              desc: str = "", progress: bool = True, work: str | None = None) -> int:
+              desc: str = "", progress: bool = True, work: str | None = None, data: Any = None) -> int:
     """Compute this process's units that have no part file yet and write each part atomically.
 
     ``run`` is a :class:`infolens.results.RunDir`; ``fn(unit)`` returns the unit's rows. Returns the
     number of units computed (0 when everything was already done: a resumed run redoes nothing).
     ``work`` (e.g. "64 images x 10 methods") is printed before the first unit, with a rough time once the
-    first unit is measured.
+    first unit is measured. ``data``: the images ``fn`` indexes; an :class:`infolens.data.ImageStream` is told
+    this process's units first, so its workers decode only their files, in order, ahead of ``fn``.
     """
     todo = [u for u in my_units(units) if not run.has_part(table, u.key)]
     if work and todo and len(todo) < len(my_units(units)):
         work = f"{work} ({len(todo)} of {len(my_units(units))} batches left)"
-    for u in _progress.track(todo, desc=desc or table, total=len(todo), progress=progress, unit="batches",
-                             work=work if todo else None):
-        run.write_part(table, u.key, fn(u))
+    prefetch = getattr(data, "prefetch", None)
+    if prefetch is not None:
+        prefetch([u.indices for u in todo])
+    try:
+        for u in _progress.track(todo, desc=desc or table, total=len(todo), progress=progress, unit="batches",
+                                 work=work if todo else None):
+            run.write_part(table, u.key, fn(u))
+    finally:
+        if prefetch is not None:
+            data.close()
     return len(todo)
 
 

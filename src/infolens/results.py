@@ -51,6 +51,10 @@ __all__ = [
     "lock_folder",
     "unlock_folder",
     "save_claim_figure",
+    "file_sha256",
+    "files_fingerprint",
+    "input_fingerprint",
+    "FINGERPRINT_KEYS",
 ]
 
 
@@ -158,12 +162,23 @@ TEXT_COLUMNS = frozenset({"layer", "model", "method", "metric", "variant"})
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a table written by :func:`write_csv` (numbers parsed, empty cells as NaN; non-empty
-    cells of the :data:`TEXT_COLUMNS` are kept as strings)."""
+    cells of the :data:`TEXT_COLUMNS` are kept as strings). A row with more or fewer cells than the header
+    (a truncated or mangled file) and a 0-byte file raise a ValueError naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no table at {path}")
+    rows = []
     with open(path, newline="") as f:
-        return [{k: (v if k in TEXT_COLUMNS and v else _parse(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        for row in reader:
+            if None in row or None in row.values():  # more or fewer cells than the header (a cut or mangled file)
+                n = len(row) - (None in row) + len(row.get(None) or ()) - sum(v is None for v in row.values())
+                raise ValueError(f"{path} line {reader.line_num} has {n} cells but the header names "
+                                 f"{len(reader.fieldnames or [])} columns")
+            rows.append({k: (v if k in TEXT_COLUMNS and v else _parse(v)) for k, v in row.items()})
+        if reader.fieldnames is None and path.stat().st_size == 0:
+            raise ValueError(f"{path} is empty (not even a header line)")
+    return rows
 
 
 def environment(device: torch.device | str | None = None) -> dict[str, Any]:
@@ -311,9 +326,12 @@ class RunDir:
             if (old.get("params") != self.params or old.get("analysis") != analysis) and not overwrite:
                 diff = sorted(k for k in set(old.get("params", {})) | set(self.params)
                               if old.get("params", {}).get(k) != self.params.get(k))
+                changed = [FINGERPRINT_KEYS[k] for k in diff if k in FINGERPRINT_KEYS]
+                why = f"; since it was made, {' and '.join(changed)} changed" if changed else ""
                 raise ValueError(
                     f"result folder {self.root} holds a {old.get('analysis')} run with other parameters "
-                    f"(differing: {', '.join(diff) or 'analysis'}); choose another --out folder or pass --overwrite")
+                    f"(differing: {', '.join(diff) or 'analysis'}){why}; choose another --out folder or pass "
+                    f"--overwrite")
             if overwrite and old.get("params") != self.params:
                 import shutil
 
@@ -436,6 +454,60 @@ def save_claim_figure(run: "RunDir", fig: Any, name: str, claims: Sequence[str],
     cf.update({str(c): f"figures/{name}.png" for c in claims})
     run.write_meta(claim_figures=cf)
     return path
+
+
+# --------------------------------------------------------------------------- what determines the numbers
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read 1 MiB at a time."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def files_fingerprint(paths: Sequence[str | os.PathLike], root: str | os.PathLike | None = None) -> str:
+    """SHA-256 (hex) of a list of files: one line per file, in the given order, of its name (relative to
+    ``root`` when given), size in bytes and modification time in nanoseconds. Adding, removing, renaming,
+    rewriting or touching a file changes it; the files' contents are not read (cheap for any folder)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    base = Path(root) if root is not None else None
+    for p in paths:
+        p = Path(p)
+        st = p.stat()
+        name = p.relative_to(base).as_posix() if base is not None else p.as_posix()
+        h.update(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+FINGERPRINT_KEYS: dict[str, str] = {
+    "weights": "the model's weights (--weights)",
+    "checkpoint_sha256": "the checkpoint file's contents",
+    "data_files_sha256": "the data files (names, sizes or modification times)",
+}
+"""The parameters :func:`input_fingerprint` adds, and what a change in each means."""
+
+
+def input_fingerprint(*, weights: str | None, checkpoint: str | os.PathLike | None = None,
+                      data_files: Sequence[str | os.PathLike] | None = None,
+                      data_root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What determines a run's numbers besides its options, for its parameters: the weights' name
+    (``"DEFAULT"``, ``"none"`` or a weight set, as :func:`infolens.models.weights_choice` normalises it),
+    the SHA-256 of the checkpoint file (``None`` without one) and :func:`files_fingerprint` of the data
+    files (``None`` for the shipped data sets, which are checked on load). A result folder whose
+    fingerprint differs is refused like any other parameter change, so a retrained checkpoint at the same
+    path, other weights or an edited folder never reuse stale parts."""
+    return {
+        "weights": weights,
+        "checkpoint_sha256": file_sha256(checkpoint) if checkpoint is not None else None,
+        "data_files_sha256": files_fingerprint(data_files, data_root) if data_files is not None else None,
+    }
 
 
 def _sort_key(v: Any) -> tuple[int, Any]:

@@ -337,3 +337,68 @@ def test_decompression_bomb_header_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"bomb.png.*more pixels than PIL will decode safely") as e:
         data._read_image(tmp_path / "bomb.png", 8, 3)
     assert "\n" not in str(e.value)
+
+
+# --------------------------------------------------------------------------- 32-bit TIFFs, result folders, --limit
+
+
+def _float_tiff(path: Path, arr: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(arr.astype(np.float32), mode="F").save(path)
+
+
+@pytest.mark.parametrize("top, scale", [(1.0, 1.0), (255.0, 255.0), (0.9, 1.0), (200.0, 255.0)])
+def test_float_tiff_is_scaled_by_its_range_not_clipped_to_white(tmp_path: Path, top: float, scale: float) -> None:
+    ramp = np.linspace(0.0, top, 64).reshape(8, 8)
+    _float_tiff(tmp_path / "ramp.tif", ramp)
+    x = data._read_image(tmp_path / "ramp.tif", 8, 1)[0]
+    # expected computed in float64 from the ramp; the file holds float32 values, so one float32 rounding of
+    # values <= 255 (8 * eps32 * 255 absolute) before the division by the scale, then one more after it
+    tol = 2 * 8 * float(np.finfo(np.float32).eps) * max(top, 1.0) / scale
+    np.testing.assert_allclose(x.numpy(), ramp / scale, rtol=0, atol=tol)
+    assert float(x.max()) < 1 or top == scale  # a 0-255 TIFF used to read as all white
+
+
+@pytest.mark.parametrize("lo, hi, what", [(-500.0, 500.0, r"\[-500, 500\]"), (0.0, 300.0, r"\[0, 300\]"),
+                                          (0.0, float("nan"), "NaN or inf")])
+def test_float_tiff_of_unknown_scale_is_refused_naming_the_file(tmp_path: Path, lo, hi, what) -> None:
+    arr = np.linspace(lo, 0.0 if hi != hi else hi, 64).reshape(8, 8)
+    if hi != hi:
+        arr[0, 0] = np.nan
+    _float_tiff(tmp_path / "odd.tif", arr)
+    with pytest.raises(ValueError, match=rf"odd\.tif.*{what}.*convert it"):
+        data._read_image(tmp_path / "odd.tif", 8, 3)
+
+
+def test_folders_holding_an_infolens_run_are_not_read_as_images(tmp_path: Path) -> None:
+    from infolens.results import RunDir
+
+    _png(tmp_path / "cats" / "a.png", (255, 0, 0))
+    _png(tmp_path / "dogs" / "b.png", (0, 0, 255))
+    run = RunDir(tmp_path / "results", analysis="srop", params={})  # a result folder at class level
+    _png(run.root / "figures" / "fig.png", (0, 255, 0))
+    run.close()
+    nested = RunDir(tmp_path / "dogs" / "old-run", analysis="forgrad", params={})  # and one inside a class
+    _png(nested.root / "figures" / "spectra.png", (0, 255, 0))
+    nested.close()
+    (nested.root / ".infolens.lock").unlink(missing_ok=True)  # meta.json alone marks it too
+    d = data.load_image_folder(tmp_path, size=8)
+    assert d.class_names == ["cats", "dogs"] and d.names == ["cats/a.png", "dogs/b.png"]
+    # a plain sub-folder with a meta.json that is not ours is still read
+    _png(tmp_path / "dogs" / "more" / "c.png", (0, 0, 255))
+    (tmp_path / "dogs" / "more" / "meta.json").write_text('{"author": "someone"}')
+    assert data.load_image_folder(tmp_path, size=8).names == ["cats/a.png", "dogs/b.png", "dogs/more/c.png"]
+
+
+def test_limit_takes_one_image_of_each_class_in_turn_as_documented(tmp_path: Path) -> None:
+    sizes = {"a": 1, "b": 4, "c": 3}
+    for c, n in sizes.items():
+        for i in range(n):
+            _png(tmp_path / c / f"{i}.png", (0, 0, 0), size=(4, 4))
+    d = data.load_image_folder(tmp_path, size=4, limit=6, lazy=True)
+    # turn 1: a/0 b/0 c/0; turn 2: b/1 c/1 (a is exhausted); turn 3: b/2 -> 6; listed class by class
+    assert d.names == ["a/0.png", "b/0.png", "b/1.png", "b/2.png", "c/0.png", "c/1.png"]
+    for i in range(3):
+        _png(tmp_path / "flat" / f"{i}.png", (0, 0, 0), size=(4, 4))
+    assert data.load_image_folder(tmp_path / "flat", size=4, limit=2, lazy=True).names == ["0.png", "1.png"]

@@ -57,6 +57,8 @@ def test_layer_srops_known_feature_maps(images):
     assert res.strides == {"a": 1.0, "b": 2.0}
     va, vb = res.values["a"], res.values["b"]
     assert va.shape == (6, 3) and vb.shape == (6, 2)
+    # the convolutions copy, double and shift the input exactly (weights 1 and 2, biases 0 and 0.7 on
+    # float32 values), so both sides are the same float32 SROP of the same map: 1e-6 is ~8 eps32 of a value <= 1
     torch.testing.assert_close(va[:, 0], srop_2d(images[:, 0]), atol=1e-6, rtol=0)  # a copy of the input
     assert torch.isnan(va[:, 1]).all()  # dead channel: missing, never 0
     assert (va[:, 2] == 0).all()  # a constant map has SROP 0

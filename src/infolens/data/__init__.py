@@ -23,6 +23,8 @@ import torch
 from ._common import DATA_DIR, _check_channels, _check_limit, _check_size
 from .folders import IMAGE_EXTENSIONS, ImageFolderData, load_image_folder, resize_center_crop
 from .folders import _read_image  # noqa: F401  (tests read single files)
+from .folders import is_run_folder
+from .stream import ImageStream, default_workers
 from .mnist import (MNIST_CLASSES, MNIST_DIR, MNIST_FILES, MNIST_SHA256, MNIST_WHEEL, fetch_mnist, load_mnist,
                     mnist_dir, mnist_splits, mnist_tensors, read_idx)
 from .photos import IMAGENET_CLASSES_PATH, PHOTOS_PATH  # noqa: F401  (the shipped files' paths)
@@ -47,6 +49,9 @@ __all__ = [
     "imagenet_classes",
     "ImageFolderData",
     "load_image_folder",
+    "is_run_folder",
+    "ImageStream",
+    "default_workers",
     "LoadedData",
     "load_dataset",
     "resize_center_crop",
@@ -90,7 +95,9 @@ def load_dataset(
     ``"photos"`` (the bundled photographs, labels ``-1``) or a folder path (see
     :func:`load_image_folder`). ``size`` resizes (shorter side + centre crop), ``channels``
     converts to 1 (luminance) or 3 (gray repeated) channels; ``None`` keeps each source's own.
-    ``limit`` keeps the first ``limit`` images (round-robin over classes for a folder).
+    ``limit`` keeps at most ``limit`` images: the first ones of MNIST, of the photographs and of a flat
+    folder (file-name order); for a folder with class sub-folders one image of each class in turn (each
+    class's files in relative-path order) until ``limit`` are taken, so every class is represented.
     """
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"spec must be 'mnist', 'photos' or a folder path, got {type(spec).__name__}")

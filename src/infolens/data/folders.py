@@ -39,17 +39,43 @@ def resize_center_crop(img, size: int):
     return img.crop((left, top, left + size, top + size))
 
 
-#: PIL modes of more than 8 bits per pixel, and the value that maps to 1.0 (``"I"``: a 16-bit PNG as
-#: some Pillow versions open it; ``"F"``: floats taken as [0, 1]).
-_DEEP_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+#: PIL modes of 16 bits per pixel: the value that maps to 1.0.
+_DEEP_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0}
+
+
+class _PixelRangeError(ValueError):
+    """Pixel values whose scale cannot be told from the file (raised with the file's name)."""
+
+
+def _deep_scale(arr: np.ndarray, mode: str) -> float:
+    """The value that maps to 1.0 for a 32-bit PIL image (``"I"``: integers, as some Pillow versions open a
+    16-bit PNG; ``"F"``: floats, e.g. a 32-bit float TIFF), read from the file's range where it is
+    unambiguous: floats in [0, 1] are taken as they are, floats in [0, 255] with a maximum above 1 as 8-bit
+    values, integers in [0, 65535] as 16-bit values. Anything else (negative values, floats above 255,
+    NaN/inf, integers above 65535) is refused: clipping it would give a white or black image silently."""
+    if not bool(np.isfinite(arr).all()):
+        raise _PixelRangeError(f"{int((~np.isfinite(arr)).sum())} pixel values are NaN or inf")
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if mode == "I":
+        if lo >= 0 and hi <= 65535:
+            return 65535.0
+        raise _PixelRangeError(f"32-bit integer pixels span [{lo:g}, {hi:g}], outside the 16-bit range [0, 65535]")
+    if lo >= 0 and hi <= 1:
+        return 1.0
+    if lo >= 0 and hi <= 255:
+        return 255.0
+    raise _PixelRangeError(f"float pixels span [{lo:g}, {hi:g}], neither [0, 1] nor [0, 255], so their scale is "
+                           f"unknown")
 
 
 def _to_array(img, channels: int) -> np.ndarray:
     """A PIL image of any mode as ``(H, W, channels)``: uint8 for 8-bit modes, float32 in [0, 1] for deep
-    ones (16-bit gray is scaled by 1/65535, never clipped to 255)."""
-    if img.mode in _DEEP_MODES:
-        arr = np.asarray(img, dtype=np.float32) / _DEEP_MODES[img.mode]
-        arr = np.clip(arr, 0.0, 1.0)
+    ones (16-bit gray is scaled by 1/65535, never clipped to 255; 32-bit ones by their range, see
+    :func:`_deep_scale`)."""
+    if img.mode in _DEEP_MODES or img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64 if img.mode in ("I", "F") else np.float32)
+        scale = _DEEP_MODES[img.mode] if img.mode in _DEEP_MODES else _deep_scale(arr, img.mode)
+        arr = np.clip(arr / scale, 0.0, 1.0).astype(np.float32)
         return np.repeat(arr[:, :, None], channels, axis=2)
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")  # PIL warns when a palette image with transparency goes straight to RGB/L
@@ -75,6 +101,9 @@ def _read_image(path: Path, size: int, channels: int) -> torch.Tensor:
             with Image.open(path) as img:
                 img.load()
                 arr = _to_array(img, channels)
+    except _PixelRangeError as exc:
+        raise ValueError(f"image file {str(path)!r}: {exc}; convert it to 8-bit or 16-bit, or scale it to [0, 1] "
+                         f"or [0, 255]") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ValueError(
             f"image file {str(path)!r} claims more pixels than PIL will decode safely "
@@ -122,12 +151,36 @@ def _is_image(p: Path) -> bool:
     return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
 
 
+#: Files that mark a folder as an infolens result folder (its lock and its metadata); such folders are never
+#: read as data, so a result folder written inside the data (figures, examples) is not analysed as images.
+RUN_MARKERS: tuple[str, ...] = (".infolens.lock", "meta.json")
+
+
+def is_run_folder(folder: Path) -> bool:
+    """True when ``folder`` holds an infolens run: its lock file, or a ``meta.json`` naming an analysis."""
+    if (folder / RUN_MARKERS[0]).is_file():
+        return True
+    meta = folder / RUN_MARKERS[1]
+    if not meta.is_file():
+        return False
+    try:
+        import json
+
+        obj = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(obj, dict) and "analysis" in obj and "params" in obj
+
+
 def _images_under(folder: Path) -> list[Path]:
-    return sorted(
-        (p for p in folder.rglob("*")
-         if _is_image(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)),
-        key=lambda p: p.relative_to(folder).as_posix(),
-    )
+    """Image files under ``folder`` (recursively, sorted by relative path), leaving out hidden files and
+    folders and folders that hold an infolens run."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not is_run_folder(here / d)]
+        found.extend(here / f for f in filenames if _is_image(here / f))
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
 @dataclass
@@ -167,6 +220,29 @@ class ImageFolderData(Dataset):
             self.images = out
         return self.images
 
+    def check_headers(self, *, show: int = 3) -> None:
+        """Open every file's header (no pixels decoded: fast) and refuse, in one line, files PIL cannot
+        identify and images larger than its decompression-bomb limit: the count and the first ``show``.
+        What a streamed run checks before any work, so a bad file does not stop it half-way."""
+        import warnings
+
+        from PIL import Image
+
+        bad: list[str] = []
+        for p in self.paths:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(p):
+                        pass
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                bad.append(f"{p.relative_to(self.root).as_posix()} (more pixels than PIL will decode safely)")
+            except Exception:  # noqa: BLE001 - any reason PIL cannot open it
+                bad.append(p.relative_to(self.root).as_posix())
+        if bad:
+            raise ValueError(f"{len(bad)} of {len(self.paths)} image files in {str(self.root)!r} cannot be read: "
+                             f"{', '.join(bad[:show])}{', ...' if len(bad) > show else ''}; remove or replace them")
+
     @property
     def names(self) -> list[str]:
         """Image paths relative to ``root`` (posix separators), one per image."""
@@ -199,7 +275,11 @@ def load_image_folder(
     if there are none, the image files directly in ``path`` are loaded with label ``-1``.
     Each image is converted to RGB (``channels=3``) or grayscale (``channels=1``), its shorter
     side resized to ``size`` and centre-cropped, and scaled to [0, 1]. ``limit`` keeps at most
-    that many images, taken round-robin over the classes so every class is represented.
+    that many images: from a flat folder the first ``limit`` in file-name order; from class sub-folders
+    one image of each class in turn (the first of every class, then the second, ...; each class's files
+    in relative-path order) until ``limit`` are taken, so every class is represented; the kept images are
+    listed class by class. Folders that hold an infolens run (:func:`is_run_folder`) and hidden files and
+    folders are never read.
     ``lazy=True`` defers reading to indexing / :meth:`ImageFolderData.load`.
     """
     _check_size(size)
@@ -214,7 +294,8 @@ def load_image_folder(
     if not root.is_dir():
         raise ValueError(f"image folder path={str(path)!r} is a file, not a folder; pass its parent folder")
     class_dirs = sorted(
-        (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name
+        (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and not is_run_folder(d)),
+        key=lambda d: d.name
     )
     groups = [(d.name, _images_under(d)) for d in class_dirs]
     groups = [(n, g) for n, g in groups if g]

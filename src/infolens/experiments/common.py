@@ -48,7 +48,12 @@ def common_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None:
                        "cache when missing and there is a network")
     p.add_argument("--data", default=None, help="'mnist' (embedded), 'photos' (bundled photographs) or an image "
                    "folder; default: mnist for MNIST models, photos for ImageNet models")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    p.add_argument("--limit", type=int, default=None, help="use at most N images: the first N of mnist, of the "
+                   "photographs and of a flat folder (file-name order); for a folder with class sub-folders, one "
+                   "image of each class in turn (each class's files in name order) until N are taken")
+    p.add_argument("--workers", type=int, default=None, help="processes that decode an image folder's files ahead "
+                   "of the work (default: one per core beyond the first, at most 4; 0: decode in the main process); "
+                   "the numbers do not depend on it")
     p.add_argument("--out", default=None, help="result folder (default results/<command>-<model>)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
     p.add_argument("--seed", type=int, default=0, help="random seed of everything random in the run: noise, "
@@ -96,7 +101,7 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
               params: Callable[[Any, str], Mapping[str, Any]] | Mapping[str, Any],
               validate: Callable[[argparse.Namespace], None] | None = None,
               validate_model: Callable[[Any], None] | None = None, split: str = "test",
-              load_data: bool = True) -> RunSetup:
+              load_data: bool = True, stream: bool = False) -> RunSetup:
     """The shared set-up of an analysis command, in this order so that a bad argument costs nothing and
     leaves nothing behind, and two runs into one folder can never mix:
 
@@ -110,18 +115,27 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
        check leaves nothing behind;
     4. under the lock, ``params`` (a mapping, or ``params(lm, data_spec)``) are compared with the folder's
        ``meta.json`` and ``meta.json`` is written;
-    5. the data are loaded.
+    5. the data are loaded; with ``stream=True`` an image folder is not read into memory but handed on as
+       an :class:`infolens.data.ImageStream` that decodes each batch when it is asked for (the runner must
+       index it with global image indices, ``images[unit.indices]``, as the work units do).
+
+    The parameters carry :func:`infolens.results.input_fingerprint` (the weights' name, the checkpoint's
+    SHA-256, the data files' list), so a folder made from other weights, a retrained checkpoint or an edited
+    data folder is refused instead of resumed. ``--out`` inside the ``--data`` folder is refused (the next
+    run would read the results as images).
 
     A run refused before step 4, or whose data cannot be read, removes what it wrote (nothing is left
     behind, so the corrected command starts clean).
     """
     from .. import _progress, data, models
-    from ..results import RunDir, lock_folder, unlock_folder
+    from ..models.load import weights_choice
+    from ..results import RunDir, input_fingerprint, lock_folder, unlock_folder
 
     validate_common(args)
     if validate is not None:
         validate(args)
     out = Path(args.out or f"results/{analysis}-{slug(args.model if hasattr(args, 'model') else analysis)}")
+    check_out_outside_data(out, getattr(args, "data", None))
     from ..distributed import is_main
 
     _progress.say(f"{analysis} {getattr(args, 'model', '')}: loading the model and the data",
@@ -130,6 +144,7 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
     if is_main():  # under torchrun rank 0 holds the lock for the whole world
         lock_folder(out)
     run = None
+    folder = None
     try:
         lm = models.load_model(args.model, checkpoint=args.checkpoint, device=args.device,
                                **({"weights": args.weights} if getattr(args, "weights", None) is not None else {}))
@@ -137,7 +152,17 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
         if validate_model is not None:
             validate_model(lm)
         spec = args.data or default_data(lm.source)
+        size = lm.input_shape[-1] if spec != "mnist" else None
+        if load_data and spec.lower() not in ("mnist", "photos"):
+            # list the folder (names only) now: its files are part of the fingerprint
+            folder = data.load_image_folder(spec, size=size or 224, limit=args.limit, channels=lm.input_shape[0],
+                                            lazy=True)
         p = dict(params(lm, spec) if callable(params) else params)
+        weights = getattr(args, "weights", None)
+        p.update(input_fingerprint(
+            weights=(weights_choice(weights) or "none") if weights is not None else "DEFAULT",
+            checkpoint=args.checkpoint, data_files=folder.paths if folder is not None else None,
+            data_root=folder.root if folder is not None else None))
         fresh = not (out / "meta.json").exists()
         run = RunDir(out, analysis=analysis, params=p, seed=getattr(args, "seed", None), device=args.device,
                      overwrite=getattr(args, "overwrite", False), title=title, description=description)
@@ -147,10 +172,17 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
             _remove_if_only_lock(out)
         raise
     if load_data:
-        size = lm.input_shape[-1] if spec != "mnist" else None
         try:
-            images, labels, names = data.load_dataset(spec, split=split, limit=args.limit, size=size,
-                                                      channels=lm.input_shape[0])
+            if folder is not None and stream:
+                folder.check_headers()  # unreadable files and bombs stop the run before any work
+                images: Any = data.ImageStream(folder, device=args.device,
+                                               num_workers=getattr(args, "workers", None))
+                labels, names = folder.labels, folder.names
+            elif folder is not None:
+                images, labels, names = folder.load(), folder.labels, folder.names
+            else:
+                images, labels, names = data.load_dataset(spec, split=split, limit=args.limit, size=size,
+                                                          channels=lm.input_shape[0])
         except BaseException:
             if fresh and is_main():  # a data error leaves no meta.json behind: the corrected command starts clean
                 (out / "meta.json").unlink(missing_ok=True)
@@ -195,6 +227,17 @@ def parse_target(value: Any, option: str = "--target") -> int | None:
     return t
 
 
+def check_out_outside_data(out: str | Path, data: str | None) -> None:
+    """Refuse a result folder inside (or equal to) the image folder ``--data``: the next run would read the
+    result's figures as images of a class named after the folder."""
+    if not data or data.lower() in ("mnist", "photos"):
+        return
+    d, o = Path(data).expanduser().resolve(), Path(out).expanduser().resolve()
+    if o == d or d in o.parents:
+        raise ValueError(f"--out {out} lies inside --data {data}: the next run would read the results as images; "
+                         f"choose an --out folder outside the data folder")
+
+
 def check_spatial(lm: Any, layers: Sequence[str], *, option: str = "--layers") -> None:
     """Refuse, before any data are loaded, layers whose output is not a stack of 2-D maps (N, C, H, W):
     one forward pass of a blank input through the model (for ``validate_model``)."""
@@ -234,6 +277,7 @@ def validate_common(args: argparse.Namespace) -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
         raise ValueError(f"--seed must be an integer in 0..2**63-1 (torch's seed range), got {seed}; pass a "
                          f"smaller seed")
+    check_finite_floats(args)
     out = getattr(args, "out", None)
     if out:
         if Path(out).exists() and not Path(out).is_dir():
@@ -257,10 +301,23 @@ def validate_common(args: argparse.Namespace) -> None:
 #: The largest seed torch takes (``torch.manual_seed`` stores a signed 64-bit integer).
 MAX_SEED = 2**63 - 1
 
+
+def check_finite_floats(args: argparse.Namespace) -> None:
+    """Refuse NaN and infinity in every float option (``--sigma0 inf``, ``--tau nan``, ``--q inf``, ...): argparse's
+    ``float`` takes them, and every number computed from them would be meaningless. One line naming the
+    option."""
+    import math
+
+    for name, v in sorted(vars(args).items()):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {v}; pass a finite value "
+                             f"(or leave the option out for its default)")
+
+
 #: Integer options that must be >= 1, and counts that may be 0, in any runner that has them.
 POSITIVE_OPTIONS = ("batch_size", "internal_batch_size", "eval_batch_size", "limit", "steps", "samples", "ig_steps",
                     "noise_samples", "rise_masks", "mufidelity_masks", "bins", "select_images")
-COUNT_OPTIONS = ("decoders", "decoder_epochs", "show", "train_limit", "finetune_limit", "calibration_images")
+COUNT_OPTIONS = ("workers", "decoders", "decoder_epochs", "show", "train_limit", "finetune_limit", "calibration_images")
 
 #: Options that take a comma-separated list: an empty one is refused before any work.
 LIST_OPTIONS = ("methods", "metrics", "variants", "check", "layers", "checks", "models", "claims")

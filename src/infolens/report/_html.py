@@ -129,7 +129,8 @@ def read_table_file(path: Path) -> list[dict[str, Any]]:
     try:
         return read_csv(path)
     except (csv.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path} is not a readable CSV table ({type(exc).__name__}: {exc}); rerun the analysis "
+        detail = str(exc).replace(f"{path} ", "", 1)  # read_csv's own messages name the file already
+        raise ValueError(f"{path} is not a readable CSV table ({type(exc).__name__}: {detail}); rerun the analysis "
                          f"that wrote it, or delete the file") from None
 
 

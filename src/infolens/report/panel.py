@@ -146,8 +146,9 @@ def panel_rows(sections: list[tuple[Path, Mapping[str, Any]]]) -> list[dict[str,
         analysis = str(meta.get("analysis"))
         if analysis not in EXTRACT:
             continue
+        tables = _tables(sec)  # an unreadable table is an error naming the file, never a silently empty column
         try:
-            values = EXTRACT[analysis](sec, _tables(sec))
+            values = EXTRACT[analysis](sec, tables)
         except (ValueError, KeyError, TypeError, ZeroDivisionError):
             continue  # a table of another shape: that column stays empty (the section itself shows the table)
         for model, v in values.items():

@@ -146,8 +146,9 @@ def parse_forgrad(value: str | float | None) -> str | float:
         c = float(v)
     except ValueError:
         raise ValueError(f"--forgrad must be 'auto', 'off' or a positive cut-off, got {value!r}") from None
-    if not c > 0:
-        raise ValueError(f"--forgrad cut-off must be positive, got {value!r}")
+    if not c > 0 or c == float("inf"):
+        raise ValueError(f"--forgrad cut-off must be a positive finite number, got {value!r}; pass e.g. 15, or "
+                         f"'off' for no filtering")
     return c
 
 
@@ -250,7 +251,7 @@ def evaluate(run: RunDir, model: nn.Module, model_name: str, images: torch.Tenso
         run.write_part("spectra", u.key, spec_rows)
         return rows
 
-    run_units(run, "scores", units, unit_fn, desc=f"attribution {model_name}", progress=progress,
+    run_units(run, "scores", units, unit_fn, desc=f"attribution {model_name}", progress=progress, data=images,
               work=f"{images.shape[0]} images x {len(methods)} methods (with and without FORGrad) x "
                    f"{len(metrics)} metrics, in {len(units)} batches")
 
@@ -408,7 +409,7 @@ def _heldout(spec: str, images: torch.Tensor, n: int, size: int | None) -> tuple
         x = data.mnist_splits()["val"].tensors[0][:n]
         return x, "MNIST validation split (last 5,000 training images)"
     if spec == "mirror":
-        return images.flip(-1)[:n], "mirrored copies of the evaluated images (no separate held-out set)"
+        return images[:n].flip(-1), "mirrored copies of the evaluated images (no separate held-out set)"
     x = data.load_dataset(spec, split="test", limit=n, size=size).images
     return x, f"held-out data {spec}"
 
@@ -529,7 +530,7 @@ def main(args: argparse.Namespace) -> Path:
 
     s = start_run(args, analysis=ANALYSIS, title=f"FORGrad attribution: {args.model}",
                   description=__doc__.split("\n\n")[0], params=params, validate=_validate,
-                  validate_model=validate_model)
+                  validate_model=validate_model, stream=True)
     lm, images, names, run, spec = s.model, s.images, s.names, s.run, s.data
     fmode = parse_forgrad(args.forgrad)
     size = lm.input_shape[-1] if spec != "mnist" else None

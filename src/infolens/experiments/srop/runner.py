@@ -118,7 +118,7 @@ def measure(run: RunDir, model: ModelLike, model_name: str, images: torch.Tensor
         return rows
 
     return run_units(run, "images", units, unit_fn, desc=f"SROP {check} {model_name} {variant}",
-                     progress=cfg.progress)
+                     progress=cfg.progress, data=images)
 
 
 # --------------------------------------------------------------------------- the checks
@@ -455,7 +455,7 @@ def main(args: argparse.Namespace) -> Path:
     s = start_run(args, analysis=ANALYSIS, title=f"SROP: {args.model}", description=__doc__.split("\n\n")[0],
                   params=params, validate=_validate,
                   validate_model=lambda lm: (_check_training_source(args, lm),
-                                             _validate_points(lm, layers, args.at, args.device)))
+                                             _validate_points(lm, layers, args.at, args.device)), stream=True)
     lm, images, labels, names, run = s.model, s.images, s.labels, s.names, s.run
     cfg = Settings(layers=layers, at=args.at, kappa=args.kappa, q=args.q, keep_dc=not args.no_dc, disc=args.disc, bins=args.bins,
                    batch_size=args.batch_size, seed=args.seed, device=args.device, channels=args.channels,
