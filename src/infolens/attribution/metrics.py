@@ -57,12 +57,11 @@ def _keeps_model(fn: Any) -> Any:
         with frozen_model(self.model):
             return fn(self, *args, **kwargs)
     return wrapper
-from .._stats import average_ranks, rowwise_correlation
+from .._stats import rowwise_correlation
 from ._base import Score, _indices, model_scores, to_map
 from .._torch import image_generators
 
-__all__ = ["FaithfulnessResult", "Metric", "Deletion", "Insertion", "MuFidelity", "METRICS", "make_metric",
-           "average_ranks", "rowwise_correlation"]
+__all__ = ["FaithfulnessResult", "Metric", "Deletion", "Insertion", "MuFidelity", "METRICS", "make_metric"]
 
 
 @dataclass
@@ -336,8 +335,6 @@ class MuFidelity(Metric):
             raise TypeError("attributions must be a sequence of (N, [C,] H, W) maps; call the metric for one map")
         return [self(inputs, targets, a, indices=indices) for a in attributions]
 
-
-_Metric = Metric  # the former private name
 
 METRICS: dict[str, type[Metric]] = {"deletion": Deletion, "insertion": Insertion, "mufidelity": MuFidelity}
 

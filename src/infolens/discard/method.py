@@ -202,8 +202,6 @@ class InformationDiscarding:
                 at_limit = sol.steps_run >= self.steps
         return self._result(sol, idx, (H, W), pf.std.flatten(), at_limit)
 
-    attribute = measure  # the name used before issue 14 (Captum's verb)
-
     def _result(self, sol: Any, idx: list[int], hw: tuple[int, int], std: Tensor, at_limit: Tensor) -> DiscardResult:
         N, L = len(idx), len(self.layers)
 

@@ -11,11 +11,11 @@ import importlib
 import time
 from pathlib import Path
 
-
 from .. import _progress
+from ..papers import DEMO_ORDER, PAPERS
 from ..results import RunDir
-from .common import DEMO_ORDER, RUNNERS
 from .testbed import DEMO_MODELS, demo_history, demo_models
+
 
 def _models_section(out: Path, *, quick: bool, device: str, progress: bool) -> None:
     """The foundation's own section: which networks, how well they are trained, how long it took."""
@@ -62,8 +62,8 @@ def run_demo(out: Path, *, quick: bool = False, device: str = "cpu", only: str |
     from ..report import build_report
 
     out = Path(out)
-    wanted = DEMO_ORDER if not only else [s.strip() for s in only.split(",")]
-    unknown = [s for s in wanted if s not in RUNNERS]
+    wanted = list(DEMO_ORDER) if not only else [s.strip() for s in only.split(",")]
+    unknown = [s for s in wanted if s not in PAPERS]
     if unknown:
         raise ValueError(f"unknown demo section(s) {', '.join(unknown)}; choose from {', '.join(DEMO_ORDER)}")
     t0 = time.perf_counter()
@@ -79,9 +79,9 @@ def run_demo(out: Path, *, quick: bool = False, device: str = "cpu", only: str |
     timings = {}
     for i, name in enumerate(wanted):
         try:
-            mod = importlib.import_module(RUNNERS[name])
+            mod = importlib.import_module(PAPERS[name].runner)
         except ModuleNotFoundError as exc:
-            if exc.name == RUNNERS[name]:
+            if exc.name == PAPERS[name].runner:
                 continue
             raise
         _progress.say(f"[demo] {name}", progress=progress)

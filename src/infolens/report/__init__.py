@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..results import atomic_write_text
+from .._io import atomic_write_text
 from ._html import (CSS, MAX_ROWS, VERDICT_CLASS, esc, figure_html, fmt, pivots, read_json_file, read_table_file,
                     table_html, verdict_html)
 from .panel import panel_html

@@ -26,12 +26,12 @@ Readings and deviations (each a parameter with this default; ``../shared/METHODS
 
 from .._torch import frozen
 from .autoencoder import (FitResult, Schedule, SegNetAE, build_autoencoder, classify, finetune_through_classifier,
-                          fingerprint, plateaued, predict, pretrain_autoencoder, recalibrate_batchnorm, reconstruct,
+                          fingerprint, plateaued, predict, pretrain_autoencoder, reconstruct,
                           tuned_parameters)
 from .method import ROW_COLUMNS, InputSignal, SignalMeasurement
 from .nmi import (MutualInformation, joint_range, mutual_information, nmi, nmi_noise_bias, out_of_range,
                   quantize)
-from .stats import ALPHA, SignalOrder, average_ranks, kruskal_wallis, mcnemar_exact, signal_order
+from .stats import ALPHA, SignalOrder, kruskal_wallis, mcnemar_exact, signal_order
 
 __all__ = [
     "InputSignal",
@@ -43,7 +43,6 @@ __all__ = [
     "build_autoencoder",
     "fingerprint",
     "frozen",
-    "recalibrate_batchnorm",
     "plateaued",
     "pretrain_autoencoder",
     "finetune_through_classifier",
@@ -60,7 +59,6 @@ __all__ = [
     "nmi_noise_bias",
     "ALPHA",
     "mcnemar_exact",
-    "average_ranks",
     "kruskal_wallis",
     "SignalOrder",
     "signal_order",

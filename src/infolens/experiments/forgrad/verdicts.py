@@ -19,7 +19,8 @@ from torch import Tensor
 
 from ... import _progress
 from ...claims import bootstrap, claim_row, most_row
-from ...results import RunDir, atomic_torch_save
+from ...results import RunDir
+from ..._io import atomic_torch_save
 from .protocol import GRADIENT, GRAY, METRICS, PAPER, PREDICTION, ModelResult, Settings, run_model
 
 PAPER_NAME = "forgrad"

@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from ... import _progress
 from ...claims import bootstrap, claim_row, most_row, spearman
-from ...results import RunDir, atomic_torch_save
+from ...results import RunDir
+from ..._io import atomic_torch_save
 from ...signal import (InputSignal, Schedule, SignalMeasurement, build_autoencoder, finetune_through_classifier,
                       kruskal_wallis, predict, pretrain_autoencoder)
 from ...spectral import radial_profile
@@ -498,10 +499,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--show", type=int, default=d.show, help="test digits in the figures")
 
 
+#: The kind of each option above (:data:`infolens.experiments.common.KINDS`), checked before any work.
+OPTIONS: dict[str, str] = {"models": "list", "checkpoints": "text", "train_limit": "count",
+                           "pretrain_steps": "positive", "finetune_steps": "positive", "lr": "positive_float",
+                           "tune": "choice", "widths": "list", "val_images": "positive", "bins": "positive",
+                           "show": "count"}
+
+
 def main(args: argparse.Namespace) -> Path:
     from ... import models
     from ...report import build_report
+    from ..common import runner_options, validate_common
 
+    validate_common(args, runner_options(ANALYSIS))  # every declared option, before any work
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
         raise ValueError(f"--models needs at least two different classifiers, got {args.models!r}")

@@ -358,6 +358,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "checkpoint, epoch and optionally test_acc (else measured on --data)")
 
 
+#: The kind of each option above (:data:`infolens.experiments.common.KINDS`), checked before any work.
+OPTIONS: dict[str, str] = {"layers": "text", "at": "choice", "check": "list", "variants": "list", "kappa": "fraction",
+                           "q": "positive_float", "no_dc": "flag", "disc": "flag", "bins": "positive",
+                           "channels": "flag", "stages": "file"}
+
+
 def _random_init(spec: str, source: str, seed: int, device: str) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         from ...models import build_builtin, load_model
@@ -398,9 +404,6 @@ def _validate(args: argparse.Namespace) -> None:
     bad = [v for v in _variants(args) if v not in INPUT_VARIANTS]
     if bad:
         raise ValueError(f"--variants: unknown {', '.join(bad)}; choose from {', '.join(INPUT_VARIANTS)}")
-    if not 0 < args.kappa <= 1 or not args.q > 0 or args.bins < 1:
-        raise ValueError(f"--kappa must lie in (0, 1], --q be positive and --bins >= 1; got {args.kappa}, {args.q}, "
-                         f"{args.bins}")
     parse_layer_selection(args.layers, name="--layers")
 
 

@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from ... import _progress
 from .. import testbed
 from ...claims import bootstrap, claim_row, most_row, spearman
-from ...results import RunDir, atomic_torch_save
+from ...results import RunDir
+from ..._io import atomic_torch_save
 from ...spectral import lowpass_filter
 from ...srop import (MEASUREMENT_POINTS, input_variant, layer_srops_at, plan_points, random_init, resample_counts,
                      resample_histograms, srop_histograms, wasserstein1)
