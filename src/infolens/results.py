@@ -160,21 +160,24 @@ class RunDir:
         parameters is refused (pass ``overwrite=True`` to start it afresh), so resumed parts always
         belong to the same computation.
     title, description : shown by the report.
+    writer : whether this process writes ``meta.json`` and ``summary.json`` and holds the folder's lock.
+        Under torchrun the caller passes ``infolens.distributed.is_main()`` (rank 0 writes for the whole
+        world); every process writes its own part files.
 
     The folder is locked for this process first (:func:`lock_folder`; a second process gets
     :class:`FolderLocked` naming the holder's PID), then the parameters are compared and ``meta.json``
-    written, all under the lock. Under torchrun only rank 0 takes the lock.
+    written, all under the lock. Only the ``writer`` takes the lock and writes the metadata.
     """
 
     def __init__(self, root: str | os.PathLike, *, analysis: str, params: Mapping[str, Any],
                  title: str | None = None, description: str = "", seed: int | None = None,
-                 device: torch.device | str | None = None, overwrite: bool = False) -> None:
+                 device: torch.device | str | None = None, overwrite: bool = False,
+                 writer: bool = True) -> None:
         self.root = Path(root)
         self.analysis = analysis
         self.params = _jsonable(dict(params))
-        from .distributed import is_main
-
-        if is_main():
+        self.writer = bool(writer)
+        if self.writer:
             lock_folder(self.root)
         meta_path = self.root / "meta.json"
         if meta_path.is_file():
@@ -221,19 +224,15 @@ class RunDir:
 
     # -- metadata -------------------------------------------------------------------------------
     def write_meta(self, **extra: Any) -> None:
-        """Update ``meta.json`` (written by rank 0 only when running under torchrun)."""
+        """Update ``meta.json`` (written by the ``writer`` only)."""
         self.meta.update(_jsonable(extra))
-        from .distributed import is_main
-
-        if not is_main():
+        if not self.writer:
             return
         atomic_write_text(self.root / "meta.json", json.dumps(self.meta, indent=2, sort_keys=True))
 
     def finish(self, summary: Mapping[str, Any] | None = None, **extra: Any) -> None:
         """Record the end of the run (and the headline numbers in ``summary.json``)."""
-        from .distributed import is_main
-
-        if summary is not None and is_main():
+        if summary is not None and self.writer:
             self.write_json("summary", summary)
         self.write_meta(finished=_now(), **extra)
 

@@ -127,7 +127,7 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
         spec = args.data or default_data(lm.source)
         p = dict(params(lm, spec) if callable(params) else params)
         fresh = not (out / "meta.json").exists()
-        run = RunDir(out, analysis=analysis, params=p, seed=getattr(args, "seed", None), device=args.device,
+        run = RunDir(out, writer=is_main(), analysis=analysis, params=p, seed=getattr(args, "seed", None), device=args.device,
                      overwrite=getattr(args, "overwrite", False), title=title, description=description)
     except BaseException:
         if run is None and created and is_main():
@@ -289,6 +289,7 @@ def end_run(setup: RunSetup, args: argparse.Namespace, headline: Mapping[str, An
             lines: Sequence[str] = ()) -> Path:
     """The shared ending: print the headline numbers (one ``key: value`` line each, then ``lines``) and
     write ``report.html`` unless ``--no-report``; returns the result folder."""
+    from ..distributed import is_main
     from ..report import build_report
 
     for k, v in (headline or {}).items():
@@ -296,6 +297,6 @@ def end_run(setup: RunSetup, args: argparse.Namespace, headline: Mapping[str, An
             print(f"{k}: {v}")
     for line in lines:
         print(line)
-    if not getattr(args, "no_report", False):
+    if not getattr(args, "no_report", False) and is_main():  # under torchrun rank 0 writes the page
         build_report(setup.out)
     return setup.out

@@ -84,7 +84,7 @@ def reproduce(out: str | Path, *, papers: Sequence[str] | str | None = None, qui
     """Run the chosen papers' claims into ``out`` and return the rows of ``tables/claims.csv``."""
     wanted = parse_papers(papers)
     out = Path(out)
-    run = RunDir(out, analysis=ANALYSIS, params={"papers": wanted, "quick": quick}, device=device,
+    run = RunDir(out, writer=is_main(), analysis=ANALYSIS, params={"papers": wanted, "quick": quick}, device=device,
                  overwrite=overwrite, title="Does the paper hold? infolens reproduce",
                  description="Each paper's claims, as ../shared/CLAIMS.md fixes them before any result is seen, "
                  "decided on the ImageNet trio (EfficientNet-Lite0/1/2 on the offline photographs) and the MNIST "

@@ -63,12 +63,6 @@ class LayerSROPs:
         """``(N, C_l)`` booleans: channels with an all-zero map (no SROP)."""
         return {k: torch.isnan(v) for k, v in self.values.items()}
 
-    def statistics(self, **kwargs: Any) -> Any:
-        """Shortcut for :func:`infolens.srop.srop_statistics` on this result."""
-        from .statistics import srop_statistics
-
-        return srop_statistics(self, **kwargs)
-
     @classmethod
     def concat(cls, parts: Sequence[LayerSROPs]) -> LayerSROPs:
         """Join results for consecutive batches of images (same model, layers and parameters)."""
@@ -261,7 +255,7 @@ class SpectralRolloff:
     ``SpectralRolloff(model, layers, at=..., kappa=..., q=..., keep_dc=..., disc=...)`` holds the model
     and the paper's parameters (defaults: every convolution, measured after its non-linearity, kappa
     0.85, power spectrum, DC kept, every bin); :meth:`measure` takes a batch and returns
-    :class:`LayerSROPs` (``.to_rows()`` for the tidy table, ``.statistics()`` for the distributions).
+    :class:`LayerSROPs` (``.to_rows()`` for the tidy table; :func:`infolens.srop.srop_statistics` for the distributions).
     The model is frozen during :meth:`measure` and restored after. Nothing is written to disk.
     """
 

@@ -547,7 +547,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
     pcfg = DEMO_PHOTOS
     photos = (not quick) if photos is None else photos
     params = {"quick": quick, "mnist": cfg, "photos": pcfg if photos else None}
-    run = RunDir(out, analysis=ANALYSIS, params=params, device=device, overwrite=True,
+    run = RunDir(out, writer=is_main(), analysis=ANALYSIS, params=params, device=device, overwrite=True,
                  title="FORGrad: low-pass filtered attributions and their faithfulness",
                  description=("Attribution maps of gradient-based (Saliency, Gradient x Input, Integrated Gradients, "
                               "SmoothGrad, SquareGrad, VarGrad, Guided Backprop, Grad-CAM) and prediction-based "

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ... import _progress
 from ...claims import bootstrap, claim_row, most_row
+from ...distributed import is_main
 from ...results import RunDir
 from ..._io import atomic_torch_save
 from .protocol import GRADIENT, GRAY, METRICS, PAPER, PREDICTION, ModelResult, Settings, run_model
@@ -330,7 +331,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     t0 = time.perf_counter()
     cfg = QUICK if quick else (PAPER if str(device).startswith("cuda") else FULL)
     # a folder holding another configuration is started afresh (its parts, with the per-model caches, go)
-    run = RunDir(out, analysis=PAPER_NAME, params={"quick": quick, "settings": vars(cfg), "models": list(trio())},
+    run = RunDir(out, writer=is_main(), analysis=PAPER_NAME, params={"quick": quick, "settings": vars(cfg), "models": list(trio())},
                  device=device, title="FORGrad: low-pass filtered gradient attributions (claims F1-F5)",
                  description=__doc__.split("\n\n")[0], overwrite=True)
     results, missing, walls = [], [], {}

@@ -42,7 +42,7 @@ from ...distributed import Unit, gather_table, is_main, run_units, work_units
 from ...probe import parse_layer_selection
 from ...results import RunDir
 from ...srop import (DEFAULT_AT, INPUT_VARIANTS, MEASUREMENT_POINTS, cascading_randomization, correlation,
-                    input_variant, layer_srops, summarize_image_rows)
+                    input_variant, layer_srops, srop_statistics, summarize_image_rows)
 
 HELP = ("SROP (arXiv 2102.00369): spectral roll-off points of feature maps layer by layer, with the paper's "
         "sanity checks (input, architecture/randomisation, training stage)")
@@ -106,7 +106,7 @@ def measure(run: RunDir, model: ModelLike, model_name: str, images: torch.Tensor
             x = transform(x, idx)
         res = layer_srops(get_model(), x, cfg.layers, at=cfg.at, kappa=cfg.kappa, q=cfg.q, keep_dc=cfg.keep_dc, disc=cfg.disc,
                           batch_size=len(idx), device=cfg.device)
-        st = res.statistics(bins=cfg.bins)
+        st = srop_statistics(res, bins=cfg.bins)
         rows = st.image_rows(image_ids=idx, extra=fixed)
         for r in rows:
             r["name"] = names[r["image"]]
@@ -479,7 +479,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
     from ..testbed import DEMO_MODELS, demo_models
 
     cfg_d = QUICK if quick else DEMO
-    run = RunDir(out, analysis=ANALYSIS, params={"quick": quick, **cfg_d}, device=device, overwrite=True,
+    run = RunDir(out, writer=is_main(), analysis=ANALYSIS, params={"quick": quick, **cfg_d}, device=device, overwrite=True,
                  title="SROP: spectral roll-off points of feature maps",
                  description=("Rotation-invariant 2-D spectral roll-off points (arXiv 2102.00369; 85% of the power "
                               "spectrum, as a fraction of each layer's Nyquist frequency) of every channel of every "

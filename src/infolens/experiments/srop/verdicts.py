@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from ... import _progress
 from .. import testbed
 from ...claims import bootstrap, claim_row, most_row, spearman
+from ...distributed import is_main
 from ...results import RunDir
 from ..._io import atomic_torch_save
 from ...spectral import lowpass_filter
@@ -380,7 +381,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     plan = QUICK if quick else FULL
     t0 = time.perf_counter()
     only = None if models is None else set(models)
-    run = RunDir(Path(out), analysis=PAPER, params={"claims": True, "quick": quick, **asdict(plan),
+    run = RunDir(Path(out), writer=is_main(), analysis=PAPER, params={"claims": True, "quick": quick, **asdict(plan),
                                                     "models": sorted(only) if only is not None else "all"}, device=device,
                  seed=plan.seed, overwrite=True, title="SROP: claims S1-S3 at every measurement point",
                  description=__doc__.split("\n\n")[0])
