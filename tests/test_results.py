@@ -9,7 +9,8 @@ import os
 import pytest
 import torch
 
-from infolens.results import RunDir, atomic_write_bytes, read_csv, write_csv
+from infolens._io import atomic_write_bytes, file_mode
+from infolens.results import RunDir, read_csv, write_csv
 
 
 def test_csv_round_trip_keeps_precision_and_nan(tmp_path):
@@ -76,7 +77,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
 
-from infolens.results import FolderLocked, file_mode, save_claim_figure, unlock_folder  # noqa: E402
+from infolens.results import FolderLocked, save_claim_figure, unlock_folder  # noqa: E402
 
 
 def _holder(folder) -> subprocess.Popen:

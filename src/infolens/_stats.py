@@ -39,3 +39,22 @@ def rowwise_correlation(a: Tensor, b: Tensor, *, method: Literal["spearman", "pe
     den = a.norm(dim=-1) * b.norm(dim=-1)
     # NaN compares false with > 0: a row with a missing value falls to the NaN branch
     return torch.where(den > 0, (a * b).sum(-1) / den.clamp(min=1e-300), torch.full_like(den, float("nan")))
+
+
+def ranks_and_ties(v: Tensor) -> tuple[Tensor, Tensor]:
+    """Ranks (1-based, ties averaged, scipy's ``rankdata``) along the last dimension by one sort (batched,
+    O(n log n) memory and time, for long rows such as Kruskal-Wallis' pooled samples), and per row
+    ``sum(t^3 - t)`` over the groups of ``t`` tied values (the tie corrections of rank tests)."""
+    m = v.shape[-1]
+    s, order = torch.sort(v, dim=-1)
+    pos = torch.arange(m, device=v.device).expand_as(s)
+    start = torch.ones_like(s, dtype=torch.bool)
+    start[..., 1:] = s[..., 1:] != s[..., :-1]
+    end = torch.ones_like(s, dtype=torch.bool)
+    end[..., :-1] = start[..., 1:]
+    first = torch.where(start, pos, torch.zeros_like(pos)).cummax(-1).values
+    last = torch.where(end, pos, torch.full_like(pos, m)).flip(-1).cummin(-1).values.flip(-1)
+    rank_sorted = (first + last).double() / 2 + 1
+    t = (last - first + 1).double()
+    ranks = torch.empty_like(rank_sorted).scatter_(-1, order, rank_sorted)
+    return ranks, (t * t - 1).sum(-1)  # each group of t contributes t * (t^2 - 1) = t^3 - t

@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from .experiments.common import RUNNERS, common_arguments, validate_common
+from .experiments.common import common_arguments, runner_options, validate_common
+from .papers import PAPERS
 
 USER_ERRORS = (ValueError, TypeError, KeyError, ImportError, OSError)
 
@@ -220,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", "-o", default=None, help="path of the HTML file (default RESULT_DIR/report.html)")
     s.set_defaults(func=_cmd_report)
 
-    for name, modname in RUNNERS.items():
+    for name, paper in PAPERS.items():
+        modname = paper.runner
         try:
             mod = importlib.import_module(modname)
         except ModuleNotFoundError as exc:
@@ -270,8 +272,8 @@ def _main(argv: list[str] | None = None) -> int:
             from .distributed import device_for_rank, init_from_env
 
             check_device(args.device)
-            if args.command in RUNNERS:
-                validate_common(args)  # pure checks, before anything is loaded or written
+            if args.command in PAPERS:
+                validate_common(args, runner_options(args.command))  # each declared option, before any work
             elif getattr(args, "out", None) and Path(args.out).exists() and not Path(args.out).is_dir():
                 raise ValueError(f"--out {args.out} is an existing file, not a folder; choose a folder name")
 

@@ -9,9 +9,8 @@ A run writes one folder::
       figures/NAME.png     figures made from the tables
       summary.json         the headline numbers the report shows first
 
-Every file is written to a temporary name in the same folder and renamed (``os.replace``), so a
-killed run never leaves a half-written file; it gets the mode ``open()`` would give it (``0o666`` less the
-umask, so 0644 under umask 022), or the mode of the file it replaces. A folder is locked (``flock`` on
+Every file is written atomically (:mod:`infolens._io`: a temporary name in the same folder, then a
+rename), so a killed run never leaves a half-written file, with the mode the umask gives. A folder is locked (``flock`` on
 ``.infolens.lock``) by the process that opened it as a :class:`RunDir` until that process ends or calls
 :meth:`RunDir.close`: a second run into the same folder stops at once with the holder's PID, and the
 parameters are compared and ``meta.json`` written under the lock, so two runs can never mix their parts. A run started again with the same parameters skips the
@@ -22,7 +21,6 @@ by ``pandas.read_csv``; the core writes them with the standard library (no panda
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import io
 import json
@@ -30,7 +28,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,16 +35,14 @@ from typing import Any
 
 import torch
 
+from ._io import atomic_write_bytes, atomic_write_text, file_sha256, read_csv, write_csv
+
 __all__ = [
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "atomic_torch_save",
     "write_csv",
     "read_csv",
     "environment",
     "RunDir",
     "FolderLocked",
-    "file_mode",
     "lock_folder",
     "unlock_folder",
     "save_claim_figure",
@@ -56,129 +51,6 @@ __all__ = [
     "input_fingerprint",
     "FINGERPRINT_KEYS",
 ]
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where the system allows (Linux), else set-and-restore."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def file_mode(path: str | os.PathLike) -> int:
-    """The permission bits a rewritten ``path`` gets: those of the file it replaces, else ``0o666 & ~umask``."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_umask()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)  # mkstemp creates 0600 whatever the umask
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` through a temporary file and a rename."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def _cell(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        v = v.item() if v.numel() == 1 else v.tolist()
-    if hasattr(v, "item") and not isinstance(v, (list, tuple, str)):
-        try:
-            v = v.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(v, float):
-        return "" if math.isnan(v) else repr(v)
-    if isinstance(v, (list, tuple, dict)):
-        return json.dumps(v)
-    return v
-
-
-def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], *,
-              columns: Sequence[str] | None = None) -> Path:
-    """Write ``rows`` (dicts) as CSV atomically. Floats keep full precision (``repr``); NaN is empty."""
-    if columns is None:
-        columns = []
-        for r in rows:
-            for k in r:
-                if k not in columns:
-                    columns.append(k)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: _cell(r.get(k, "")) for k in columns})
-    return atomic_write_text(path, buf.getvalue())
-
-
-def _parse(v: str) -> Any:
-    if v == "":
-        return float("nan")
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    if v in ("True", "False"):
-        return v == "True"
-    return v
-
-
-#: Columns that hold names, never numbers (a layer called ``"1"`` in an ``nn.Sequential`` stays a string).
-TEXT_COLUMNS = frozenset({"layer", "model", "method", "metric", "variant"})
-
-
-def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a table written by :func:`write_csv` (numbers parsed, empty cells as NaN; non-empty
-    cells of the :data:`TEXT_COLUMNS` are kept as strings). A row with more or fewer cells than the header
-    (a truncated or mangled file) and a 0-byte file raise a ValueError naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no table at {path}")
-    rows = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        for row in reader:
-            if None in row or None in row.values():  # more or fewer cells than the header (a cut or mangled file)
-                n = len(row) - (None in row) + len(row.get(None) or ()) - sum(v is None for v in row.values())
-                raise ValueError(f"{path} line {reader.line_num} has {n} cells but the header names "
-                                 f"{len(reader.fieldnames or [])} columns")
-            rows.append({k: (v if k in TEXT_COLUMNS and v else _parse(v)) for k, v in row.items()})
-        if reader.fieldnames is None and path.stat().st_size == 0:
-            raise ValueError(f"{path} is empty (not even a header line)")
-    return rows
 
 
 def environment(device: torch.device | str | None = None) -> dict[str, Any]:
@@ -292,10 +164,14 @@ class RunDir:
         parameters is refused (pass ``overwrite=True`` to start it afresh), so resumed parts always
         belong to the same computation.
     title, description : shown by the report.
+    writer : whether this process writes ``meta.json`` and ``summary.json`` and holds the folder's lock.
+        Under torchrun the caller passes ``infolens.distributed.is_main()`` (rank 0 writes for the whole
+        world); every process writes its own part files.
 
     The folder is locked for this process first (:func:`lock_folder`; a second process gets
     :class:`FolderLocked` naming the holder's PID), then the parameters are compared and ``meta.json``
-    written, all under the lock. Under torchrun only rank 0 takes the lock.
+    written, all under the lock. Only the ``writer`` (rank 0 under torchrun) takes the lock and writes the
+    metadata.
 
     Examples
     --------
@@ -309,13 +185,13 @@ class RunDir:
 
     def __init__(self, root: str | os.PathLike, *, analysis: str, params: Mapping[str, Any],
                  title: str | None = None, description: str = "", seed: int | None = None,
-                 device: torch.device | str | None = None, overwrite: bool = False) -> None:
+                 device: torch.device | str | None = None, overwrite: bool = False,
+                 writer: bool = True) -> None:
         self.root = Path(root)
         self.analysis = analysis
         self.params = _jsonable(dict(params))
-        from .distributed import is_main
-
-        if is_main():
+        self.writer = bool(writer)
+        if self.writer:
             lock_folder(self.root)
         meta_path = self.root / "meta.json"
         if meta_path.is_file():
@@ -365,19 +241,15 @@ class RunDir:
 
     # -- metadata -------------------------------------------------------------------------------
     def write_meta(self, **extra: Any) -> None:
-        """Update ``meta.json`` (written by rank 0 only when running under torchrun)."""
+        """Update ``meta.json`` (written by the ``writer`` only)."""
         self.meta.update(_jsonable(extra))
-        from .distributed import is_main
-
-        if not is_main():
+        if not self.writer:
             return
         atomic_write_text(self.root / "meta.json", json.dumps(self.meta, indent=2, sort_keys=True))
 
     def finish(self, summary: Mapping[str, Any] | None = None, **extra: Any) -> None:
         """Record the end of the run (and the headline numbers in ``summary.json``)."""
-        from .distributed import is_main
-
-        if summary is not None and is_main():
+        if summary is not None and self.writer:
             self.write_json("summary", summary)
         self.write_meta(finished=_now(), **extra)
 
@@ -457,17 +329,6 @@ def save_claim_figure(run: "RunDir", fig: Any, name: str, claims: Sequence[str],
 
 
 # --------------------------------------------------------------------------- what determines the numbers
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a file's bytes, read 1 MiB at a time."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def files_fingerprint(paths: Sequence[str | os.PathLike], root: str | os.PathLike | None = None) -> str:

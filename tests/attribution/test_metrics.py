@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from infolens.attribution.metrics import (Deletion, Insertion, MuFidelity, average_ranks, make_metric,
-                                   rowwise_correlation)
+from infolens._stats import average_ranks, ranks_and_ties, rowwise_correlation
+from infolens.attribution.metrics import Deletion, Insertion, MuFidelity, make_metric
 
 torch.set_num_threads(2)
 
@@ -86,6 +86,9 @@ def test_average_ranks_and_correlation_match_scipy():
     b = rng.normal(size=(4, 30))
     np.testing.assert_allclose(average_ranks(torch.as_tensor(a)).numpy(),
                                np.stack([stats.rankdata(r) for r in a]))
+    ranks, ties = ranks_and_ties(torch.as_tensor(a))  # the sort-based ranks agree, ties summed by hand
+    np.testing.assert_allclose(ranks.numpy(), np.stack([stats.rankdata(r) for r in a]))
+    np.testing.assert_allclose(ties.numpy(), [sum(t ** 3 - t for t in np.unique(r, return_counts=True)[1]) for r in a])
     ours = rowwise_correlation(torch.as_tensor(a), torch.as_tensor(b)).numpy()
     np.testing.assert_allclose(ours, [stats.spearmanr(p, q)[0] for p, q in zip(a, b)], atol=1e-12)
     ours = rowwise_correlation(torch.as_tensor(a), torch.as_tensor(b), method="pearson").numpy()

@@ -204,12 +204,12 @@ def test_full_disk_through_the_cli_is_one_line(tmp_path, monkeypatch, capsys):
     """A full disk while writing results (simulated at os.write's level: ENOSPC) ends in one line, code 2."""
     import errno
 
-    from infolens import cli, results
+    from infolens import _io, cli, results
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r" / "meta.json"))
 
-    monkeypatch.setattr(results, "atomic_write_bytes", full)
+    monkeypatch.setattr(_io, "atomic_write_bytes", full)
     monkeypatch.setattr(cli, "_cmd_report", lambda args: results.RunDir(tmp_path / "r", analysis="x", params={}))
     assert cli.main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

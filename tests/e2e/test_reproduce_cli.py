@@ -9,7 +9,7 @@ import json
 import math
 
 from infolens.claims import CLAIM_COLUMNS, VERDICTS
-from infolens.experiments.reproduce import CLAIM_ORDER, PAPERS
+from infolens.papers import CLAIM_ORDER, PAPERS
 
 
 def test_every_claim_has_rows_in_the_fixed_format(quick_reproduce):

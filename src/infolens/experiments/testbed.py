@@ -79,6 +79,7 @@ import torch
 from torch import nn
 
 from .. import data as _data
+from ..data._common import _check_limit, _check_size
 
 __all__ = [
     "MNIST_SET",
@@ -214,7 +215,7 @@ def mnist_data(split: str = "test", limit: int | None = None) -> tuple[torch.Ten
         raise ValueError(f"split must be 'train', 'val' or 'test', got split={split!r}")
     images, labels = _data.mnist_splits()[split].tensors
     if limit is not None:
-        _data._check_limit(limit)
+        _check_limit(limit)
         images, labels = images[:limit], labels[:limit]
     return images.clone(), labels.clone()
 
@@ -300,7 +301,7 @@ def photos(size: int = 224, *, quick: bool = False) -> Photos:
     Full: the six :data:`VIEWS` of each of the 17 photographs (102 images), view-major (the first 17
     are the unaltered photographs, then their mirror images, then each corner crop). ``quick``: the 17
     unaltered photographs only. Deterministic: the same call gives the same tensor."""
-    _data._check_size(size)
+    _check_size(size)
     npz = _testbed_npz()
     full = torch.from_numpy(npz["images"]).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
     names = [str(n) for n in npz["names"]]

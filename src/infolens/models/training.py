@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from .._torch import flush_denormal, recalibrate_batchnorm
-from ..results import atomic_torch_save, atomic_write_text
+from .._io import atomic_torch_save, atomic_write_text
 from .builtin import _TRAIN_DEFAULTS, BUILTIN_MODELS, DEFAULT_CHECKPOINTS, QUICK_TRAIN, _unknown, build_builtin
-from .load import load_checkpoint
+from .checkpoint import load_checkpoint
 
 SHIPPED_DIR: Path = Path(__file__).resolve().parents[1] / "_data" / "testbed"
 """Trained built-ins shipped in the package (float16 stage checkpoints + ``history.json`` per model),

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import image, subplots
+from ._base import image, subplots
 
 #: Mean entropy of an isometric layer at the defaults (tau 1.5, sigma0 0.01), nats.
 H_ISOMETRY = math.log(0.01 * math.sqrt(1.5)) + 0.5 * math.log(2 * math.pi * math.e)

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import lines, log_scale, subplots
+from ._base import lines, log_scale, subplots
 
 
 def _models(rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import lines, log_scale
+from ._base import lines, log_scale
 
 __all__ = ["reconstruction_mosaic", "difference_mosaic", "accuracy_matrix", "order_panel", "spectra",
            "nmi_distributions", "loss_curves"]

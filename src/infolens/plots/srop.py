@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import log_scale, subplots
+from ._base import log_scale, subplots
 
 
 def _models(rows: Sequence[Mapping[str, Any]]) -> list[str]:

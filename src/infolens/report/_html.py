@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..results import read_csv
+from .._io import read_csv
 
 MAX_ROWS = 40
 

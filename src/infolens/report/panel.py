@@ -5,20 +5,27 @@ whose analysis did not run is left empty."""
 
 from __future__ import annotations
 
-import math
+import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from .._stats import rowwise_correlation
+from ..papers import PAPERS, Paper
 from ._html import esc, fmt, read_summary_file, read_table_file
 
-COLUMNS = {
-    "srop": "mean SROP (originals, fraction of Nyquist)",
-    "discard_slope": "discarding slope (nats per layer)",
-    "forgrad_cutoff": "FORGrad cut-off",
-    "signal_position": "signal order position (1 = most)",
-}
+
+def _columns() -> dict[str, str]:
+    """Panel column -> heading, in the papers' order (:data:`infolens.papers.PAPERS`)."""
+    return {p.panel.key: p.panel.label for p in PAPERS.values()}
+
+
+def _extractor(paper: Paper) -> Callable[[Path, Mapping[str, list[dict]]], dict[str, float]]:
+    module, _, name = paper.panel.extract.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _num(v: Any) -> float | None:
@@ -36,7 +43,7 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
-def _srop(sec: Path, tables: Mapping[str, list[dict]]) -> dict[str, float]:
+def srop_summary(sec: Path, tables: Mapping[str, list[dict]]) -> dict[str, float]:
     """Mean channel SROP of the unmodified inputs per model, averaged over layers (final stage)."""
     for name in ("summary_input", "summary", "distributions", "layers", "summary_architecture"):
         rows = tables.get(name) or []
@@ -65,7 +72,7 @@ def _slope(xs: list[float], ys: list[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den > 0 else float("nan")
 
 
-def _discard(sec: Path, tables: Mapping[str, list[dict]]) -> dict[str, float]:
+def discard_slope(sec: Path, tables: Mapping[str, list[dict]]) -> dict[str, float]:
     """Least-squares slope of the mean entropy over layer depth (final model, not the stage checkpoints)."""
     rows = tables.get("layers") or []
     if not rows or "model" not in rows[0] or "entropy_mean" not in rows[0]:
@@ -81,7 +88,7 @@ def _discard(sec: Path, tables: Mapping[str, list[dict]]) -> dict[str, float]:
     return {m: _slope([p[0] for p in v], [p[1] for p in v]) for m, v in per.items() if len(v) >= 2}
 
 
-def _forgrad(sec: Path, tables: Mapping[str, list[dict]]) -> dict[str, float]:
+def forgrad_cutoff(sec: Path, tables: Mapping[str, list[dict]]) -> dict[str, float]:
     """The median chosen cut-off per model (over gradient methods)."""
     rows = tables.get("summary") or []
     per: dict[str, list[float]] = {}
@@ -96,7 +103,7 @@ def _forgrad(sec: Path, tables: Mapping[str, list[dict]]) -> dict[str, float]:
     return {m: sorted(v)[len(v) // 2] for m, v in per.items()}
 
 
-def _signal(sec: Path, tables: Mapping[str, list[dict]]) -> dict[str, float]:
+def signal_position(sec: Path, tables: Mapping[str, list[dict]]) -> dict[str, float]:
     """Position in the signal order (1 = the classifier that lets most signal through; ties share one)."""
     path = sec / "summary.json"
     ranking = None
@@ -113,67 +120,49 @@ def _signal(sec: Path, tables: Mapping[str, list[dict]]) -> dict[str, float]:
     return out
 
 
-EXTRACT = {"srop": _srop, "discard": _discard, "forgrad": _forgrad, "signal": _signal}
-KEY = {"srop": "srop", "discard": "discard_slope", "forgrad": "forgrad_cutoff", "signal": "signal_position"}
-
-
-def _ranks(xs: list[float]) -> list[float]:
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    r = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            r[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return r
-
-
 def spearman(xs: list[float], ys: list[float]) -> float:
-    rx, ry = _ranks(xs), _ranks(ys)
-    mx, my = _mean(rx), _mean(ry)
-    num = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    den = math.sqrt(sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry))
-    return num / den if den > 0 else float("nan")
+    """Spearman's rank correlation of two lists (:func:`infolens._stats.rowwise_correlation`)."""
+    return float(rowwise_correlation(torch.tensor([xs], dtype=torch.float64), torch.tensor([ys], dtype=torch.float64))[0])
 
 
 def panel_rows(sections: list[tuple[Path, Mapping[str, Any]]]) -> list[dict[str, Any]]:
     """One row per model with the four numbers (NaN where an analysis did not run)."""
     found: dict[str, dict[str, float]] = {}
     for sec, meta in sections:
-        analysis = str(meta.get("analysis"))
-        if analysis not in EXTRACT:
+        paper = PAPERS.get(str(meta.get("analysis")))
+        if paper is None:
             continue
         tables = _tables(sec)  # an unreadable table is an error naming the file, never a silently empty column
         try:
-            values = EXTRACT[analysis](sec, tables)
+            values = _extractor(paper)(sec, tables)
         except (ValueError, KeyError, TypeError, ZeroDivisionError):
             continue  # a table of another shape: that column stays empty (the section itself shows the table)
         for model, v in values.items():
-            found.setdefault(model, {})[KEY[analysis]] = v
-    return [{"model": m, **{k: found[m].get(k, float("nan")) for k in COLUMNS}} for m in sorted(found)]
+            found.setdefault(model, {})[paper.panel.key] = v
+    return [{"model": m, **{k: found[m].get(k, float("nan")) for k in _columns()}} for m in sorted(found)]
 
 
 def correlations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys = list(COLUMNS)
+    """Spearman's rho between each pair of panel columns over the models that have both (at least 3)."""
+    columns = _columns()
+    keys = list(columns)
     out = []
     for i, a in enumerate(keys):
         for b in keys[i + 1:]:
             pairs = [(r[a], r[b]) for r in rows if r[a] == r[a] and r[b] == r[b]]
             if len(pairs) >= 3:
-                out.append({"pair": f"{COLUMNS[a]} vs {COLUMNS[b]}", "spearman rho": spearman(
+                out.append({"pair": f"{columns[a]} vs {columns[b]}", "spearman rho": spearman(
                     [p[0] for p in pairs], [p[1] for p in pairs]), "models": len(pairs)})
     return out
 
 
 def panel_html(sections: list[tuple[Path, Mapping[str, Any]]]) -> str:
+    columns = _columns()
     rows = panel_rows(sections)
-    if not rows or sum(1 for r in rows for k in COLUMNS if r[k] == r[k]) == 0:
+    if not rows or sum(1 for r in rows for k in columns if r[k] == r[k]) == 0:
         return ""
-    present = [k for k in COLUMNS if any(r[k] == r[k] for r in rows)]
-    head = "".join(f"<th>{esc(COLUMNS[k])}</th>" for k in present)
+    present = [k for k in columns if any(r[k] == r[k] for r in rows)]
+    head = "".join(f"<th>{esc(columns[k])}</th>" for k in present)
     body = "".join("<tr><td>" + esc(r["model"]) + "</td>" + "".join(f"<td>{fmt(r[k])}</td>" for k in present)
                    + "</tr>" for r in rows)
     corr = correlations(rows)

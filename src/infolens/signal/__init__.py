@@ -30,13 +30,12 @@ Readings and deviations (each a parameter with this default; ``docs/methods.md``
 from .._torch import frozen
 from .autoencoder import (Checkpoint, FitResult, Schedule, SegNetAE, best_evaluation, build_autoencoder, classify,
                           finetune_through_classifier, fingerprint, plateaued, predict, pretrain_autoencoder,
-                          recalibrate_batchnorm, reconstruct, tuned_parameters)
+                          reconstruct, tuned_parameters)
 from .method import ROW_COLUMNS, InputSignal, SignalMeasurement
 from .nmi import (MutualInformation, joint_range, mutual_information, nmi, nmi_noise_bias, out_of_range,
                   quantize)
 from .patches import SIDES, photo_patches, to_grey
-from .stats import (ALPHA, SignalOrder, average_ranks, combine_orders, kruskal_wallis, mcnemar_exact, order_verdict,
-                    signal_order)
+from .stats import ALPHA, SignalOrder, combine_orders, kruskal_wallis, mcnemar_exact, order_verdict, signal_order
 
 __all__ = [
     "InputSignal",
@@ -48,7 +47,6 @@ __all__ = [
     "build_autoencoder",
     "fingerprint",
     "frozen",
-    "recalibrate_batchnorm",
     "plateaued",
     "best_evaluation",
     "Checkpoint",
@@ -70,7 +68,6 @@ __all__ = [
     "nmi_noise_bias",
     "ALPHA",
     "mcnemar_exact",
-    "average_ranks",
     "kruskal_wallis",
     "SignalOrder",
     "signal_order",

@@ -27,7 +27,8 @@ from torch.nn import functional as F
 from .. import _progress
 from .._checks import check_images, check_positive, check_targets
 from .._torch import flush_denormal, fork_rng, frozen
-from .._torch import recalibrate_batchnorm as _recalibrate_bn
+from .._torch import recalibrate_batchnorm
+
 _FORMAT = "infolens.signal/3"
 
 
@@ -120,19 +121,6 @@ def fingerprint(*items: Any) -> str:
             h.update(v.detach().cpu().float().contiguous().numpy().tobytes() if v.is_floating_point()
                      else v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(ae: SegNetAE, images: Tensor, *, part: Literal["all", "decoder"] = "all",
-                          batch_size: int = 256, device: str | torch.device | None = None) -> SegNetAE:
-    """Exact ("precise") BatchNorm statistics of ``part`` over ``images`` (Wu & Johnson 2021) through
-    :func:`infolens._torch.recalibrate_batchnorm`; ``part="decoder"`` leaves a frozen encoder alone."""
-    if part not in ("all", "decoder"):
-        raise ValueError(f"part must be 'all' or 'decoder', got {part!r}")
-    images = check_images(images, allow_3d=False)
-    _recalibrate_bn(ae, images, batch_size=batch_size, device=device if device is not None else images.device,
-                    scope=[ae.decoder, ae.head] if part == "decoder" else None)
-    return ae
 
 
 # --------------------------------------------------------------------------- the shared training loop
@@ -388,7 +376,7 @@ def pretrain_autoencoder(ae: SegNetAE, images: Tensor, *, held_out: Tensor | Non
     is loaded instead of trained, a mid-stage one is continued (others are ignored). ``keep_best``
     (default False: stage 1 keeps its last state): restore the best held-out state at the end. At the end
     the BatchNorm statistics are made exact on the first ``calibration_images`` images
-    (:func:`recalibrate_batchnorm`; 0 keeps running averages).
+    (:func:`infolens._torch.recalibrate_batchnorm`; 0 keeps running averages).
     """
     images = _check_fit_args(ae, images, held_out)
     device = torch.device(device)
@@ -406,7 +394,7 @@ def pretrain_autoencoder(ae: SegNetAE, images: Tensor, *, held_out: Tensor | Non
 
     def calibrate() -> None:
         if calibration_images > 0:
-            recalibrate_batchnorm(ae, images[:calibration_images], device=device)
+            recalibrate_batchnorm(ae, images[:calibration_images], batch_size=256, device=device)
 
     return _fit(ae, lambda x, _: F.mse_loss(ae(x), x), list(ae.parameters()), images, None, validate,
                 stage="pretrain", config=config, set_modes=ae.train, schedule=schedule, seed=seed, device=device,
@@ -500,7 +488,8 @@ def finetune_through_classifier(ae: SegNetAE, classifier: nn.Module, images: Ten
 
     def calibrate() -> None:
         if calibration_images > 0:
-            recalibrate_batchnorm(ae, images[:calibration_images], part=tune, device=device)
+            recalibrate_batchnorm(ae, images[:calibration_images], batch_size=256, device=device,
+                                  scope=[ae.decoder, ae.head] if tune == "decoder" else None)
 
     enc_flags = [(p, p.requires_grad) for p in ae.encoder.parameters()]
     try:

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._stats import ranks_and_ties
+
 ALPHA = 0.05
 """Level at which a pair of classifiers is decided (docs/claims.md, A2)."""
 
@@ -37,24 +39,6 @@ def mcnemar_exact(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return n10, n01, torch.where(n > 0, p, torch.ones_like(p))
 
 
-def average_ranks(v: Tensor) -> tuple[Tensor, Tensor]:
-    """Ranks (1-based, ties averaged, scipy's ``rankdata``) along the last dimension by one sort (batched),
-    and per row ``sum(t^3 - t)`` over the groups of ``t`` tied values (for tie corrections)."""
-    m = v.shape[-1]
-    s, order = torch.sort(v, dim=-1)
-    pos = torch.arange(m, device=v.device).expand_as(s)
-    start = torch.ones_like(s, dtype=torch.bool)
-    start[..., 1:] = s[..., 1:] != s[..., :-1]
-    end = torch.ones_like(s, dtype=torch.bool)
-    end[..., :-1] = start[..., 1:]
-    first = torch.where(start, pos, torch.zeros_like(pos)).cummax(-1).values
-    last = torch.where(end, pos, torch.full_like(pos, m)).flip(-1).cummin(-1).values.flip(-1)
-    rank_sorted = (first + last).double() / 2 + 1
-    t = (last - first + 1).double()
-    ranks = torch.empty_like(rank_sorted).scatter_(-1, order, rank_sorted)
-    return ranks, (t * t - 1).sum(-1)  # each group of t contributes t * (t^2 - 1) = t^3 - t
-
-
 def kruskal_wallis(groups: Tensor) -> tuple[Tensor, Tensor]:
     """Kruskal-Wallis H test of ``K`` groups of ``N`` values, ``groups`` shaped ``(..., K, N)`` (batched
     over leading dimensions). Returns ``(H, p)``: H with the tie correction, p from the chi-squared
@@ -65,7 +49,7 @@ def kruskal_wallis(groups: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError("groups contains NaN; drop those images first")
     k, n = groups.shape[-2:]
     mtot = k * n
-    ranks, ties = average_ranks(groups.double().reshape(*groups.shape[:-2], mtot))
+    ranks, ties = ranks_and_ties(groups.double().reshape(*groups.shape[:-2], mtot))
     r = ranks.reshape(*groups.shape[:-2], k, n).sum(-1)
     h = 12.0 / (mtot * (mtot + 1)) * (r * r / n).sum(-1) - 3.0 * (mtot + 1)
     corr = 1 - ties / (mtot ** 3 - mtot)

@@ -79,12 +79,6 @@ class LayerSROPs(MethodResult):
         """``(N, C_l)`` booleans: channels with an all-zero map (no SROP)."""
         return {k: torch.isnan(v) for k, v in self.values.items()}
 
-    def statistics(self, **kwargs: Any) -> Any:
-        """Shortcut for :func:`infolens.srop.srop_statistics` on this result."""
-        from .statistics import srop_statistics
-
-        return srop_statistics(self, **kwargs)
-
     @classmethod
     def concat(cls, parts: Sequence[LayerSROPs]) -> LayerSROPs:
         """Join results for consecutive batches of images (same model, layers and parameters)."""

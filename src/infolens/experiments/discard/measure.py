@@ -18,7 +18,8 @@ from ...claims import bootstrap
 from ...discard import HALF_LOG_2PI_E, FeatureDecoder, InformationDiscarding, ReconstructionUncertainty, train_decoder
 from ...discard.reconstruction import reconstruction_at_sigma
 from ...distributed import Unit, gather_table, run_units, work_units
-from ...results import RunDir, atomic_torch_save
+from ...results import RunDir
+from ..._io import atomic_torch_save
 
 ANALYSIS = "discard"
 

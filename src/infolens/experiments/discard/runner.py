@@ -31,7 +31,7 @@ __all__ = [
     "HELP", "TAKES_MODEL", "ANALYSIS", "DEFAULT_LAYERS", "H_ISOMETRY", "INK_STROKE", "SOLVERS", "MIN_IMAGES",
     "QUICK_CLAIMS", "FULL_CLAIMS", "DEVIATIONS", "default_layers", "block_layers", "parse_grid", "get_decoders",
     "recon_settings", "ink_gap", "analyse", "layer_summary", "recon_summary", "convergence", "finish_run",
-    "add_arguments", "auto_grid", "settings_from", "main", "demo", "isometry_rows", "claims", "decide_claims",
+    "add_arguments", "OPTIONS", "auto_grid", "settings_from", "main", "demo", "isometry_rows", "claims", "decide_claims",
 ]
 
 HELP = ("Information discarding (arXiv 1906.04109): pixel-wise entropy maps and the discarded information "
@@ -76,6 +76,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(0: none; default 1000 for MNIST, 0 otherwise)")
 
 
+#: The kind of each option above (:data:`infolens.experiments.common.KINDS`), checked before any work.
+OPTIONS: dict[str, str] = {"layers": "list", "solver": "choice", "space": "choice", "steps": "positive",
+                           "samples": "positive", "grid": "text", "tau": "positive_float",
+                           "sigma0": "positive_float", "internal_batch_size": "positive", "decoders": "count"}
+
+
 def auto_grid(image_size: int) -> int:
     """16 cells per side (the release's ``capability_sigma_size``) unless it does not divide the image:
     then 14 for 28 px MNIST (2 x 2 cells; a grid that divides the image keeps cells of equal size)."""
@@ -97,14 +103,6 @@ def main(args: argparse.Namespace) -> Path:
                 "layers": args.layers, "settings": settings_from(args, lm.input_shape[-1]), "decoders": args.decoders}
 
     def validate(a: argparse.Namespace) -> None:
-        for name in ("steps", "samples"):
-            if getattr(a, name) < 1:
-                raise ValueError(f"--{name} must be a positive int, got {getattr(a, name)}")
-        for name in ("tau", "sigma0"):
-            if not getattr(a, name) > 0:
-                raise ValueError(f"--{name} must be a positive number, got {getattr(a, name)}")
-        if a.decoders is not None and a.decoders < 0:
-            raise ValueError(f"--decoders must be >= 0, got {a.decoders}")
         parse_grid(a.grid) if str(a.grid) != "auto" else None
 
     def validate_model(lm: Any) -> None:  # before meta.json is written: a corrected command starts clean

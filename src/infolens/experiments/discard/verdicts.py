@@ -23,7 +23,7 @@ from torch import nn
 
 from ...claims import MIN_POINTS, MIN_UNITS, bootstrap, claim_row, most_row, spearman
 from ...discard import InformationDiscarding
-from ...distributed import gather_table
+from ...distributed import gather_table, is_main
 from ...results import RunDir
 from .measure import (ANALYSIS, DEFAULT_LAYERS, H_ISOMETRY, analyse, block_layers, convergence, default_layers,
                       finish_run, get_decoders)
@@ -217,7 +217,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     partial run, e.g. where the MNIST set is not trained yet); the default is every model."""
     cfg = QUICK_CLAIMS if quick else FULL_CLAIMS
     t0 = time.perf_counter()
-    run = RunDir(out, analysis=ANALYSIS, params={"quick": quick, "cfg": cfg, "only_mnist": only_mnist,
+    run = RunDir(out, writer=is_main(), analysis=ANALYSIS, params={"quick": quick, "cfg": cfg, "only_mnist": only_mnist,
                                                  "models": models, "imagenet_models": imagenet_models}, device=device,
                  title="Information discarding (arXiv 1906.04109): claims D1-D5",
                  description="")

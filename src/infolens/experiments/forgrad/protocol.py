@@ -53,8 +53,6 @@ GRAY = ("gradcam", "gradcam_pp")
 """Gray-box: reported, never filtered, never counted as gradient-based."""
 PREDICTION = ("occlusion", "rise", "sobol", "hsic")
 """Black-box (prediction-based) methods, the paper's four: never filtered."""
-SIGNED = ("saliency", "gradient_x_input", "integrated_gradients", "smoothgrad", "guided_backprop")
-"""Methods whose raw map has both signs (SquareGrad and VarGrad are non-negative: signed = abs)."""
 METRICS = ("deletion", "insertion", "mufidelity")
 SCORES = ("softmax", "logit")
 """The primary score (the target's softmax probability) and the sensitivity one (the logit, as Xplique

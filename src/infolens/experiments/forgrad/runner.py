@@ -33,7 +33,8 @@ from ...attribution import (METHODS, REFERENCES, CutoffSelection, make_reference
                            make_method, max_cutoff, method_kind, select_cutoff)
 from ...distributed import Unit, gather_table, is_main, run_units, work_units
 from ...attribution.metrics import Deletion, Insertion, make_metric
-from ...results import RunDir, atomic_torch_save, atomic_write_text
+from ...results import RunDir
+from ..._io import atomic_torch_save, atomic_write_text
 
 HELP = ("FORGrad (arXiv 2307.09591): attribution maps with/without low-pass filtering, their spectra, and "
         "Deletion / Insertion / MuFidelity with the ranking of methods")
@@ -402,6 +403,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "'all' or 'none'")
 
 
+#: The kind of each option above (:data:`infolens.experiments.common.KINDS`), checked before any work.
+OPTIONS: dict[str, str] = {"methods": "list", "metrics": "list", "forgrad": "text", "cutoff_unit": "choice",
+                           "window": "choice", "cutoffs_file": "file", "select_images": "positive",
+                           "select_by": "text", "heldout_data": "text", "steps": "positive",
+                           "mufidelity_masks": "positive", "score": "choice", "ig_steps": "positive",
+                           "noise_samples": "positive", "rise_masks": "positive", "sobol_designs": "positive",
+                           "hsic_designs": "positive", "occlusion_window": "positive", "gradcam_layer": "text",
+                           "internal_batch_size": "positive", "figures": "list"}
+
+
 def _heldout(spec: str, images: torch.Tensor, n: int, size: int | None) -> tuple[torch.Tensor, str]:
     from ... import data
 
@@ -586,7 +597,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
     pcfg = DEMO_PHOTOS
     photos = (not quick) if photos is None else photos
     params = {"quick": quick, "mnist": cfg, "photos": pcfg if photos else None}
-    run = RunDir(out, analysis=ANALYSIS, params=params, device=device, overwrite=True,
+    run = RunDir(out, writer=is_main(), analysis=ANALYSIS, params=params, device=device, overwrite=True,
                  title="FORGrad: low-pass filtered attributions and their faithfulness",
                  description=("Attribution maps of gradient-based (Saliency, Gradient x Input, Integrated Gradients, "
                               "SmoothGrad, SquareGrad, VarGrad, Guided Backprop, Grad-CAM) and prediction-based "

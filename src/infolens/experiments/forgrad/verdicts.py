@@ -19,7 +19,9 @@ from torch import Tensor
 
 from ... import _progress
 from ...claims import bootstrap, claim_row, most_row
-from ...results import RunDir, atomic_torch_save
+from ...distributed import is_main
+from ...results import RunDir
+from ..._io import atomic_torch_save
 from .protocol import GRADIENT, GRAY, METRICS, PREDICTION, PROTOCOL, ModelResult, Settings, cross_fit, run_model
 
 PAPER_NAME = "forgrad"
@@ -415,7 +417,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
         prediction = str(device).startswith("cuda") or PREDICTION_ON_CPU
     methods = GRADIENT + GRAY + (PREDICTION if prediction else ())
     # a folder holding another configuration is started afresh (its parts, with the per-model caches, go)
-    run = RunDir(out, analysis=PAPER_NAME, params={"quick": quick, "settings": vars(cfg), "models": list(trio()),
+    run = RunDir(out, writer=is_main(), analysis=PAPER_NAME, params={"quick": quick, "settings": vars(cfg), "models": list(trio()),
                                                    "prediction": bool(prediction)},
                  device=device, title="FORGrad: low-pass filtered gradient attributions (claims F1-F5)",
                  description=__doc__.split("\n\n")[0], overwrite=True)

@@ -52,7 +52,9 @@ import torch
 from torch import Tensor, nn
 
 from ... import _progress
-from ...results import RunDir, atomic_torch_save
+from ...distributed import is_main
+from ...results import RunDir
+from ..._io import atomic_torch_save
 from ...signal import (InputSignal, Schedule, SignalMeasurement, build_autoencoder, finetune_through_classifier,
                       fingerprint, photo_patches, predict, pretrain_autoencoder)
 from . import verdicts as V
@@ -502,7 +504,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     every row filled in a few minutes (short stages, 500 test digits; rows inconclusive, protocol lowered)."""
     st = QUICK if quick else FULL
     classifiers = mnist_set(quick=quick, device=device, progress=progress)
-    run = RunDir(Path(out), analysis=ANALYSIS, params={"quick": quick, "classifiers": list(classifiers), **st.params()},
+    run = RunDir(Path(out), writer=is_main(), analysis=ANALYSIS, params={"quick": quick, "classifiers": list(classifiers), **st.params()},
                  device=device, overwrite=True, seed=st.seeds[0],
                  title="What deep networks like to see: claims A1-A4 on the MNIST set",
                  description=("arXiv 1803.08337: a SegNet-style autoencoder pre-trained on grey patches of natural "
@@ -522,7 +524,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
 
     st = QUICK if quick else DEMO
     classifiers = demo_models(quick=quick, device=device, progress=progress)
-    run = RunDir(out, analysis=ANALYSIS, params={"quick": quick, **st.params()}, device=device, overwrite=True,
+    run = RunDir(out, writer=is_main(), analysis=ANALYSIS, params={"quick": quick, **st.params()}, device=device, overwrite=True,
                  seed=st.seeds[0], title="What classifiers like to see: autoencoders tuned through frozen classifiers",
                  description="arXiv 1803.08337 on the built-in MNIST networks (demo schedules; the claims run longer).")
     train, val, test = _mnist(st)
@@ -553,10 +555,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--show", type=int, default=d.show, help="test digits in the figures")
 
 
+#: The kind of each option above (:data:`infolens.experiments.common.KINDS`), checked before any work.
+OPTIONS: dict[str, str] = {"models": "list", "checkpoints": "text", "train_limit": "count",
+                           "pretrain_steps": "positive", "finetune_steps": "positive", "lr": "positive_float",
+                           "tune": "choice", "widths": "list", "val_images": "positive", "bins": "positive",
+                           "show": "count"}
+
+
 def main(args: argparse.Namespace) -> Path:
     from ... import models
     from ...report import build_report
+    from ..common import runner_options, validate_common
 
+    validate_common(args, runner_options(ANALYSIS))  # every declared option, before any work
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
         raise ValueError(f"--models needs at least two different classifiers, got {args.models!r}")
@@ -582,13 +593,13 @@ def main(args: argparse.Namespace) -> Path:
     if any(lm.input_shape != (1, 28, 28) for lm in loaded):
         raise ValueError(f"--models must take 1x28x28 digits, got {[(lm.name, lm.input_shape) for lm in loaded]}")
     out = Path(args.out or f"results/signal-{'+'.join(names)}")
-    run = RunDir(out, analysis=ANALYSIS, params={"models": names, "checkpoints": cks, **st.params()}, seed=args.seed,
+    run = RunDir(out, writer=is_main(), analysis=ANALYSIS, params={"models": names, "checkpoints": cks, **st.params()}, seed=args.seed,
                  device=args.device, overwrite=args.overwrite, title=f"What classifiers like to see: {', '.join(names)}",
                  description=__doc__.split("\n\n")[0])
     train, val, test = _mnist(st)
     _, summ = run_protocol(run, {lm.name: lm.model for lm in loaded}, train, val, test, st, device=args.device,
                            progress=_progress.enabled())
     print(f"order: {summ['order (more signal > less)']} (total: {summ['order_is_total']})")
-    if not args.no_report:
+    if not args.no_report and is_main():  # under torchrun rank 0 writes the page
         build_report(out)
     return out

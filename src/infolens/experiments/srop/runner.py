@@ -42,7 +42,7 @@ from ...distributed import Unit, gather_table, is_main, run_units, work_units
 from ...probe import parse_layer_selection
 from ...results import RunDir
 from ...srop import (DEFAULT_AT, INPUT_VARIANTS, MEASUREMENT_POINTS, cascading_randomization, correlation,
-                    SpectralRolloff, input_variant, summarize_image_rows)
+                    SpectralRolloff, input_variant, srop_statistics, summarize_image_rows)
 
 HELP = ("SROP (arXiv 2102.00369): spectral roll-off points of feature maps layer by layer, with the paper's "
         "sanity checks (input, architecture/randomisation, training stage)")
@@ -106,7 +106,7 @@ def measure(run: RunDir, model: ModelLike, model_name: str, images: torch.Tensor
             x = transform(x, idx)
         res = SpectralRolloff(get_model(), cfg.layers, at=cfg.at, kappa=cfg.kappa, q=cfg.q, keep_dc=cfg.keep_dc,
                               disc=cfg.disc, batch_size=len(idx), device=cfg.device).measure(x, indices=idx)
-        st = res.statistics(bins=cfg.bins)
+        st = srop_statistics(res, bins=cfg.bins)
         rows = st.image_rows(extra=fixed)
         for r in rows:
             r["name"] = names[r["index"]]
@@ -358,6 +358,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "checkpoint, epoch and optionally test_acc (else measured on --data)")
 
 
+#: The kind of each option above (:data:`infolens.experiments.common.KINDS`), checked before any work.
+OPTIONS: dict[str, str] = {"layers": "text", "at": "choice", "check": "list", "variants": "list", "kappa": "fraction",
+                           "q": "positive_float", "no_dc": "flag", "disc": "flag", "bins": "positive",
+                           "channels": "flag", "stages": "file"}
+
+
 def _random_init(spec: str, source: str, seed: int, device: str) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         from ...models import build_builtin, load_model
@@ -395,9 +401,6 @@ def _validate(args: argparse.Namespace) -> None:
     bad = [v for v in _variants(args) if v not in INPUT_VARIANTS]
     if bad:
         raise ValueError(f"--variants: unknown {', '.join(bad)}; choose from {', '.join(INPUT_VARIANTS)}")
-    if not 0 < args.kappa <= 1 or not args.q > 0 or args.bins < 1:
-        raise ValueError(f"--kappa must lie in (0, 1], --q be positive and --bins >= 1; got {args.kappa}, {args.q}, "
-                         f"{args.bins}")
     parse_layer_selection(args.layers, name="--layers")
     if args.stages:
         _read_stages(args.stages)
@@ -503,7 +506,7 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
     from ..testbed import DEMO_MODELS, demo_models
 
     cfg_d = QUICK if quick else DEMO
-    run = RunDir(out, analysis=ANALYSIS, params={"quick": quick, **cfg_d}, device=device, overwrite=True,
+    run = RunDir(out, writer=is_main(), analysis=ANALYSIS, params={"quick": quick, **cfg_d}, device=device, overwrite=True,
                  title="SROP: spectral roll-off points of feature maps",
                  description=("Rotation-invariant 2-D spectral roll-off points (arXiv 2102.00369; 85% of the power "
                               "spectrum, as a fraction of each layer's Nyquist frequency) of every channel of every "

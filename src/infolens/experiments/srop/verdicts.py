@@ -40,7 +40,9 @@ from torch import Tensor, nn
 from ... import _progress
 from .. import testbed
 from ...claims import MIN_POINTS, bootstrap, claim_row, most_row, spearman
-from ...results import RunDir, atomic_torch_save
+from ...distributed import is_main
+from ...results import RunDir
+from ..._io import atomic_torch_save
 from ...spectral import lowpass_filter
 from ...srop import (MEASUREMENT_POINTS, SpectralRolloff, input_variant, plan_points, random_init, resample_counts,
                      resample_histograms, srop_histograms, wasserstein1)
@@ -454,7 +456,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     plan = QUICK if quick else FULL
     t0 = time.perf_counter()
     only = None if models is None else set(models)
-    run = RunDir(Path(out), analysis=PAPER, params={"claims": True, "quick": quick, **asdict(plan),
+    run = RunDir(Path(out), writer=is_main(), analysis=PAPER, params={"claims": True, "quick": quick, **asdict(plan),
                                                     "models": sorted(only) if only is not None else "all"}, device=device,
                  seed=plan.seed, overwrite=True, title="SROP: claims S1-S3 at every measurement point",
                  description=__doc__.split("\n\n")[0])
