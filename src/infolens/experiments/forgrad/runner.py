@@ -16,10 +16,8 @@ Work is done in units of global image indices (resumable, torchrun-shardable); t
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,44 +27,23 @@ from torch import nn
 from ... import _progress
 from ...attribution.registry import _canonical
 from ..._method import predict
-from ...attribution import (METHODS, REFERENCES, CutoffSelection, make_reference, attribute_many, attribution_spectrum, default_cutoffs, forgrad,
-                           make_method, max_cutoff, method_kind, select_cutoff)
+from ...attribution import (METHODS, REFERENCES, make_reference, attribute_many, attribution_spectrum, default_cutoffs, forgrad,
+                           make_method, max_cutoff, select_cutoff)
 from ...distributed import Unit, gather_table, is_main, run_units, work_units
 from ...attribution.metrics import Deletion, Insertion, make_metric
 from ...results import RunDir
-from ..._io import atomic_torch_save, atomic_write_text
+from ..._io import atomic_torch_save
+from .tables import DEFAULT_METRICS, _family, degenerate_warnings, load_cutoffs, mean_spectra, save_cutoffs, summarize
 
 HELP = ("FORGrad (arXiv 2307.09591): attribution maps with/without low-pass filtering, their spectra, and "
         "Deletion / Insertion / MuFidelity with the ranking of methods")
 TAKES_MODEL = True
 
-DEFAULT_METRICS = ("deletion", "insertion", "mufidelity")
 ANALYSIS = "forgrad"
 
 
 # --------------------------------------------------------------------------- settings
 
-
-
-def save_cutoffs(path: str | os.PathLike, model: str, selections: Mapping[str, CutoffSelection | Mapping]) -> Path:
-    """Store the chosen cut-offs of ``model`` (method -> selection) in a JSON file, merged with what the
-    file already holds for other models, written atomically."""
-    path = Path(path)
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data.setdefault(model, {})
-    for method, sel in selections.items():
-        data[model][method] = sel.to_dict() if isinstance(sel, CutoffSelection) else dict(sel)
-    atomic_write_text(path, json.dumps(data, indent=2))
-    return path
-
-
-def load_cutoffs(path: str | os.PathLike, model: str) -> dict[str, dict[str, Any]]:
-    """Cut-offs saved by :func:`save_cutoffs` for ``model`` (method -> dict with ``cutoff``, ``unit``...);
-    an empty dict when the file or the model is absent."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text()).get(model, {})
 
 
 def method_settings(*, ig_steps: int = 50, noise_samples: int = 50, noise_stdev: float = 0.2,
@@ -257,64 +234,6 @@ def evaluate(run: RunDir, model: nn.Module, model_name: str, images: torch.Tenso
                    f"{len(metrics)} metrics, in {len(units)} batches")
 
 
-def summarize(scores: list[dict[str, Any]]) -> tuple[list[dict], list[dict], dict[str, Any]]:
-    """Per (model, method): mean of each metric raw and filtered; the ranking table; headline numbers."""
-    from collections import defaultdict
-
-    acc: dict[tuple, list[float]] = defaultdict(list)
-    meta: dict[tuple, dict] = {}
-    for r in scores:
-        acc[(r["model"], r["method"], r["forgrad"], r["metric"])].append(float(r["score"]))
-        meta[(r["model"], r["method"])] = {"kind": r["kind"], "cutoff": r["cutoff"]} if r["forgrad"] == "forgrad" \
-            else meta.get((r["model"], r["method"]), {"kind": r["kind"], "cutoff": float("nan")})
-    means = {k: sum(v) / len(v) for k, v in acc.items()}
-    models = sorted({k[0] for k in means}, key=lambda s: (not s.startswith("mnist"), s))
-    metrics = [m for m in DEFAULT_METRICS if any(k[3] == m for k in means)] + \
-        sorted({k[3] for k in means} - set(DEFAULT_METRICS))
-    lower_better = {"deletion"}
-    summary_rows, ranking, headline = [], [], {}
-    for model in models:
-        meths = [m for m in list(METHODS) + list(REFERENCES) if any(k[0] == model and k[1] == m for k in means)]
-        ranks = {}
-        for metric in metrics:
-            for var in ("off", "forgrad"):
-                # after filtering, methods that are never filtered (gray-box, prediction-based, references)
-                # are ranked with their own maps (arXiv 2307.09591 filters gradient-based methods only)
-                vals = [(m, means[(model, m, var, metric)] if (model, m, var, metric) in means else
-                         means[(model, m, "off", metric)]) for m in meths
-                        if (model, m, var, metric) in means or (model, m, "off", metric) in means]
-                vals.sort(key=lambda mv: mv[1], reverse=metric not in lower_better)
-                for rank, (m, v) in enumerate(vals, 1):
-                    ranks[(m, var, metric)] = rank
-                    ranking.append({"model": model, "metric": metric, "forgrad": var, "rank": rank, "method": m,
-                                    "kind": meta[(model, m)]["kind"], "mean": v})
-        improved = {"deletion": [], "insertion": []}
-        for m in meths:
-            row = {"model": model, "method": m, "kind": meta[(model, m)]["kind"], "cutoff": meta[(model, m)]["cutoff"]}
-            for metric in metrics:
-                off, on = means.get((model, m, "off", metric)), means.get((model, m, "forgrad", metric))
-                row[f"{metric}"] = off
-                row[f"{metric}_forgrad"] = on
-                row[f"{metric}_rank"] = ranks.get((m, "off", metric))
-                row[f"{metric}_rank_forgrad"] = ranks.get((m, "forgrad", metric))
-                if metric in improved and on is not None and off is not None and meta[(model, m)]["kind"] == "gradient":
-                    improved[metric].append((on < off) if metric == "deletion" else (on > off))
-            summary_rows.append(row)
-        headline[model] = {f"gradient methods improved on {k}": f"{sum(v)}/{len(v)}" for k, v in improved.items() if v}
-    return summary_rows, ranking, headline
-
-
-def mean_spectra(spectra: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean normalised radial power per (model, kind, method, frequency bin), over images."""
-    from collections import defaultdict
-
-    acc: dict[tuple, list[float]] = defaultdict(list)
-    for r in spectra:
-        acc[(r["model"], r["kind"], r["method"], int(r["bin"]), float(r["frequency"]))].append(float(r["power"]))
-    return [{"model": k[0], "kind": k[1], "method": k[2], "bin": k[3], "frequency": k[4], "power": sum(v) / len(v)}
-            for k, v in sorted(acc.items())]
-
-
 FIGURES = ("spectra", "spectra_per_method", "examples", "faithfulness", "cutoffs")
 
 
@@ -456,36 +375,6 @@ def run_model(run: RunDir, model: nn.Module, model_name: str, images: torch.Tens
     evaluate(run, model, model_name, images, names, methods=methods, metrics=metrics, cutoffs=cutoffs, unit=unit,
              window=window, batch_size=batch_size, device=device, progress=progress, target=target)
     return cutoffs
-
-
-def _family(name: str) -> str:
-    return "reference" if name in REFERENCES else method_kind(name)
-
-
-def degenerate_warnings(summary_rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One warning per model where the input-blind centred blob scores Insertion - Deletion at least as
-    well as half of the methods (unfiltered): the metric then rewards where the object usually is, not
-    what the model uses (as on MNIST with baseline 0, where deleting the black background changes
-    nothing)."""
-    out = []
-    for model in sorted({r["model"] for r in summary_rows}):
-        rows = {r["method"]: r for r in summary_rows if r["model"] == model}
-        def score(r: Mapping[str, Any]) -> float:
-            try:
-                return float(r["insertion"]) - float(r["deletion"])
-            except (KeyError, TypeError, ValueError):
-                return float("nan")
-
-        if "blob" not in rows or score(rows["blob"]) != score(rows["blob"]):
-            continue
-        blob = score(rows["blob"])
-        meths = [m for m, r in rows.items() if r["kind"] != "reference" and score(r) == score(r)]
-        beaten = [m for m in meths if score(rows[m]) <= blob]
-        if meths and 2 * len(beaten) >= len(meths):
-            out.append(f"warning: on {model} the input-blind centred blob scores Insertion - Deletion {blob:.3g}, as "
-                       f"well as {len(beaten)} of {len(meths)} methods ({', '.join(beaten)}): the metric is degenerate "
-                       f"on these data (e.g. MNIST with baseline 0); rankings here say little about the methods")
-    return out
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -643,4 +532,4 @@ def demo(out: Path, *, quick: bool = False, device: str = "cpu", progress: bool 
 
 # --------------------------------------------------------------------------- claims F1-F5
 
-from .verdicts import claims  # noqa: E402  (the paper's protocol on the testbed: ``verdicts.py``)
+from .verdicts import claims  # noqa: E402, F401  (the paper's protocol on the testbed: ``verdicts.py``)

@@ -43,7 +43,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ from ..._io import atomic_torch_save
 from ...signal import (InputSignal, Schedule, SignalMeasurement, build_autoencoder, finetune_through_classifier,
                       fingerprint, photo_patches, predict, pretrain_autoencoder)
 from . import verdicts as V
+from .checkpoints import _cache_path, load_checkpoint, saver
 
 HELP = ("what classifiers let through an autoencoder tuned on their gradients (arXiv 1803.08337): "
         "cross-classifier accuracy matrix, its order, NMI, spectra")
@@ -207,41 +208,6 @@ def stage1_data(domain: str, st: Settings, mnist_train: Tensor, mnist_val: Tenso
 
 
 # --------------------------------------------------------------------------- checkpoints (the runner's files)
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(path.stem + ".partial" + path.suffix)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The finished checkpoint at ``path``, else its mid-stage one (``NAME.partial.pt``), else None."""
-    for p in (path, _partial(path)):
-        if p.is_file():
-            try:
-                return torch.load(p, map_location="cpu", weights_only=True)
-            except Exception:  # a damaged file is recomputed  # noqa: BLE001
-                continue
-    return None
-
-
-def saver(path: Path) -> Callable[[dict[str, Any]], None]:
-    """``on_checkpoint`` for a stage: a finished checkpoint goes to ``path`` (and its partial file is
-    removed), a mid-stage one to ``NAME.partial.pt``; both written atomically."""
-
-    def save(obj: dict[str, Any]) -> None:
-        if obj.get("final"):
-            atomic_torch_save(obj, path)
-            _partial(path).unlink(missing_ok=True)
-        else:
-            atomic_torch_save(obj, _partial(path))
-
-    return save
-
-
-def _cache_path(name: str) -> Path:
-    from ...models import cache_dir
-
-    return cache_dir() / "signal" / name
 
 
 def pretrained_key(domain: str, st: Settings, seed: int) -> str:
