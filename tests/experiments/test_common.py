@@ -13,7 +13,7 @@ from infolens.experiments.common import (KINDS, common_arguments, runner_options
 from infolens.papers import PAPERS
 
 #: Kinds whose value argparse converts with ``type=int`` / ``type=float``.
-INT_KINDS = {"positive", "count", "int"}
+INT_KINDS = {"positive", "count", "int", "seed"}
 FLOAT_KINDS = {"positive_float", "fraction"}
 #: A value each numeric kind must refuse, and one it must accept.
 REFUSED = {"positive": 0, "count": -1, "int": 1.5, "positive_float": 0.0, "fraction": 1.5}

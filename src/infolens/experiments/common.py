@@ -265,6 +265,7 @@ KINDS: dict[str, str] = {
     "positive": "a positive integer",
     "count": "an integer >= 0",
     "int": "an integer",
+    "seed": "an integer in 0..2**63-1 (torch's seed range)",
     "positive_float": "a finite number > 0",
     "fraction": "a number in (0, 1]",
     "list": "a non-empty comma-separated list",
@@ -280,7 +281,7 @@ KINDS: dict[str, str] = {
 def common_options(*, model: bool = True) -> dict[str, str]:
     """The kinds of the options :func:`common_arguments` adds (see :data:`KINDS`)."""
     own = {"model": "text", "checkpoint": "file", "weights": "text"} if model else {}
-    return {**own, "data": "data", "limit": "positive", "out": "folder_out", "device": "text", "seed": "int",
+    return {**own, "data": "data", "limit": "positive", "out": "folder_out", "device": "text", "seed": "seed", "workers": "count",
             "batch_size": "positive", "overwrite": "flag", "no_report": "flag"}
 
 
@@ -309,6 +310,8 @@ def _check(kind: str, v: Any) -> bool:
         return _is_int(v) and v >= 0
     if kind == "int":
         return _is_int(v)
+    if kind == "seed":
+        return _is_int(v) and 0 <= v <= MAX_SEED
     if kind == "positive_float":
         return _is_number(v) and v > 0
     if kind == "fraction":
@@ -375,13 +378,9 @@ def check_finite_floats(args: argparse.Namespace) -> None:
 
 def validate_common(args: argparse.Namespace, options: Mapping[str, str] | None = None) -> None:
     """The checks before any work: every option in ``options`` (default: the common ones,
-    :func:`common_options`) against its declared kind (:func:`validate_options`), no float option NaN or
-    infinite, and ``--seed`` in torch's range (0..2**63-1)."""
+    :func:`common_options`) against its declared kind (:func:`validate_options`; ``--seed`` in torch's
+    range 0..2**63-1), and no float option NaN or infinite."""
     check_finite_floats(args)
-    seed = getattr(args, "seed", None)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
-        raise ValueError(f"--seed must be an integer in 0..2**63-1 (torch's seed range), got {seed}; pass a "
-                         f"smaller seed")
     validate_options(args, common_options() if options is None else options)
 
 

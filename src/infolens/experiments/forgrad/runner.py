@@ -329,7 +329,7 @@ OPTIONS: dict[str, str] = {"methods": "list", "metrics": "list", "forgrad": "tex
                            "mufidelity_masks": "positive", "score": "choice", "ig_steps": "positive",
                            "noise_samples": "positive", "rise_masks": "positive", "sobol_designs": "positive",
                            "hsic_designs": "positive", "occlusion_window": "positive", "gradcam_layer": "text",
-                           "internal_batch_size": "positive", "figures": "list"}
+                           "internal_batch_size": "positive", "figures": "list", "target": "text"}
 
 
 def _heldout(spec: str, images: torch.Tensor, n: int, size: int | None) -> tuple[torch.Tensor, str]:

@@ -525,7 +525,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 OPTIONS: dict[str, str] = {"models": "list", "checkpoints": "text", "train_limit": "count",
                            "pretrain_steps": "positive", "finetune_steps": "positive", "lr": "positive_float",
                            "tune": "choice", "widths": "list", "val_images": "positive", "bins": "positive",
-                           "show": "count"}
+                           "show": "count", "seeds": "positive", "pretrain_data": "choice"}
 
 
 def main(args: argparse.Namespace) -> Path:
