@@ -223,7 +223,9 @@ class ImageFolderData(Dataset):
     def check_headers(self, *, show: int = 3) -> None:
         """Open every file's header (no pixels decoded: fast) and refuse, in one line, files PIL cannot
         identify and images larger than its decompression-bomb limit: the count and the first ``show``.
-        What a streamed run checks before any work, so a bad file does not stop it half-way."""
+        Images stored as 32-bit floats or integers (the only ones whose values can be NaN, infinite or out
+        of the range :func:`_read_image` accepts) are decoded and checked too. What a streamed run checks
+        before any work, so a bad file does not stop it half-way."""
         import warnings
 
         from PIL import Image
@@ -233,12 +235,16 @@ class ImageFolderData(Dataset):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    with Image.open(p):
-                        pass
+                    with Image.open(p) as im:
+                        wide = im.mode in ("F", "I")
             except (Image.DecompressionBombError, Image.DecompressionBombWarning):
                 bad.append(f"{p.relative_to(self.root).as_posix()} (more pixels than PIL will decode safely)")
+                continue
             except Exception:  # noqa: BLE001 - any reason PIL cannot open it
                 bad.append(p.relative_to(self.root).as_posix())
+                continue
+            if wide:
+                _read_image(p, 8, 1)  # raises naming the file: NaN, infinite or ambiguous values
         if bad:
             raise ValueError(f"{len(bad)} of {len(self.paths)} image files in {str(self.root)!r} cannot be read: "
                              f"{', '.join(bad[:show])}{', ...' if len(bad) > show else ''}; remove or replace them")
