@@ -198,6 +198,32 @@ class Metric:
             raise ValueError("attributions contain non-finite values (NaN or inf); clean the maps first")
         return maps
 
+    def score_many(self, inputs: Tensor, target: Any, attributions: Sequence[Any], *,
+                   indices: Sequence[int] | None = None) -> list[FaithfulnessResult]:
+        """Score several maps of the same images (methods, filtered variants, cut-offs) at once, sharing the
+        passes that do not depend on the map (Deletion / Insertion: the curves' end points, and one set of
+        passes per distinct pixel ranking; MuFidelity: every masked pass). Equal to calling the metric on
+        each map."""
+        return self.score_many_by(inputs, target, attributions, scores=(self.score,), indices=indices)[self.score]
+
+    def score_many_by(self, inputs: Tensor, target: Any, attributions: Sequence[Any], *,
+                      scores: Sequence[Score] = ("softmax", "logit"), indices: Sequence[int] | None = None
+                      ) -> dict[str, list[FaithfulnessResult]]:
+        """:meth:`score_many` under several scores at once (``score -> results``): each perturbed input
+        goes through the model once and every score is read from the same output (a sensitivity
+        analysis of the score costs no extra pass)."""
+        if isinstance(attributions, Tensor):
+            raise TypeError("attributions must be a sequence of (N, [C,] H, W) maps; call the metric for one map")
+        scores = self._check_scores(scores)
+        if not len(attributions):
+            return {sc: [] for sc in scores}
+        with self._call(inputs, target, indices) as c:
+            return self._score_many(c.inputs, c.target, c.indices, attributions, scores)
+
+    def _score_many(self, inputs: Tensor, t: Tensor, idx: list[int], attributions: Sequence[Any],
+                    scores: tuple[str, ...]) -> dict[str, list[FaithfulnessResult]]:  # pragma: no cover
+        raise NotImplementedError
+
     def _cached(self, key: tuple, inputs: Tensor, compute: Any) -> Any:
         """Reuse what was computed for the very same inputs tensor (same object, unmodified) and key."""
         c = self._cache
@@ -249,28 +275,6 @@ class _Causal(Metric):
             ``scores`` (N,) the trapezoid areas, ``curves`` (N, n_steps + 1).
         """
         return self.score_many(inputs, target, [attributions], indices=indices)[0]
-
-    def score_many(self, inputs: Tensor, target: Any, attributions: Sequence[Any], *,
-                   indices: Sequence[int] | None = None) -> list[FaithfulnessResult]:
-        """Score several maps of the same images (methods, filtered variants, cut-offs) at once: every
-        (map, image, step) input goes through the model in shared batches of ``batch_size``; the
-        curves' end points, which do not depend on the map, are computed once, and maps that rank an
-        image's pixels identically share their passes. Equal to calling the metric on each map."""
-        return self.score_many_by(inputs, target, attributions, scores=(self.score,), indices=indices)[self.score]
-
-    def score_many_by(self, inputs: Tensor, target: Any, attributions: Sequence[Any], *,
-                      scores: Sequence[Score] = ("softmax", "logit"), indices: Sequence[int] | None = None
-                      ) -> dict[str, list[FaithfulnessResult]]:
-        """:meth:`score_many` under several scores at once (``score -> results``): each perturbed input
-        goes through the model once and every score is read from the same output (a sensitivity
-        analysis of the score costs no extra pass)."""
-        if isinstance(attributions, Tensor):
-            raise TypeError("attributions must be a sequence of (N, [C,] H, W) maps; call the metric for one map")
-        scores = self._check_scores(scores)
-        if not len(attributions):
-            return {sc: [] for sc in scores}
-        with self._call(inputs, target, indices) as c:
-            return self._score_many(c.inputs, c.target, c.indices, attributions, scores)
 
     def _score_many(self, inputs: Tensor, t: Tensor, idx: list[int], attributions: Sequence[Any],
                     scores: tuple[str, ...]) -> dict[str, list[FaithfulnessResult]]:
@@ -524,25 +528,6 @@ class MuFidelity(Metric):
             ``scores`` (N,) in ``[-1, 1]``, ``curves`` None.
         """
         return self.score_many(inputs, target, [attributions], indices=indices)[0]
-
-    def score_many(self, inputs: Tensor, target: Any, attributions: Sequence[Any], *,
-                   indices: Sequence[int] | None = None) -> list[FaithfulnessResult]:
-        """Several maps of the same images: the score drops (the metric's whole forward cost) are computed
-        once and shared. Equal to calling the metric on each map."""
-        return self.score_many_by(inputs, target, attributions, scores=(self.score,), indices=indices)[self.score]
-
-    def score_many_by(self, inputs: Tensor, target: Any, attributions: Sequence[Any], *,
-                      scores: Sequence[Score] = ("softmax", "logit"), indices: Sequence[int] | None = None
-                      ) -> dict[str, list[FaithfulnessResult]]:
-        """:meth:`score_many` under several scores at once (``score -> results``), every score read from the
-        same masked passes."""
-        if isinstance(attributions, Tensor):
-            raise TypeError("attributions must be a sequence of (N, [C,] H, W) maps; call the metric for one map")
-        scores = self._check_scores(scores)
-        if not len(attributions):
-            return {sc: [] for sc in scores}
-        with self._call(inputs, target, indices) as c:
-            return self._score_many(c.inputs, c.target, c.indices, attributions, scores)
 
     def _score_many(self, inputs: Tensor, t: Tensor, idx: list[int], attributions: Sequence[Any],
                     scores: tuple[str, ...]) -> dict[str, list[FaithfulnessResult]]:
