@@ -116,7 +116,7 @@ def main() -> None:
         t_srop = min(t_srop, timeit(lambda: layer_srops(model, x, names, at="conv", batch_size=args.batch), repeat=1, warmup=0,
                                     sync=sync))
         t_alone = min(t_alone, timeit(srop_only, repeat=1, warmup=0, sync=sync))
-    del all_maps
+    all_maps.clear()  # free the captured maps before the next timings
     t_act = timeit(lambda: layer_srops(model, x, names, at="activation", batch_size=args.batch), repeat=1, warmup=0,
                    sync=sync)
     t_all = timeit(lambda: SpectralRolloff(model, names, batch_size=args.batch).measure_at(x), repeat=1, warmup=0, sync=sync)

@@ -30,3 +30,15 @@ def quick_reproduce(tmp_path_factory) -> Path:
                        env=env, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def quick_srop(tmp_path_factory) -> Path:
+    """``infolens reproduce --paper srop --quick`` through the real CLI: the cheapest paper, so the default
+    run checks the reproduce pipeline end to end (the all-paper quick run is marked slow)."""
+    out = tmp_path_factory.mktemp("reproduce_srop") / "reproduce"
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    r = subprocess.run([sys.executable, "-m", "infolens", "--no-progress", "reproduce", "--paper", "srop", "--quick",
+                        "--out", str(out)], env=env, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
