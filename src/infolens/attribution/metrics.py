@@ -198,6 +198,29 @@ class Metric:
             raise ValueError("attributions contain non-finite values (NaN or inf); clean the maps first")
         return maps
 
+    def __call__(self, inputs: Tensor, target: Any, attributions: Any, *,
+                 indices: Sequence[int] | None = None) -> FaithfulnessResult:
+        """The metric's per-image scores for one map per image.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor, shape (N, C, H, W)
+            Floating images in the model's dtype.
+        target : int, sequence of N ints, LongTensor (N,) or None
+            The class scored per image; ``None``: the predicted class.
+        attributions : torch.Tensor, shape (N, C, H, W) or (N, H, W), or AttributionResult
+            The maps (channel mean, signed).
+        indices : sequence of N ints or None
+            Global image indices (``index`` of the rows; they seed MuFidelity's masks), default ``0..N-1``.
+
+        Returns
+        -------
+        FaithfulnessResult
+            ``scores`` (N,): Deletion / Insertion the trapezoid areas with ``curves`` (N, n_steps + 1);
+            MuFidelity the correlations in ``[-1, 1]`` with ``curves`` None.
+        """
+        return self.score_many(inputs, target, [attributions], indices=indices)[0]
+
     def score_many(self, inputs: Tensor, target: Any, attributions: Sequence[Any], *,
                    indices: Sequence[int] | None = None) -> list[FaithfulnessResult]:
         """Score several maps of the same images (methods, filtered variants, cut-offs) at once, sharing the
@@ -253,28 +276,6 @@ class _Causal(Metric):
         """Pixels perturbed at each step: ``floor(k * n_max / n_steps)``, as Xplique's integer ``linspace``."""
         n_max = int(n_pixels * self.max_fraction)
         return torch.arange(self.n_steps + 1) * n_max // self.n_steps
-
-    def __call__(self, inputs: Tensor, target: Any, attributions: Any, *,
-                 indices: Sequence[int] | None = None) -> FaithfulnessResult:
-        """Curve and area of each image.
-
-        Parameters
-        ----------
-        inputs : torch.Tensor, shape (N, C, H, W)
-            Floating images in the model's dtype.
-        target : int, sequence of N ints, LongTensor (N,) or None
-            The class scored per image; ``None``: the predicted class.
-        attributions : torch.Tensor, shape (N, C, H, W) or (N, H, W), or AttributionResult
-            The maps ranked (channel mean, signed).
-        indices : sequence of N ints or None
-            Global image indices (``index`` of the rows), default ``0..N-1``.
-
-        Returns
-        -------
-        FaithfulnessResult
-            ``scores`` (N,) the trapezoid areas, ``curves`` (N, n_steps + 1).
-        """
-        return self.score_many(inputs, target, [attributions], indices=indices)[0]
 
     def _score_many(self, inputs: Tensor, t: Tensor, idx: list[int], attributions: Sequence[Any],
                     scores: tuple[str, ...]) -> dict[str, list[FaithfulnessResult]]:
@@ -506,28 +507,6 @@ class MuFidelity(Metric):
                 x = torch.where(gone, torch.full_like(inputs[:1], self.baseline), inputs[ii])
                 out[:, ii, mm] = (base[:, ii] - self._scores_by(x, targets[ii], scores)).to(torch.float64)
         return out, dropped
-
-    def __call__(self, inputs: Tensor, target: Any, attributions: Any, *,
-                 indices: Sequence[int] | None = None) -> FaithfulnessResult:
-        """MuFidelity of each image's map.
-
-        Parameters
-        ----------
-        inputs : torch.Tensor, shape (N, C, H, W)
-            Floating images in the model's dtype.
-        target : int, sequence of N ints, LongTensor (N,) or None
-            The class scored per image; ``None``: the predicted class.
-        attributions : torch.Tensor, shape (N, C, H, W) or (N, H, W), or AttributionResult
-            The maps (channel mean, signed).
-        indices : sequence of N ints or None
-            Global image indices: they seed each image's masks, default ``0..N-1``.
-
-        Returns
-        -------
-        FaithfulnessResult
-            ``scores`` (N,) in ``[-1, 1]``, ``curves`` None.
-        """
-        return self.score_many(inputs, target, [attributions], indices=indices)[0]
 
     def _score_many(self, inputs: Tensor, t: Tensor, idx: list[int], attributions: Sequence[Any],
                     scores: tuple[str, ...]) -> dict[str, list[FaithfulnessResult]]:
