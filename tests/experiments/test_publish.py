@@ -83,3 +83,37 @@ def test_publish_refuses_quick_unfinished_and_missing_runs(tmp_path):
     with pytest.raises(ValueError, match="markers"):
         P.update_readme(readme, tmp_path / "out")
     assert P.readme_block(tmp_path / "out") == P.NO_RUN
+
+
+def _paper_run(root: Path, paper: str, claim: str, value: float) -> Path:
+    sec = RunDir(root / paper, analysis=paper, params={}, title=paper)
+    (root / paper / "figures").mkdir(parents=True, exist_ok=True)
+    (root / paper / "figures" / f"{claim}.png").write_bytes(b"\x89PNG fake")
+    sec.write_meta(claim_figures={claim: f"figures/{claim}.png"})
+    sec.finish({})
+    top = RunDir(root, analysis="reproduce", params={"papers": [paper], "quick": False}, title="r")
+    top.write_meta(command=f"infolens reproduce --paper {paper}", commit=f"c-{paper}", machine="test box")
+    row = claim_row(paper, claim, "a vs b", "share", {"value": value, "ci_low": value - 0.1, "ci_high": value + 0.1,
+                                                       "n": 500}, 0.0)
+    write_csv(root / "tables" / "claims.csv", [row], columns=list(CLAIM_COLUMNS))
+    top.finish({}, seconds_per_paper={paper: 60.0})
+    return root
+
+
+def test_publishing_one_paper_after_another_keeps_both_and_a_rerun_replaces_its_own_rows(tmp_path):
+    """Papers are published one at a time: a later paper's run keeps the earlier paper's rows, provenance
+    and figures (in paper order), and republishing a paper replaces only that paper's rows."""
+    dest = tmp_path / "reproduction"
+    P.publish(_paper_run(tmp_path / "a", "forgrad", "F5", 0.2), dest)
+    folder = P.publish(_paper_run(tmp_path / "b", "srop", "S2", 0.5), dest)
+    head = read_csv(dest / "claims.csv")
+    assert [(r["paper"], r["claim"]) for r in head] == [("srop", "S2"), ("forgrad", "F5")]  # table order
+    assert [(r["paper"], r["claim"]) for r in read_csv(folder / "claims.csv")] == [("srop", "S2"), ("forgrad", "F5")]
+    meta = json.loads((folder / "meta.json").read_text())
+    assert list(meta["papers"]) == ["srop", "forgrad"] and meta["papers"]["forgrad"]["commit"] == "c-forgrad"
+    assert set(meta["figures"]) == {"figures/srop/S2.png", "figures/forgrad/F5.png"}
+    assert meta["sources"] == {"forgrad": str(tmp_path / "a"), "srop": str(tmp_path / "b")}
+    P.publish(_paper_run(tmp_path / "c", "forgrad", "F5", 0.7), dest)
+    head = read_csv(dest / "claims.csv")
+    assert [(r["paper"], r["value"]) for r in head] == [("srop", 0.5), ("forgrad", 0.7)]
+    assert sum(meta_v for meta_v in json.loads((folder / "meta.json").read_text())["verdicts"].values()) == 2

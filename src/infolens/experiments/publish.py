@@ -7,6 +7,10 @@ primary aggregate row of each claim, or the claim's primary row where it has no 
 :func:`infolens.claims.headline_rows`) with a ``run`` column naming the folder. A ``--quick`` run is a smoke
 test and is never published.
 
+Papers are run and published one at a time (each has its own budget), so publishing merges: the run's papers
+replace their own rows and provenance, in the dated folder and in ``reproduction/claims.csv``; the other
+papers' rows, provenance and figures stay as published (each headline row names its ``run``).
+
 The README's table is rendered from that file (:func:`readme_table`, between :data:`README_START` and
 :data:`README_END`; :func:`update_readme`), so the README and the committed file cannot disagree: a test
 compares them. Without a published run the README says :data:`NO_RUN`.
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..claims import CLAIM_COLUMNS, headline_rows
+from ..papers import PAPERS
 from .._io import atomic_write_text, read_csv, write_csv
 
 __all__ = ["publish", "readme_table", "readme_block", "update_readme", "current_commit", "machine",
@@ -114,11 +119,16 @@ def publish(run_dir: str | Path, dest: str | Path = "reproduction") -> Path:
     name = f"{date}-{device}"
     out = Path(dest) / name
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(table, out / "claims.csv")
+    ran = list(params.get("papers") or sorted({str(r["paper"]) for r in rows}))
+    old_info = _read_json(out / "meta.json")
+    kept = [r for r in (read_csv(out / "claims.csv") if (out / "claims.csv").is_file() else [])
+            if r.get("paper") not in ran]
+    all_rows = _in_paper_order(kept + [dict(r) for r in rows])
+    write_csv(out / "claims.csv", all_rows, columns=list(CLAIM_COLUMNS))
     seconds = meta.get("seconds_per_paper") or {}
-    papers: dict[str, Any] = {}
-    figures: list[str] = []
-    for paper in params.get("papers") or sorted({str(r["paper"]) for r in rows}):
+    papers: dict[str, Any] = {k: v for k, v in (old_info.get("papers") or {}).items() if k not in ran}
+    figures: list[str] = [f for f in old_info.get("figures") or [] if f.split("/")[1:2] and f.split("/")[1] not in ran]
+    for paper in ran:
         pm = _read_json(root / paper / "meta.json")
         penv = pm.get("environment") or env
         papers[paper] = {
@@ -136,13 +146,32 @@ def publish(run_dir: str | Path, dest: str | Path = "reproduction") -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, target)
                 figures.append(f"figures/{paper}/{Path(rel).name}")
-    info = {"run": name, "source": str(root), "published_commit": current_commit(), "papers": papers,
-            "figures": sorted(set(figures)), "verdicts": {v: sum(r["verdict"] == v for r in rows)
-                                                          for v in ("reproduced", "not reproduced", "inconclusive")}}
+    before = old_info.get("sources") or {k: old_info["source"] for k in old_info.get("papers") or {}
+                                         if "source" in old_info}
+    sources = {k: v for k, v in before.items() if k not in ran}
+    sources.update({p: str(root) for p in ran})
+    info = {"run": name, "sources": dict(sorted(sources.items())), "published_commit": current_commit(),
+            "papers": {p: papers[p] for p in _in_paper_order_keys(papers)}, "figures": sorted(set(figures)),
+            "verdicts": {v: sum(r["verdict"] == v for r in all_rows)
+                         for v in ("reproduced", "not reproduced", "inconclusive")}}
     atomic_write_text(out / "meta.json", json.dumps(info, indent=2, default=str) + "\n")
-    head = [{"run": name, **{c: r.get(c) for c in CLAIM_COLUMNS}} for r in headline_rows(rows)]
-    write_csv(Path(dest) / "claims.csv", head, columns=list(PUBLISHED_COLUMNS))
+    top = Path(dest) / "claims.csv"
+    others = [r for r in (read_csv(top) if top.is_file() else []) if r.get("paper") not in ran]
+    head = others + [{"run": name, **{c: r.get(c) for c in CLAIM_COLUMNS}} for r in headline_rows(rows)]
+    write_csv(top, _in_paper_order(head), columns=list(PUBLISHED_COLUMNS))
     return out
+
+
+def _in_paper_order_keys(papers: Mapping[str, Any]) -> list[str]:
+    order = list(PAPERS)
+    return sorted(papers, key=lambda p: (order.index(p) if p in order else len(order), p))
+
+
+def _in_paper_order(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows sorted by paper (table order), stable within a paper (each paper's rows keep their order)."""
+    order = list(PAPERS)
+    return [dict(r) for r in sorted(rows, key=lambda r: order.index(r["paper"]) if r.get("paper") in order
+                                    else len(order))]
 
 
 def _cell(v: Any) -> str:
