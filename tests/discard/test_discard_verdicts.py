@@ -107,3 +107,18 @@ def test_a_lowered_solver_setting_leaves_every_row_undecided_even_d3():
     per_model = [r for r in out if not r["model"].startswith(("MNIST set", "isometries"))]
     assert per_model and all(r["verdict"] == "inconclusive" and "steps 15 (protocol 100)" in r["note"]
                              for r in per_model)
+
+
+def test_the_trio_is_not_lowered_on_a_cpu_its_rows_say_they_were_not_run(tmp_path, monkeypatch):
+    """On a CPU the full protocol leaves the ImageNet trio out rather than lowering it: its D2 rows (both
+    solvers) are inconclusive and say why; no trio model is measured."""
+    small = dict(V.QUICK_CLAIMS, iso_widths=(1,), iso_sizes=(28,), iso_n=2)
+    monkeypatch.setattr(V, "FULL_CLAIMS", small)  # the full protocol's code path at smoke-test sizes
+    monkeypatch.setattr(V, "QUICK_CLAIMS", small)
+    rows = V.claims(tmp_path / "d", quick=False, device="cpu", progress=False, models=["mnist_mlp"])
+    trio = [r for r in rows if r["model"].startswith("ImageNet trio")]
+    assert sorted((r["model"], r["variant"]) for r in trio) == [("ImageNet trio [constrained]", "sensitivity"),
+                                                                ("ImageNet trio [release]", "primary")]
+    assert all(r["verdict"] == "inconclusive" and "not run on this device" in r["note"] and math.isnan(r["value"])
+               for r in trio)
+    assert not any("efficientnet" in r["model"] for r in rows)
