@@ -89,7 +89,7 @@ def _paper_run(root: Path, paper: str, claim: str, value: float) -> Path:
     sec = RunDir(root / paper, analysis=paper, params={}, title=paper)
     (root / paper / "figures").mkdir(parents=True, exist_ok=True)
     (root / paper / "figures" / f"{claim}.png").write_bytes(b"\x89PNG fake")
-    sec.write_meta(claim_figures={claim: f"figures/{claim}.png"})
+    sec.write_meta(claim_figures={claim: f"figures/{claim}.png"}, wall_seconds={"model a": 100.0, "model b": 20.5})
     sec.finish({})
     top = RunDir(root, analysis="reproduce", params={"papers": [paper], "quick": False}, title="r")
     top.write_meta(command=f"infolens reproduce --paper {paper}", commit=f"c-{paper}", machine="test box")
@@ -113,6 +113,10 @@ def test_publishing_one_paper_after_another_keeps_both_and_a_rerun_replaces_its_
     assert list(meta["papers"]) == ["srop", "forgrad"] and meta["papers"]["forgrad"]["commit"] == "c-forgrad"
     assert set(meta["figures"]) == {"figures/srop/S2.png", "figures/forgrad/F5.png"}
     assert meta["sources"] == {"forgrad": str(tmp_path / "a"), "srop": str(tmp_path / "b")}
+    # a paper's per-unit wall times travel with it (a resumed run's last invocation timed only the rest)
+    assert meta["papers"]["srop"]["wall_seconds"] == 60.0
+    assert meta["papers"]["srop"]["wall_seconds_by_unit"] == {"model a": 100.0, "model b": 20.5}
+    assert meta["papers"]["srop"]["wall_seconds_units_total"] == 120.5
     P.publish(_paper_run(tmp_path / "c", "forgrad", "F5", 0.7), dest)
     head = read_csv(dest / "claims.csv")
     assert [(r["paper"], r["value"]) for r in head] == [("srop", 0.5), ("forgrad", 0.7)]

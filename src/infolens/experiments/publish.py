@@ -1,7 +1,9 @@
 """Publishing a finished ``infolens reproduce`` run, and the README's "Does the paper hold?" table.
 
 :func:`publish` copies a finished full run's ``tables/claims.csv``, a ``meta.json`` with each paper's
-provenance (command, commit, date, machine, device, wall time) and the report's claim figures into
+provenance (command, commit, date, machine, device, wall time; for a paper that records per-unit wall times, as
+FORGrad does per model, those too, since a resumed run's last invocation times only what was left) and the
+report's claim figures into
 ``reproduction/<date>-<device>/``, and writes ``reproduction/claims.csv``: the run's headline rows (the
 primary aggregate row of each claim, or the claim's primary row where it has no aggregate;
 :func:`infolens.claims.headline_rows`) with a ``run`` column naming the folder. A ``--quick`` run is a smoke
@@ -139,6 +141,11 @@ def publish(run_dir: str | Path, dest: str | Path = "reproduction") -> Path:
             "device": penv.get("device", env.get("device", "cpu")),
             "wall_seconds": seconds.get(paper),
         }
+        units = pm.get("wall_seconds")
+        if isinstance(units, Mapping) and units and all(isinstance(v, (int, float)) for v in units.values()):
+            # a resumed run's last invocation timed only what was left: keep each unit's own wall time too
+            papers[paper]["wall_seconds_by_unit"] = dict(units)
+            papers[paper]["wall_seconds_units_total"] = round(float(sum(units.values())), 1)
         for cid, rel in sorted((pm.get("claim_figures") or {}).items()):
             src = root / paper / rel
             if src.is_file() and src.stat().st_size <= MAX_FIGURE_BYTES:
