@@ -370,10 +370,12 @@ def test_protocol_scores_equal_core_functions():
 
 
 @pytest.mark.slow
-def test_claims_fill_every_row_and_resume(tmp_path, monkeypatch):
+@pytest.mark.parametrize("quick", [True, False])
+def test_claims_fill_every_row_and_resume(tmp_path, monkeypatch, quick):
     """claims() on a stand-in testbed (a tiny CNN for the trio, random photographs, two tiny MNIST nets):
     every claim F1-F5 gets rows with the claims.csv columns and a verdict; meta.json names the figures and
-    the deviations; a second call reuses the per-model results and returns the same rows."""
+    the deviations; a second call reuses the per-model results and returns the same rows. A quick run
+    measures the trio's first model only; the full run every model."""
     import json as _json
     from types import SimpleNamespace
 
@@ -396,20 +398,23 @@ def test_claims_fill_every_row_and_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(V, "load_trio_model", lambda name, device: SimpleNamespace(
         model=cnn(3, 7 if name == "tiny_a" else 9), input_shape=(3, 24, 24)))
     monkeypatch.setattr(V, "load_photos", lambda size, quick: (photos, torch.tensor([0, 1, 2, 0]), list("abcd")))
-    rows = V.claims(tmp_path / "fg", quick=True, progress=False, prediction=True)
+    rows = V.claims(tmp_path / "fg", quick=quick, progress=False, prediction=True)
     assert {r["claim"] for r in rows} == {"F1", "F2", "F3", "F4", "F5"}
     assert all(set(CLAIM_COLUMNS) <= set(r) and r["verdict"] in VERDICTS and r["paper"] == "forgrad" for r in rows)
     # each (model, gradient method) and "most", softmax (primary) and logits (sensitivity) apart
-    assert sum(r["claim"] == "F3" and r["variant"] == "primary" for r in rows) == 2 * 7 + 1
-    assert sum(r["claim"] == "F3" and r["variant"] == "sensitivity" for r in rows) == 2 * 7 + 1
+    # quick: the trio's first model only (QUICK_MODELS), the others get no photograph
+    models = 1 if quick else 2
+    assert V.QUICK_MODELS == 1 and any(str(r["model"]).startswith("tiny_b") for r in rows) == (not quick)
+    assert sum(r["claim"] == "F3" and r["variant"] == "primary" for r in rows) == models * 7 + 1
+    assert sum(r["claim"] == "F3" and r["variant"] == "sensitivity" for r in rows) == models * 7 + 1
     meta = _json.loads((tmp_path / "fg" / "meta.json").read_text())
     assert set(meta["claim_figures"]) == {"F1", "F2", "F3", "F4", "F5"}
     assert all((tmp_path / "fg" / f).is_file() for f in meta["claim_figures"].values())
-    assert any("quick" in d for d in meta["deviations"])
+    assert any("quick" in d for d in meta["deviations"]) == quick
     assert meta["protocol"]["lowered"] == {} and meta["protocol"]["settings"]["rise_masks"] == 4000
     ranking = read_csv(tmp_path / "fg" / "tables" / "ranking.csv")
     assert {"blob", "magnitude", "noise"} <= {r["method"] for r in ranking}
     assert {"occlusion", "rise", "sobol", "hsic"} <= {r["method"] for r in ranking if r["family"] == "prediction"}
     assert not [r for r in ranking if r["stage"] == "after" and r["family"] != "gradient" and r["variant"] != "standard"]
-    again = V.claims(tmp_path / "fg", quick=True, progress=False, prediction=True)
+    again = V.claims(tmp_path / "fg", quick=quick, progress=False, prediction=True)
     assert [(r["claim"], r["model"], r["value"]) for r in again] == [(r["claim"], r["model"], r["value"]) for r in rows]

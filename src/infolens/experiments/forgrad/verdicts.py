@@ -35,6 +35,11 @@ RISE 4,000 masks, Sobol 32 x 65 and HSIC 1,500 passes: about 13,000 forward pass
 on a CPU. They are never lowered to fit: where they are not run, F1 and F4 are "inconclusive (protocol not
 run on this device)" and are decided by a run on a GPU (``benchmarks/RESULTS.md`` has the measured costs)."""
 QUICK_PHOTOS = 2
+QUICK_MODELS = 1
+"""A quick run (a smoke test of every code path, never evidence) measures the first :data:`QUICK_MODELS`
+model(s) of the trio on :data:`QUICK_PHOTOS` photographs each, at the protocol's settings: photographs are
+what it lowers, and the other models get none (at the paper's settings one photograph costs about a
+minute of one core per model, ``benchmarks/RESULTS.md``)."""
 F5_DIGITS = {True: 64, False: 500}
 
 
@@ -383,8 +388,9 @@ def deviations(cfg: Settings, *, quick: bool, n_photos: int, models_missing: Seq
                    "paper counts cost about 13,000 forward passes per photograph and model); F1 and F4 are "
                    "inconclusive, to be decided by a GPU run.")
     if quick:
-        out.append(f"quick mode: {QUICK_PHOTOS} photographs per model and {F5_DIGITS[True]} digits for F5 (the "
-                   "protocol's settings otherwise): a smoke test, every verdict inconclusive (n below 15).")
+        out.append(f"quick mode: {QUICK_PHOTOS} photographs of the first {QUICK_MODELS} trio model(s), none of the "
+                   f"others, and {F5_DIGITS[True]} digits for F5 (the protocol's settings otherwise): a smoke test, "
+                   "every verdict inconclusive (n below 15).")
     if models_missing:
         out.append(f"Models not available offline in this build, left out: {', '.join(models_missing)}.")
     if f5_note:
@@ -417,13 +423,14 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
         prediction = str(device).startswith("cuda") or PREDICTION_ON_CPU
     methods = GRADIENT + GRAY + (PREDICTION if prediction else ())
     # a folder holding another configuration is started afresh (its parts, with the per-model caches, go)
-    run = RunDir(out, writer=is_main(), analysis=PAPER_NAME, params={"quick": quick, "settings": vars(cfg), "models": list(trio()),
+    names = trio()[:QUICK_MODELS] if quick else trio()
+    run = RunDir(out, writer=is_main(), analysis=PAPER_NAME, params={"quick": quick, "settings": vars(cfg), "models": list(names),
                                                    "prediction": bool(prediction)},
                  device=device, title="FORGrad: low-pass filtered gradient attributions (claims F1-F5)",
                  description=__doc__.split("\n\n")[0], overwrite=True)
     results, missing, walls, stages = [], [], {}, {}
     n_photos = 0
-    for name in trio():
+    for name in names:
         cache = out / "parts" / "models" / f"{name}.pt"
         if cache.is_file():
             res = ModelResult(**torch.load(cache, weights_only=False))
