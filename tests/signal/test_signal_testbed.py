@@ -151,6 +151,36 @@ def test_stage_keeps_the_best_held_out_state_of_a_scripted_curve():
     assert res.resumed == "partial" and res.kept_step == 4 and torch.equal(model.w.detach(), states[4])
 
 
+def test_keeping_the_best_state_never_recalibrates_it():
+    """With keep_best the state returned is the one evaluated: ``calibrate`` (BatchNorm made exact on other
+    images) is not applied to it; stage 1's rule (keep the last state) still calibrates."""
+    calls: list = []
+    for keep_best in (True, False):
+        model, it = _Lin(), iter([0.3, 0.5, 0.6])
+        _fit(model, lambda x, _: (model.w - x.mean()).square().sum() + model.w.sum(), [model.w],
+             torch.rand(16, 1, 2, 2), None, lambda: (next(it), None), stage="finetune", config={},
+             set_modes=model.train, schedule=Schedule(max_steps=4, batch_size=4, eval_every=2, patience=100, tol=0.0),
+             seed=0, device=torch.device("cpu"), resume=None, on_checkpoint=None, stop_after=None, progress=False,
+             calibrate=lambda k=keep_best: calls.append(k), keep_best=keep_best)
+    assert calls == [False]
+
+
+def test_the_tuned_autoencoder_reproduces_the_held_out_loss_that_chose_it(train_digits, quick_mnist_model):
+    """With the default BatchNorm calibration setting, the returned autoencoder gives exactly the held-out
+    cross-entropy of the evaluation that kept it (a recalibrated state would not: its BatchNorm statistics
+    would come from the tuning images, not from the state the curve chose)."""
+    x, y = train_digits[0][:320], train_digits[1][:320]
+    vx, vy = x[:64], y[:64]
+    ae = build_autoencoder(1, (4, 8), seed=0)
+    r = finetune_through_classifier(ae, quick_mnist_model, x[64:], y[64:], held_out=(vx, vy),
+                                    schedule=Schedule(max_steps=6, batch_size=32, eval_every=2, patience=100),
+                                    progress=False)
+    with torch.no_grad():
+        again = float(F.cross_entropy(quick_mnist_model.eval()(ae.eval()(vx)), vy))
+    # the same forward pass; only the sum over 64 digits may be ordered differently
+    assert again == pytest.approx(r.val_loss, rel=64 * 8 * torch.finfo(torch.float32).eps)
+
+
 def test_finetune_keeps_best_by_default_and_returns_a_state_it_evaluated(train_digits, quick_mnist_model):
     x, y = train_digits[0][:256], train_digits[1][:256]
     ae = build_autoencoder(1, (4, 8), seed=0)

@@ -231,7 +231,8 @@ def _fit(ae: nn.Module, step_fn: Callable[[Tensor, Tensor | None], Tensor], para
     held-out accuracy or None) every ``schedule.eval_every`` steps; stop at a plateau or ``max_steps``.
 
     ``keep_best``: at the end the state of the best held-out evaluation (:func:`best_evaluation`, the
-    initial state included) is restored before ``calibrate``. Every step's batch is a function of (seed,
+    initial state included) is restored exactly as it was evaluated (its BatchNorm buffers too:
+    ``calibrate`` is not applied); without it, the last state is kept and ``calibrate`` runs. Every step's batch is a function of (seed,
     step) only and the validation consumes no randomness, so a resumed stage follows the same path as an
     uninterrupted one. At each evaluation ``on_checkpoint`` receives a mid-stage checkpoint (``final``
     False, with the optimiser and the best state so far), and once the stage ends the final one; passed
@@ -324,10 +325,15 @@ def _fit(ae: nn.Module, step_fn: Callable[[Tensor, Tensor | None], Tensor], para
                 break
         kept: int | None = done
         if finished:
-            if keep_best and best is not None and best["step"] != done:
-                ae.load_state_dict(best["state"])
-                kept = int(best["step"])
-            calibrate()
+            if keep_best:
+                # the state returned is the state the held-out curve chose, buffers included: recalibrating its
+                # BatchNorm statistics afterwards would return a model nobody evaluated (for the untuned initial
+                # state, one whose statistics come from other images than the ones it was trained on)
+                if best is not None and best["step"] != done:
+                    ae.load_state_dict(best["state"])
+                    kept = int(best["step"])
+            else:
+                calibrate()
             save(done, final=True, plateau=plateau, kept=kept)
     ae.eval()
     return FitResult(ae, history, plateau=plateau, resumed=resumed, finished=finished,
@@ -436,8 +442,9 @@ def finetune_through_classifier(ae: SegNetAE, classifier: nn.Module, images: Ten
     every ``schedule.eval_every`` steps give the curve and the plateau. ``keep_best`` (default True, fixed
     before any result was seen, amendment 1 of the claims): the stage returns the state of its best held-out
     cross-entropy (:func:`best_evaluation`, the untuned initial state included), not its last one.
-    Checkpoints and resume as :func:`pretrain_autoencoder`; at the end the BatchNorm statistics of the tuned
-    part are made exact.
+    Checkpoints and resume as :func:`pretrain_autoencoder`. With ``keep_best`` the kept state is returned as
+    it was evaluated, BatchNorm statistics included (the running averages of training); without it the
+    BatchNorm statistics of the tuned part are made exact on ``calibration_images`` training images at the end.
     """
     images = _check_fit_args(ae, images, held_out)
     if not isinstance(classifier, nn.Module):
@@ -458,7 +465,8 @@ def finetune_through_classifier(ae: SegNetAE, classifier: nn.Module, images: Ten
     ae.to(device)
     classifier.to(device)
     config = {"stage": "finetune", "tune": tune, "schedule": vars(schedule).copy(), "seed": seed,
-              "init": fingerprint(ae), "classifier": fingerprint(classifier), "calibration_images": calibration_images,
+              "init": fingerprint(ae), "classifier": fingerprint(classifier),
+              "calibration_images": 0 if keep_best else calibration_images, "kept": "best" if keep_best else "last",
               "data": fingerprint(images, labels), "held_out": fingerprint(vx, vy) if vx is not None else None}
 
     def forward(x: Tensor) -> Tensor:
