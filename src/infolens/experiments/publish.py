@@ -140,6 +140,7 @@ def publish(run_dir: str | Path, dest: str | Path = "reproduction") -> Path:
             "machine": meta.get("machine", "unknown"),
             "device": penv.get("device", env.get("device", "cpu")),
             "wall_seconds": seconds.get(paper),
+            "ranks": meta.get("world"),
         }
         units = pm.get("wall_seconds")
         if isinstance(units, Mapping) and units and all(isinstance(v, (int, float)) for v in units.values()):
