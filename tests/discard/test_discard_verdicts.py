@@ -122,3 +122,7 @@ def test_the_trio_is_not_lowered_on_a_cpu_its_rows_say_they_were_not_run(tmp_pat
     assert all(r["verdict"] == "inconclusive" and "not run on this device" in r["note"] and math.isnan(r["value"])
                for r in trio)
     assert not any("efficientnet" in r["model"] for r in rows)
+    # the trio's row is its testbed's aggregate: the claim's headline shows it undecided beside the MNIST set
+    from infolens.claims import headline_rows
+    assert {r["model"] for r in headline_rows(rows) if r["claim"] == "D2"} == {"MNIST set [release]",
+                                                                             "ImageNet trio [release]"}

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...claims import MIN_POINTS, MIN_UNITS, bootstrap, claim_row, most_row, spearman
+from ...claims import AGGREGATE, MIN_POINTS, MIN_UNITS, bootstrap, claim_row, most_row, spearman
 from ...discard import InformationDiscarding
 from ...distributed import gather_table, is_main
 from ...results import RunDir
@@ -294,8 +294,10 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     out_rows, gaps = decide_claims(rows, recon, iso, accs, list(nets), imagenet, lowered=photo_lowered,
                                    protocol_lowered=", ".join(cut) or None)
     if only_mnist and imagenet_models is None:  # the trio's D2 rows say why they are not decided here
-        out_rows += [_row("D2", f"ImageNet trio [{solver}]", "Spearman rho(depth, mean entropy)", math.nan, 0.8, ">=",
-                          NOT_ON_DEVICE, solver=solver, verdict="inconclusive", min_units=None) for solver in SOLVERS]
+        # the testbed's aggregate row (as most_row would write it), so the claim's headline shows the trio undecided
+        out_rows += [_row("D2", f"ImageNet trio [{solver}]", f"{AGGREGATE} (Spearman rho(depth, mean entropy))",
+                          math.nan, 0.75, ">=", NOT_ON_DEVICE, solver=solver, verdict="inconclusive", min_units=None)
+                     for solver in SOLVERS]
     run.write_table("stages_gap", gaps)
     conv = convergence(rows)
     desc = ("Claims of arXiv 1906.04109 decided on the testbed under both solvers: 'release' (the official code's "
