@@ -147,8 +147,9 @@ def test_docs_claims_name_every_claim():
     ids = [f"S{i}" for i in range(1, 4)] + [f"D{i}" for i in range(1, 6)] + [f"A{i}" for i in range(1, 5)] \
         + [f"F{i}" for i in range(1, 6)]
     for cid in ids:
-        # a row of its paper's table, and a row of the amendment log's before/after table
-        assert len(re.findall(rf"^\| {cid} \|", text, re.MULTILINE)) == 2, cid
+        # a row of its paper's table, and a row of amendment 1's before/after table (later amendments add
+        # rows for the claims they touched)
+        assert len(re.findall(rf"^\| {cid} \|", text, re.MULTILINE)) >= 2, cid
 
 
 # --------------------------------------------------------------------------- the checks themselves
