@@ -101,7 +101,8 @@ def main() -> None:
     methods = {m: make_method(m, model, **common, **kw.get(m, {})) for m in GRADIENT + GRAY}
     maps = stage("gradient (9 methods)", lambda: attribute_many(model, methods, x, t), counter, rows)
     refs = {r: make_reference(r, model, **({"baseline": zero} if r == "magnitude" else {})) for r in REFERENCES}
-    maps.update({r: m.attribute(x, t).maps for r, m in refs.items()})
+    # an AttributionResult's .maps (older code, measured as "before", returned the tensor itself)
+    maps.update({r: getattr(res, "maps", res) for r, res in ((r, m.attribute(x, t)) for r, m in refs.items())})
     grid = [c * s / 224 for c in CUTOFFS] + [max_cutoff(s, s)]
     variants = []
     for m in GRADIENT:
@@ -114,8 +115,10 @@ def main() -> None:
     for m in GRADIENT:
         final += [maps[m], forgrad(maps[m], math.inf), forgrad(maps[m], 15 * s / 224)]
     final += [maps[m] for m in GRAY + tuple(REFERENCES)]
-    dele = Deletion(model, n_steps=10, baseline=zero, batch_size=bs)
-    ins = Insertion(model, n_steps=10, baseline=zero, batch_size=bs)
+    import inspect  # older code, measured as "before", spelled the step count `steps`
+    steps_kw = "n_steps" if "n_steps" in inspect.signature(Deletion.__init__).parameters else "steps"
+    dele = Deletion(model, **{steps_kw: 10}, baseline=zero, batch_size=bs)
+    ins = Insertion(model, **{steps_kw: 10}, baseline=zero, batch_size=bs)
     stage(f"deletion+insertion ({len(variants)} maps)",
           lambda: [mt.score_many(x, t, variants) for mt in (dele, ins)], counter, rows)
     muf = MuFidelity(model, n_masks=200, baseline=zero, batch_size=bs)
