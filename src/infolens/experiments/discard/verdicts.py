@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...claims import AGGREGATE, MIN_POINTS, MIN_UNITS, bootstrap, claim_row, most_row, spearman
+from ...claims import AGGREGATE, MIN_POINTS, MIN_UNITS, MOST, bootstrap, claim_row, most_row, spearman
 from ...discard import InformationDiscarding
 from ...distributed import gather_table, is_main
 from ...results import RunDir
@@ -225,8 +225,9 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     checkpoints for D4, decoders for D5) and the ImageNet trio (D2); D3 on isometries. Writes ``out``
     (resumable) and returns the claim rows. ``models``/``imagenet_models`` restrict the testbeds (a
     partial run, e.g. where the MNIST set is not trained yet); the default is every model.
-    ``only_mnist`` (default: on a CPU unless :data:`TRIO_ON_CPU`, or in a quick run, never) leaves the trio
-    out: its D2 rows are then "inconclusive (protocol not run on this device)"."""
+    ``only_mnist`` leaves the trio out, its D2 rows then "inconclusive (protocol not run on this device)";
+    by default (None) it is True for a full run on a CPU (unless :data:`TRIO_ON_CPU`), False for a quick run
+    and on a GPU."""
     if only_mnist is None:
         only_mnist = not quick and not str(device).startswith("cuda") and not TRIO_ON_CPU
     cfg = QUICK_CLAIMS if quick else FULL_CLAIMS
@@ -296,7 +297,7 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     if only_mnist and imagenet_models is None:  # the trio's D2 rows say why they are not decided here
         # the testbed's aggregate row (as most_row would write it), so the claim's headline shows the trio undecided
         out_rows += [_row("D2", f"ImageNet trio [{solver}]", f"{AGGREGATE} (Spearman rho(depth, mean entropy))",
-                          math.nan, 0.75, ">=", NOT_ON_DEVICE, solver=solver, verdict="inconclusive", min_units=None)
+                          math.nan, MOST, ">=", NOT_ON_DEVICE, solver=solver, verdict="inconclusive", min_units=None)
                      for solver in SOLVERS]
     run.write_table("stages_gap", gaps)
     conv = convergence(rows)
