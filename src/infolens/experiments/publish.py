@@ -123,13 +123,11 @@ def publish(run_dir: str | Path, dest: str | Path = "reproduction") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ran = list(params.get("papers") or sorted({str(r["paper"]) for r in rows}))
     old_info = _read_json(out / "meta.json")
-    kept = [r for r in (read_csv(out / "claims.csv") if (out / "claims.csv").is_file() else [])
-            if r.get("paper") not in ran]
-    all_rows = _in_paper_order(kept + [dict(r) for r in rows])
-    write_csv(out / "claims.csv", all_rows, columns=list(CLAIM_COLUMNS))
+    all_rows = _merge(out / "claims.csv", [dict(r) for r in rows], ran, CLAIM_COLUMNS)
     seconds = meta.get("seconds_per_paper") or {}
     papers: dict[str, Any] = {k: v for k, v in (old_info.get("papers") or {}).items() if k not in ran}
-    figures: list[str] = [f for f in old_info.get("figures") or [] if f.split("/")[1:2] and f.split("/")[1] not in ran]
+    # figures/<paper>/<file>: another paper's figures stay
+    figures: list[str] = [f for f in old_info.get("figures") or [] if Path(f).parent.name not in ran]
     for paper in ran:
         pm = _read_json(root / paper / "meta.json")
         penv = pm.get("environment") or env
@@ -159,27 +157,29 @@ def publish(run_dir: str | Path, dest: str | Path = "reproduction") -> Path:
     sources = {k: v for k, v in before.items() if k not in ran}
     sources.update({p: str(root) for p in ran})
     info = {"run": name, "sources": dict(sorted(sources.items())), "published_commit": current_commit(),
-            "papers": {p: papers[p] for p in _in_paper_order_keys(papers)}, "figures": sorted(set(figures)),
+            "papers": {p: papers[p] for p in sorted(papers, key=_paper_key)}, "figures": sorted(set(figures)),
             "verdicts": {v: sum(r["verdict"] == v for r in all_rows)
                          for v in ("reproduced", "not reproduced", "inconclusive")}}
     atomic_write_text(out / "meta.json", json.dumps(info, indent=2, default=str) + "\n")
-    top = Path(dest) / "claims.csv"
-    others = [r for r in (read_csv(top) if top.is_file() else []) if r.get("paper") not in ran]
-    head = others + [{"run": name, **{c: r.get(c) for c in CLAIM_COLUMNS}} for r in headline_rows(rows)]
-    write_csv(top, _in_paper_order(head), columns=list(PUBLISHED_COLUMNS))
+    _merge(Path(dest) / "claims.csv", [{"run": name, **{c: r.get(c) for c in CLAIM_COLUMNS}}
+                                         for r in headline_rows(rows)], ran, PUBLISHED_COLUMNS)
     return out
 
 
-def _in_paper_order_keys(papers: Mapping[str, Any]) -> list[str]:
+def _paper_key(paper: Any) -> tuple[int, str]:
+    """Table order of the papers (unknown names last, alphabetically)."""
     order = list(PAPERS)
-    return sorted(papers, key=lambda p: (order.index(p) if p in order else len(order), p))
+    return (order.index(paper) if paper in order else len(order), str(paper))
 
 
-def _in_paper_order(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows sorted by paper (table order), stable within a paper (each paper's rows keep their order)."""
-    order = list(PAPERS)
-    return [dict(r) for r in sorted(rows, key=lambda r: order.index(r["paper"]) if r.get("paper") in order
-                                    else len(order))]
+def _merge(path: Path, new: Sequence[Mapping[str, Any]], ran: Sequence[str],
+           columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Write ``path`` with ``new`` in place of the rows of the papers in ``ran``; other papers' rows stay.
+    Rows in paper order, each paper's rows in their own order. Returns the rows written."""
+    kept = [r for r in (read_csv(path) if path.is_file() else []) if r.get("paper") not in ran]
+    rows = [dict(r) for r in sorted([*kept, *new], key=lambda r: _paper_key(r.get("paper")))]
+    write_csv(path, rows, columns=list(columns))
+    return rows
 
 
 def _cell(v: Any) -> str:
