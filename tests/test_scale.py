@@ -111,3 +111,29 @@ def test_killed_run_resumes_to_identical_tables(tmp_path, checkpoint):
     for q, mtime in before.items():  # finished units were not redone
         assert q.stat().st_mtime_ns == mtime
     _assert_same_tables(full, killed)
+
+
+_CLAIMS = ("import sys; from infolens.distributed import init_from_env; init_from_env(); "
+           "from infolens.experiments.discard.verdicts import claims; "
+           "claims(sys.argv[1], quick=True, progress=False, only_mnist=True, models=['mnist_mlp'])")
+
+
+def test_discard_claims_share_their_units_over_ranks(tmp_path):
+    """Information discarding runs on every rank of ``reproduce`` (Paper.all_ranks): the decoders, the digits
+    of each model and stage, and the isometries are shared out as units, the ranks meet at the gathers, and
+    the tables equal one process's byte for byte."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", _CLAIMS, str(one)], env=env, capture_output=True, text=True, timeout=500)
+    assert r.returncode == 0, r.stderr[-2000:]
+    port = str(_free_port())
+    procs = [subprocess.Popen([sys.executable, "-c", _CLAIMS, str(two)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**env, "RANK": str(k), "LOCAL_RANK": str(k), "WORLD_SIZE": "2",
+                                              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}) for k in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=500)
+        assert p.returncode == 0, err[-2000:]
+    _assert_same_tables(one, two)
+    parts = sorted(q.name for q in (two / "parts" / "entropy").glob("*.csv"))
+    assert len(parts) == 2 * len({q.rsplit("-", 2)[0] for q in parts})  # 3 digits in units of 2: two per call
+    assert len(list((two / "parts" / "decoders").glob("*.csv"))) == 5 and (two / "figures" / "depth.png").is_file()

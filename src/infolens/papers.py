@@ -60,6 +60,10 @@ class Paper:
         Its place among the demo's sections (0 first).
     panel : PanelColumn
         Its column of the cross-method panel.
+    all_ranks : bool
+        Its ``claims()`` shards its own work units over every torchrun rank (all ranks call it together and
+        meet at its barriers), so ``reproduce`` gives it every rank instead of one (default False: the
+        paper runs alone on one rank, :func:`infolens.distributed.single_process`).
     """
 
     key: str
@@ -70,6 +74,7 @@ class Paper:
     claims: tuple[str, ...]
     demo_position: int
     panel: PanelColumn
+    all_ranks: bool = False
 
 
 #: paper key -> :class:`Paper`, in table order.
@@ -79,7 +84,8 @@ PAPERS: dict[str, Paper] = {p.key: p for p in (
           PanelColumn("srop", "mean SROP (originals, fraction of Nyquist)", "infolens.report.panel:srop_summary")),
     Paper("discard", "Information discarding (arXiv 1906.04109)", "1906.04109", "infolens.experiments.discard.runner",
           34.4, ("D1", "D2", "D3", "D4", "D5"), 2,
-          PanelColumn("discard_slope", "discarding slope (nats per layer)", "infolens.report.panel:discard_slope")),
+          PanelColumn("discard_slope", "discarding slope (nats per layer)", "infolens.report.panel:discard_slope"),
+          all_ranks=True),
     Paper("signal", "What deep networks like to see (arXiv 1803.08337)", "1803.08337",
           "infolens.experiments.signal.runner", 10.6, ("A1", "A2", "A3", "A4"), 3,
           PanelColumn("signal_position", "signal order position (1 = most)", "infolens.report.panel:signal_position")),

@@ -58,7 +58,8 @@ def test_publish_copies_the_run_with_provenance_and_writes_the_headline_rows(tmp
     folder = P.publish(run, tmp_path / "reproduction")
     meta = json.loads((folder / "meta.json").read_text())
     for paper in ("srop", "forgrad"):
-        assert set(meta["papers"][paper]) == {"command", "commit", "date", "machine", "device", "wall_seconds", "ranks"}
+        assert set(meta["papers"][paper]) == {"command", "commit", "date", "machine", "device", "wall_seconds", "ranks",
+                                                 "ranks_used"}
     assert meta["papers"]["srop"]["wall_seconds"] == 12.5 and meta["papers"]["srop"]["commit"] == "abc"
     assert (folder / "figures" / "srop" / "s1.png").is_file() and (folder / "claims.csv").is_file()
     head = read_csv(tmp_path / "reproduction" / "claims.csv")

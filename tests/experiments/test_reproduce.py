@@ -82,6 +82,16 @@ def test_shard_partitions_and_balances():
     assert R.shard(["srop"], 2) == [["srop"], []]
 
 
+def test_papers_that_shard_their_own_units_get_every_rank():
+    """Under torchrun, a paper with ``all_ranks`` (information discarding) runs on every rank; the rest are
+    shared out by shard(); one process runs everything alone."""
+    papers = list(R.PAPERS)
+    together, alone = R.split_papers(papers, 2)
+    assert together == [p for p in papers if R.PAPERS[p].all_ranks] == ["discard"]
+    assert alone == [p for p in papers if p != "discard"]
+    assert R.split_papers(papers, 1) == ([], papers)
+
+
 def test_paper_selection(tmp_path, toy_papers):
     assert R.parse_papers("discard, srop") == ["srop", "discard"]
     with pytest.raises(ValueError, match="unknown nope"):

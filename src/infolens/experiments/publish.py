@@ -139,6 +139,7 @@ def publish(run_dir: str | Path, dest: str | Path = "reproduction") -> Path:
             "device": penv.get("device", env.get("device", "cpu")),
             "wall_seconds": seconds.get(paper),
             "ranks": meta.get("world"),
+            "ranks_used": (meta.get("ranks_per_paper") or {}).get(paper, 1),
         }
         units = pm.get("wall_seconds")
         if isinstance(units, Mapping) and units and all(isinstance(v, (int, float)) for v in units.values()):

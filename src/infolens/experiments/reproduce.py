@@ -15,10 +15,11 @@ only composes them:
   ``DIR/claims.csv`` (:mod:`infolens.experiments.publish`);
 * resume: a paper whose rows are written (``OUT/parts/claims/<paper>.csv``) is not run again, and each
   paper's own folder resumes its finished units;
-* torchrun: papers are handed out by :func:`shard` (longest first, each to the least-loaded rank, by
-  :attr:`infolens.papers.Paper.cost_minutes`); each rank computes its papers alone (:func:`infolens.distributed.single_process`), writes
-  their rows and its wall time atomically, and after one barrier rank 0 merges them. The rows do not depend
-  on the number of processes.
+* torchrun: a paper whose runner shards its own units (:attr:`infolens.papers.Paper.all_ranks`: information
+  discarding) runs on every rank at once; the others are handed out by :func:`shard` (longest first, each to
+  the least-loaded rank, by :attr:`infolens.papers.Paper.cost_minutes`), and each rank computes its papers
+  alone (:func:`infolens.distributed.single_process`). Rows and wall times are written atomically, and after
+  one barrier rank 0 merges them. The rows do not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -77,6 +78,30 @@ def shard(papers: Sequence[str], world: int) -> list[list[str]]:
     return [sorted(o, key=list(PAPERS).index) for o in out]
 
 
+def split_papers(papers: Sequence[str], world: int) -> tuple[list[str], list[str]]:
+    """``(together, alone)``: under torchrun (``world > 1``) the papers whose runner shards its own units
+    (:attr:`infolens.papers.Paper.all_ranks`) run on every rank, one after the other; the rest are handed out
+    by :func:`shard`. With one process every paper is "alone"."""
+    together = [p for p in papers if world > 1 and PAPERS[p].all_ranks]
+    return together, [p for p in papers if p not in together]
+
+
+def _run_paper(run: RunDir, out: Path, paper: str, *, quick: bool, device: str, progress: bool, rank: int,
+               world: int, write: bool) -> None:
+    """One paper's claims into ``out/<paper>``; its rows and wall time as parts (by ``write`` ranks)."""
+    mod = importlib.import_module(PAPERS[paper].runner)
+    if not hasattr(mod, "claims"):
+        raise ValueError(f"the {paper} runner has no claims() yet")
+    _progress.say(f"[reproduce] {paper}", progress=progress)
+    s = time.perf_counter()
+    rows = check_rows(paper, mod.claims(out / paper, quick=quick, device=device, progress=progress))
+    if write:
+        ranks = world if PAPERS[paper].all_ranks and world > 1 else 1
+        run.write_part("seconds", paper, [{"paper": paper, "seconds": round(time.perf_counter() - s, 1),
+                                            "rank": rank, "world": world, "ranks_used": ranks}])
+        run.write_part("claims", paper, rows)
+
+
 def _order(row: dict[str, Any]) -> tuple:
     claim = str(row["claim"])
     k = CLAIM_ORDER.index(claim) if claim in CLAIM_ORDER else len(CLAIM_ORDER)
@@ -101,19 +126,19 @@ def reproduce(out: str | Path, *, papers: Sequence[str] | str | None = None, qui
                    machine=machine(), world=rank_world()[1])
     t0 = time.perf_counter()
     rank, world = rank_world()
-    for paper in shard(wanted, world)[rank]:
+    together, alone = split_papers(wanted, world)
+    for paper in together:  # every rank, at once: the paper shards its own units
+        barrier()
         if run.has_part("claims", paper):
             continue
-        mod = importlib.import_module(PAPERS[paper].runner)
-        if not hasattr(mod, "claims"):
-            raise ValueError(f"the {paper} runner has no claims() yet")
-        _progress.say(f"[reproduce] {paper}", progress=progress)
-        s = time.perf_counter()
+        _run_paper(run, out, paper, quick=quick, device=device, progress=progress, rank=rank, world=world,
+                   write=is_main())
+    for paper in shard(alone, world)[rank]:
+        if run.has_part("claims", paper):
+            continue
         with single_process():
-            rows = check_rows(paper, mod.claims(out / paper, quick=quick, device=device, progress=progress))
-        run.write_part("seconds", paper, [{"paper": paper, "seconds": round(time.perf_counter() - s, 1),
-                                            "rank": rank, "world": world}])
-        run.write_part("claims", paper, rows)
+            _run_paper(run, out, paper, quick=quick, device=device, progress=progress, rank=rank, world=world,
+                       write=True)
     barrier()
     rows: list[dict[str, Any]] = []
     if is_main():
@@ -122,9 +147,12 @@ def reproduce(out: str | Path, *, papers: Sequence[str] | str | None = None, qui
         rows.sort(key=_order)
         run.write_table("claims", rows)
         counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
-        timings = {p: float(run.read_part("seconds", p)[0]["seconds"]) for p in wanted if run.has_part("seconds", p)}
+        secs = {p: run.read_part("seconds", p)[0] for p in wanted if run.has_part("seconds", p)}
+        timings = {p: float(r["seconds"]) for p, r in secs.items()}
+        ranks = {p: int(r.get("ranks_used") or 1) for p, r in secs.items()}  # parts written before the column: 1
         run.finish({"verdicts": counts, "seconds": round(time.perf_counter() - t0, 1),
-                    "seconds_per_paper": timings}, seconds_per_paper=timings)
+                    "seconds_per_paper": timings, "ranks_per_paper": ranks}, seconds_per_paper=timings,
+                   ranks_per_paper=ranks)
         if report:
             from ..report import build_report
 

@@ -209,16 +209,14 @@ def convergence(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def finish_run(run: RunDir, *, t0: float, order: int | None = None, extra_summary: Mapping[str, Any] | None = None,
                claim_rows: Sequence[Mapping[str, Any]] = (), extra_meta: Mapping[str, Any] | None = None
                ) -> dict[str, Any]:
-    """Merge the tables, write the summaries, the figures and the headline numbers."""
+    """Merge the tables, write the summaries, the figures and the headline numbers (all ranks gather; the
+    writer, rank 0, writes). Returns the summary on every rank."""
     from ...plots import discard as dplots
 
     rows = gather_table(run, "entropy", sort_by=("model", "solver", "stage", "index", "depth"))
     summary_rows = layer_summary(rows)
-    run.write_table("layers", summary_rows)
     recon = (gather_table(run, "reconstruction", sort_by=("model", "solver", "stage", "index", "depth"))
              if run.part_keys("reconstruction") else [])
-    if recon:
-        run.write_table("reconstruction_summary", recon_summary(recon))
     curves: dict[str, dict[str, Any]] = {}
     for r in summary_rows:
         if r["stage"] == "final":
@@ -230,6 +228,11 @@ def finish_run(run: RunDir, *, t0: float, order: int | None = None, extra_summar
         summary["reconstruction uncertainty, mean log(r^2 + 1e-6)"] = {
             f"{r['model']} [{r['solver']}] {r['layer']}": round(r["uncertainty_mean"], 3) for r in recon_summary(recon)}
     summary.update(extra_summary or {})
+    if not run.writer:  # another torchrun rank: the tables, figures and meta are rank 0's to write
+        return summary
+    run.write_table("layers", summary_rows)
+    if recon:
+        run.write_table("reconstruction_summary", recon_summary(recon))
     figures = {}
     final = [r for r in summary_rows if r["stage"] == "final"]
     run.save_figure(dplots.depth_figure(final), "depth")

@@ -23,7 +23,7 @@ from torch import nn
 
 from ...claims import AGGREGATE, MIN_POINTS, MIN_UNITS, MOST, bootstrap, claim_row, most_row, spearman
 from ...discard import InformationDiscarding
-from ...distributed import gather_table, is_main
+from ...distributed import Unit, gather_table, is_main, run_units
 from ...results import RunDir
 from .measure import (ANALYSIS, DEFAULT_LAYERS, H_ISOMETRY, analyse, block_layers, convergence, default_layers,
                       finish_run, get_decoders)
@@ -89,16 +89,18 @@ def _photos(size: int, views: str) -> tuple[torch.Tensor, list[str], int]:
     return x, list(names), len(names)
 
 
-QUICK_CLAIMS = {"n": 3, "steps": 15, "samples": 2, "stages": 5, "stage_n": 3, "dec_train": 100, "dec_val": 50,
+QUICK_CLAIMS = {"n": 3, "batch": 2, "stage_batch": 2, "steps": 15, "samples": 2, "stages": 5, "stage_n": 3, "dec_train": 100, "dec_val": 50,
                 "dec_epochs": 1, "dec_width": 4, "photos": 3, "photo_size": 64, "photo_views": "full", "photo_steps": 5,
                 "photo_samples": 2, "iso_widths": (1, 3), "iso_sizes": (28,), "iso_n": 3, "iso_steps": 15}
 """A smoke test: every row is filled, most are inconclusive by n (and the trio by its lowered size)."""
-FULL_CLAIMS = {"n": 100, "steps": 100, "samples": 8, "stages": 99, "stage_n": 30, "dec_train": 1000, "dec_val": 250,
+FULL_CLAIMS = {"n": 100, "batch": 25, "stage_batch": 15, "steps": 100, "samples": 8, "stages": 99, "stage_n": 30, "dec_train": 1000, "dec_val": 250,
                "dec_epochs": 30, "dec_width": 16, "photos": None, "photo_size": None, "photo_views": "full",
                "photo_steps": 100, "photo_samples": 8, "iso_widths": (1, 3, 8), "iso_sizes": (28, 56), "iso_n": 4,
                "iso_steps": 100}
 """The claims' protocol: 100 test digits per model (D1, D2, D5), 30 per stage at every stage checkpoint (D4),
-every source photograph (``photos: None``) at each model's native size (``photo_size: None``)."""
+every source photograph (``photos: None``) at each model's native size (``photo_size: None``). ``batch`` and
+``stage_batch`` cut the digits into resumable units (4 of 25 and 2 of 15) that torchrun ranks share evenly;
+they change no number (noise is seeded per digit and layer)."""
 SOLVERS = ("release", "constrained")
 PRIMARY_SOLVER = "release"
 """The primary variant (the official code's procedure); the constrained solver gives sensitivity rows."""
@@ -192,12 +194,10 @@ def _matrix(rows: Sequence[Mapping[str, Any]], key: str, col: str) -> tuple[torc
     return torch.tensor([[by.get((u, c), math.nan) for c in cols] for u in units], dtype=torch.float64), cols
 
 
-def isometry_rows(run: RunDir, cfg: Mapping[str, Any], solver: str, device: str) -> list[dict[str, Any]]:
+def isometry_rows(cfg: Mapping[str, Any], solver: str, device: str) -> list[dict[str, Any]]:
     """D3: identity and orthogonal 1x1 convolutions of several widths and input sizes, measured without
     the ReLU (an isometry must be one at the measurement point), against ``H* = log(sigma0 sqrt(tau)) +
     1/2 log(2 pi e)``; grid 14 (it divides every size, so cells are equal)."""
-    if run.has_part("isometry", solver):
-        return run.read_part("isometry", solver)
     out = []
     for kind in ("identity", "orthogonal"):
         for w in cfg["iso_widths"]:
@@ -215,7 +215,6 @@ def isometry_rows(run: RunDir, cfg: Mapping[str, Any], solver: str, device: str)
                     out.append({"kind": kind, "width": w, "size": size, "index": j, "solver": solver,
                                 "entropy": float(r.layer_entropy[j, 0]), "deviation": float(r.layer_entropy[j, 0]) - H_ISOMETRY,
                                 "feature_error": float(r.feature_error[j, 0])})
-    run.write_part("isometry", solver, out)
     return out
 
 
@@ -242,26 +241,37 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     names = [f"mnist-test-{i:05d}" for i in range(x.shape[0])]
     tx = torch.cat([mnist_data("train", cfg["dec_train"])[0], mnist_data("val", cfg["dec_val"])[0]])
     base = {"grid": 14, "n_steps": cfg["steps"], "n_samples": cfg["samples"]}
-    dec_rows, accs = [], {}
-    for name, (load, stages, load_stage) in nets.items():
-        model = load()
-        layers = CLAIM_LAYERS.get(name) or DEFAULT_LAYERS.get(name) or default_layers(model, name)
-        decs, drows = get_decoders(run, model, name, layers, tx[:cfg["dec_train"]], tx[cfg["dec_train"]:],
-                                   max_epochs=cfg["dec_epochs"], width=cfg["dec_width"], device=device, progress=progress)
-        dec_rows += drows
+    loaded = {name: load() for name, (load, _, _) in nets.items()}
+    layer_sets = {name: CLAIM_LAYERS.get(name) or DEFAULT_LAYERS.get(name) or default_layers(model, name)
+                  for name, model in loaded.items()}
+    # the decoders first, every (model, layer) a unit shared out over the ranks; then each rank loads them all
+    jobs = [(name, layer) for name, layers in layer_sets.items() for layer in layers]
+
+    def fit(u: Unit) -> list[dict[str, Any]]:
+        name, layer = jobs[u.indices[0]]
+        return get_decoders(run, loaded[name], name, [layer], tx[:cfg["dec_train"]], tx[cfg["dec_train"]:],
+                            max_epochs=cfg["dec_epochs"], width=cfg["dec_width"], device=device, progress=False)[1]
+    run_units(run, "decoders", [Unit(key=f"{n}-{l}", indices=(k,)) for k, (n, l) in enumerate(jobs)], fit,
+              desc="decoders", progress=progress, work=f"one decoder per (model, layer): {len(jobs)} decoders x "
+              f"{cfg['dec_train']} training digits, up to {cfg['dec_epochs']} epochs each")
+    gather_table(run, "decoders")  # a barrier: every decoder is saved before any rank loads them
+    accs = {}
+    for name, (_, stages, load_stage) in nets.items():
+        model, layers = loaded[name], layer_sets[name]
+        decs, _ = get_decoders(run, model, name, layers, tx[:cfg["dec_train"]], tx[cfg["dec_train"]:],
+                               max_epochs=cfg["dec_epochs"], width=cfg["dec_width"], device=device, progress=False)
         rows_st = list(stages())
         pick = rows_st if len(rows_st) <= cfg["stages"] else [rows_st[round(i * (len(rows_st) - 1) / (cfg["stages"] - 1))]
                                                               for i in range(cfg["stages"])]
         for solver in SOLVERS:
             analyse(run, model, name, x, names, layers=layers, settings={**base, "solver": solver}, decoders=decs,
-                    device=device, progress=progress, n_maps=1)
+                    batch_size=cfg["batch"], device=device, progress=progress, n_maps=1)
             for row in pick:
                 e = float(row["epoch"])
                 accs[(name, f"epoch {e:g}")] = float(row["test_acc"])
                 analyse(run, load_stage(row), name, x[:cfg["stage_n"]], names, layers=layers[-1:],
                         settings={**base, "solver": solver}, stage=f"epoch {e:g}", epoch=e, device=device,
-                        progress=progress, n_maps=0)
-    run.write_table("decoders", dec_rows)
+                        batch_size=cfg["stage_batch"], progress=progress, n_maps=0)
     imagenet: list[str] = []
     photo_lowered: dict[str, str] = {}
     if not only_mnist:
@@ -285,8 +295,9 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
                 analyse(run, lm.model, name, px, pnames, layers=block_layers(lm.model, name, most=5), device=device,
                         settings={"grid": 16, "n_steps": cfg["photo_steps"], "n_samples": cfg["photo_samples"], "solver": solver},
                         batch_size=8, progress=progress, n_maps=1)
-    iso = [r for s in SOLVERS for r in isometry_rows(run, cfg, s, device)]
-    run.write_table("isometry", iso)
+    run_units(run, "isometry", [Unit(key=s, indices=(k,)) for k, s in enumerate(SOLVERS)],
+              lambda u: isometry_rows(cfg, SOLVERS[u.indices[0]], device), desc="isometries", progress=progress)
+    iso = gather_table(run, "isometry", sort_by=("solver", "kind", "width", "size", "index"))
     rows = gather_table(run, "entropy", sort_by=("model", "solver", "stage", "index", "depth"))
     recon = gather_table(run, "reconstruction", sort_by=("model", "solver", "stage", "index", "depth"))
     full = FULL_CLAIMS
@@ -299,7 +310,8 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
         out_rows += [_row("D2", f"ImageNet trio [{solver}]", f"{AGGREGATE} (Spearman rho(depth, mean entropy))",
                           math.nan, MOST, ">=", NOT_ON_DEVICE, solver=solver, verdict="inconclusive", min_units=None)
                      for solver in SOLVERS]
-    run.write_table("stages_gap", gaps)
+    if is_main():
+        run.write_table("stages_gap", gaps)
     conv = convergence(rows)
     desc = ("Claims of arXiv 1906.04109 decided on the testbed under both solvers: 'release' (the official code's "
             "procedure: SGD on sigma, lambda 5, the step closest to error 1.5) and 'constrained' (the exact optimum "
