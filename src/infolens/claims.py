@@ -231,12 +231,13 @@ def claim_row(paper: str, claim: str, model: str, statistic: str, interval: Inte
                         float(interval.get("ci_high", math.nan)), int(interval.get("n", 0)))
     else:
         v, lo, hi, n = float(interval), math.nan, math.nan, 0
+    said_inconclusive = verdict == "inconclusive"  # the caller's note says why (e.g. not run on this device)
     if verdict is None:
         verdict = decide(v, lo, hi, threshold, side)
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
     reasons = []
-    if not math.isfinite(v):
+    if not math.isfinite(v) and not said_inconclusive:
         reasons.append("value missing (NaN: a gap in the measurements, or a constant series)")
     if lowered:
         reasons.append(f"protocol lowered: {lowered}")

@@ -388,3 +388,18 @@ def test_ink_gap_cells_and_claim_rows():
     assert d2["value"] == pytest.approx(1.0) and d2["verdict"] == "reproduced" and d2["variant"] == "primary"
     d1 = [r for r in out if r["claim"] == "D1" and r["model"] == "m [constrained]"][0]
     assert d1["value"] == pytest.approx(0.595) and d1["verdict"] == "reproduced" and d1["variant"] == "sensitivity"
+
+
+def test_d5_note_says_when_the_decoders_own_error_sets_the_order():
+    """Hand-computed: the noise adds 0.01 and 0 nats on layers 1.0 nats apart, so the decoders' clean errors
+    order the layers; where the noise adds 4 nats against a spread of 3, the note says only the numbers."""
+    from infolens.experiments.discard.verdicts import decoder_share
+
+    rows = [{"depth": 0, "uncertainty": -9.0, "clean": -9.01}, {"depth": 0, "uncertainty": -9.0, "clean": -9.01},
+            {"depth": 1, "uncertainty": -8.0, "clean": -8.0}]
+    note = decoder_share(rows)
+    assert "+0.000 to +0.010" in note and "spread of 1.000" in note and note.endswith("set the order")
+    rows = [{"depth": 0, "uncertainty": -5.0, "clean": -9.0}, {"depth": 1, "uncertainty": -8.0, "clean": -8.1}]
+    note = decoder_share(rows)
+    assert "+0.100 to +4.000" in note and "spread of 3.000" in note and not note.endswith("set the order")
+    assert decoder_share(rows[:1]) == ""  # one layer: nothing to set against

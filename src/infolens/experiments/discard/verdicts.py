@@ -406,7 +406,8 @@ def decide_claims(rows: Sequence[Mapping[str, Any]], recon: Sequence[Mapping[str
                 um, ucols = _matrix(rr, "uncertainty", "depth")
                 per[("D5", "MNIST set")].append(_rho_row(
                     "D5", label, "Spearman rho(depth, reconstruction uncertainty)", um,
-                    torch.tensor([float(c) for c in ucols]), 0.8, ">=", "layers", solver=solver, lowered=low(m)))
+                    torch.tensor([float(c) for c in ucols]), 0.8, ">=", "layers", solver=solver, lowered=low(m),
+                    note=decoder_share(rr)))
         for (claim, label), pairs in per.items():
             if not pairs:
                 continue
@@ -428,6 +429,26 @@ def decide_claims(rows: Sequence[Mapping[str, Any]], recon: Sequence[Mapping[str
             out += d3 + [most_row(d3, share=1.0, model=f"isometries [{solver}]",
                                   note="every width and size" + ("" if solver == PRIMARY_SOLVER else "; sensitivity"))]
     return out, gaps
+
+
+def decoder_share(rows: Sequence[Mapping[str, Any]]) -> str:
+    """D5's note: how much of the reconstruction uncertainty is the noise's and how much the decoder's own.
+
+    Per layer, the mean uncertainty minus the mean of the same quantity on clean features (the decoder's own
+    error, ``clean``); set against the spread of the uncertainty across layers. Where the noise adds little,
+    the order over depth is the order of the decoders' errors, which retraining a decoder can change."""
+    per: dict[Any, list[tuple[float, float]]] = {}
+    for r in rows:
+        per.setdefault(r["depth"], []).append((float(r["uncertainty"]), float(r["clean"])))
+    unc = [sum(u for u, _ in v) / len(v) for v in per.values()]
+    add = [sum(u - c for u, c in v) / len(v) for v in per.values()]
+    spread = max(unc) - min(unc)
+    if not (math.isfinite(spread) and all(math.isfinite(a) for a in add)) or len(unc) < 2:
+        return ""
+    big = max(add, key=abs)
+    text = (f"noise adds {min(add):+.3f} to {max(add):+.3f} to the decoder's clean error per layer, against a spread "
+            f"of {spread:.3f} across layers")
+    return text + (": the decoders' own errors set the order" if abs(big) < 0.1 * spread else "")
 
 
 def _most(rows: list[dict[str, Any]], model: str, solver: str, left: Sequence[str]) -> dict[str, Any]:
