@@ -121,7 +121,8 @@ def test_a_row_with_a_missing_value_is_inconclusive_and_says_so():
     r2 = C.claim_row("p", "c", "m", "s", {"value": math.nan, "n": 100}, 0.0, verdict="reproduced")
     assert r2["verdict"] == "inconclusive" and "would be: reproduced" in r2["note"]
     # a row the caller already calls inconclusive (a protocol not run here) keeps only the caller's reason
-    r3 = C.claim_row("p", "c", "m", "s", math.nan, 0.0, verdict="inconclusive", note="not run on this device")
+    r3 = C.claim_row("p", "c", "m", "s", math.nan, 0.0, verdict="inconclusive", note="not run on this device",
+                    min_units=None)
     assert r3["verdict"] == "inconclusive" and r3["note"] == "not run on this device"
 
 
