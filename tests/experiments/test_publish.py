@@ -122,3 +122,15 @@ def test_publishing_one_paper_after_another_keeps_both_and_a_rerun_replaces_its_
     head = read_csv(dest / "claims.csv")
     assert [(r["paper"], r["value"]) for r in head] == [("srop", 0.5), ("forgrad", 0.7)]
     assert sum(meta_v for meta_v in json.loads((folder / "meta.json").read_text())["verdicts"].values()) == 2
+
+
+def test_the_recorded_command_names_torchrun_when_it_started_the_run(monkeypatch):
+    monkeypatch.setattr(P.sys, "argv", ["/x/.venv/bin/infolens", "reproduce", "--paper", "discard"])
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert P.command_line() == "infolens reproduce --paper discard"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert P.command_line() == "torchrun --nproc-per-node 2 infolens reproduce --paper discard"
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert P.command_line() == "torchrun --nproc-per-node 8 --nnodes 2 infolens reproduce --paper discard"

@@ -70,10 +70,16 @@ def machine() -> str:
 
 
 def command_line() -> str:
-    """This process's command line as a user would type it (``infolens ...`` for the CLI)."""
+    """This process's command line as a user would type it (``infolens ...`` for the CLI), behind
+    ``torchrun --nproc-per-node K`` when torchrun started it (``K`` processes on this machine)."""
     argv = list(sys.argv)
     if argv and (Path(argv[0]).name in ("infolens", "__main__.py")):
         argv = ["infolens"] + argv[1:]
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1:
+        per_node = os.environ.get("LOCAL_WORLD_SIZE") or str(world)
+        argv = ["torchrun", "--nproc-per-node", per_node] + (["--nnodes", str(world // int(per_node))]
+                                                              if world != int(per_node) else []) + argv
     return " ".join(argv)
 
 
