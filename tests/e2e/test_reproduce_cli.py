@@ -1,7 +1,7 @@
 """``infolens reproduce --quick`` end to end: every claim of docs/claims.md gets rows in the fixed
 format with a known verdict, and the report opens with them. The verdicts themselves are not checked.
 
-The all-paper quick run takes 4 min 3 s on the 2-core development machine under torchrun (2 ranks,
+The all-paper quick run takes 3 min 53 s on the 2-core development machine under torchrun (2 ranks,
 measured idle) and about 6.5 minutes in one process, as the fixture runs it: too long for the default test
 run's budget beside everything else, so these tests are marked slow, and the default run checks the same
 format on SROP's quick run alone (about half a minute)."""
