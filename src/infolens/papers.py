@@ -52,8 +52,9 @@ class Paper:
         Module of its runner (``HELP``, ``add_arguments``, ``OPTIONS``, ``main``, ``demo``, ``claims``);
         imported lazily, so ``infolens --help`` stays fast.
     cost_minutes : float
-        Minutes of its full ``reproduce`` run on one core of the 2-core reference CPU (the full run of
-        2026-11-30 in ``benchmarks/RESULTS.md``); used only to balance papers over torchrun ranks.
+        Minutes of its full ``reproduce`` run on one core of the 2-core reference CPU (the full runs of
+        2026-12-05 in ``benchmarks/RESULTS.md``; discarding, which runs on every rank: its CPU time); used
+        only to balance papers over torchrun ranks.
     claims : tuple of str
         Its claim ids in ``docs/claims.md`` order (the order of the claims table).
     demo_position : int
@@ -79,17 +80,17 @@ class Paper:
 
 #: paper key -> :class:`Paper`, in table order.
 PAPERS: dict[str, Paper] = {p.key: p for p in (
-    Paper("srop", "SROP (arXiv 2102.00369)", "2102.00369", "infolens.experiments.srop.runner", 2.4,
+    Paper("srop", "SROP (arXiv 2102.00369)", "2102.00369", "infolens.experiments.srop.runner", 2.7,
           ("S1", "S2", "S3"), 0,
           PanelColumn("srop", "mean SROP (originals, fraction of Nyquist)", "infolens.report.panel:srop_summary")),
     Paper("discard", "Information discarding (arXiv 1906.04109)", "1906.04109", "infolens.experiments.discard.runner",
-          34.4, ("D1", "D2", "D3", "D4", "D5"), 2,
+          70.2, ("D1", "D2", "D3", "D4", "D5"), 2,
           PanelColumn("discard_slope", "discarding slope (nats per layer)", "infolens.report.panel:discard_slope"),
           all_ranks=True),
     Paper("signal", "What deep networks like to see (arXiv 1803.08337)", "1803.08337",
-          "infolens.experiments.signal.runner", 10.6, ("A1", "A2", "A3", "A4"), 3,
+          "infolens.experiments.signal.runner", 47.3, ("A1", "A2", "A3", "A4"), 3,
           PanelColumn("signal_position", "signal order position (1 = most)", "infolens.report.panel:signal_position")),
-    Paper("forgrad", "FORGrad (arXiv 2307.09591)", "2307.09591", "infolens.experiments.forgrad.runner", 27.2,
+    Paper("forgrad", "FORGrad (arXiv 2307.09591)", "2307.09591", "infolens.experiments.forgrad.runner", 47.7,
           ("F1", "F2", "F3", "F4", "F5"), 1,
           PanelColumn("forgrad_cutoff", "FORGrad cut-off", "infolens.report.panel:forgrad_cutoff")),
 )}
