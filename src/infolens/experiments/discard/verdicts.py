@@ -437,6 +437,8 @@ def decoder_share(rows: Sequence[Mapping[str, Any]]) -> str:
     Per layer, the mean uncertainty minus the mean of the same quantity on clean features (the decoder's own
     error, ``clean``); set against the spread of the uncertainty across layers. Where the noise adds little,
     the order over depth is the order of the decoders' errors, which retraining a decoder can change."""
+    if any(r.get("clean") in (None, "") for r in rows):  # a table without the decoder's clean error
+        return ""
     per: dict[Any, list[tuple[float, float]]] = {}
     for r in rows:
         per.setdefault(r["depth"], []).append((float(r["uncertainty"]), float(r["clean"])))
