@@ -137,3 +137,19 @@ def test_discard_claims_share_their_units_over_ranks(tmp_path):
     parts = sorted(q.name for q in (two / "parts" / "entropy").glob("*.csv"))
     assert len(parts) == 2 * len({q.rsplit("-", 2)[0] for q in parts})  # 3 digits in units of 2: two per call
     assert len(list((two / "parts" / "decoders").glob("*.csv"))) == 5 and (two / "figures" / "depth.png").is_file()
+
+
+def test_discard_decoders_are_trained_once_over_ranks(tmp_path, checkpoint):
+    """``infolens discard --decoders N`` under torchrun: each layer's decoder is one unit, trained by one
+    rank; the ranks then load them all, and the tables equal one process's."""
+    def argv(out: Path) -> list[str]:
+        return ["infolens", "--no-progress", "discard", "mnist_allconv", "--checkpoint", str(checkpoint), "--data",
+                "mnist", "--limit", "4", "--batch-size", "2", "--out", str(out), "--no-report", "--layers",
+                "features.5,features.14", "--steps", "3", "--samples", "2", "--decoders", "16"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    r = _run(argv(one))
+    assert r.returncode == 0, r.stderr[-2000:]
+    _run_world(argv(two), world=2)
+    _assert_same_tables(one, two)
+    assert sorted(p.name for p in (two / "parts" / "decoders").glob("*.csv")) == [
+        "mnist_allconv-features.14.csv", "mnist_allconv-features.5.csv"]

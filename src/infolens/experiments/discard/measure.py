@@ -87,6 +87,29 @@ def get_decoders(run: RunDir, model: nn.Module, tag: str, layers: Sequence[str],
     return out, rows
 
 
+def shared_decoders(run: RunDir, models: Mapping[str, nn.Module], layer_sets: Mapping[str, Sequence[str]],
+                    train_images: torch.Tensor, held_out: torch.Tensor, *, max_epochs: int = 30, width: int = 16,
+                    seed: int = 0, device: str = "cpu", progress: bool = True
+                    ) -> tuple[dict[str, dict[str, nn.Module]], list[dict[str, Any]]]:
+    """:func:`get_decoders` for several models, every (model, layer) a unit shared out over the torchrun ranks:
+    each decoder is trained once, by one rank, and saved; after a barrier every rank loads them all. Returns
+    the decoders per model and the rows of the ``decoders`` table (written by rank 0)."""
+    jobs = [(name, layer) for name, layers in layer_sets.items() for layer in layers]
+
+    def fit(u: Unit) -> list[dict[str, Any]]:
+        name, layer = jobs[u.indices[0]]
+        return get_decoders(run, models[name], name, [layer], train_images, held_out, max_epochs=max_epochs,
+                            width=width, seed=seed, device=device, progress=False)[1]
+    run_units(run, "decoders", [Unit(key=f"{n}-{l}", indices=(k,)) for k, (n, l) in enumerate(jobs)], fit,
+              desc="decoders", progress=progress, work=f"one decoder per (model, layer): {len(jobs)} decoders x "
+              f"{train_images.shape[0]} training images, up to {max_epochs} epochs each")
+    rows = gather_table(run, "decoders")  # a barrier: every decoder is saved before any rank loads one
+    out = {name: get_decoders(run, models[name], name, layers, train_images, held_out, max_epochs=max_epochs,
+                              width=width, seed=seed, device=device, progress=False)[0]
+           for name, layers in layer_sets.items()}
+    return out, rows
+
+
 def recon_settings(settings: Mapping[str, Any], method: InformationDiscarding) -> dict[str, Any]:
     """The reconstruction solver's settings matching the pixel-wise method's (grid, space, steps...)."""
     return {"grid": method.grid, "space": method.space, "relu": method.relu, "n_steps": method.n_steps,

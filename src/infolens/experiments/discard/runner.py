@@ -23,13 +23,15 @@ from typing import Any
 
 from ...probe import parse_layer_selection, resolve_layers
 from .measure import (ANALYSIS, DEFAULT_LAYERS, H_ISOMETRY, INK_STROKE, analyse, block_layers, convergence,
-                      default_layers, finish_run, get_decoders, ink_gap, layer_summary, recon_settings, recon_summary)
+                      default_layers, finish_run, get_decoders, ink_gap, layer_summary, recon_settings, recon_summary,
+                      shared_decoders)
 from .verdicts import (DEVIATIONS, FULL_CLAIMS, MIN_IMAGES, QUICK_CLAIMS, SOLVERS, claims, decide_claims,
                        isometry_rows)
 
 __all__ = [
     "HELP", "TAKES_MODEL", "ANALYSIS", "DEFAULT_LAYERS", "H_ISOMETRY", "INK_STROKE", "SOLVERS", "MIN_IMAGES",
     "QUICK_CLAIMS", "FULL_CLAIMS", "DEVIATIONS", "default_layers", "block_layers", "parse_grid", "get_decoders",
+    "shared_decoders",
     "recon_settings", "ink_gap", "analyse", "layer_summary", "recon_summary", "convergence", "finish_run",
     "add_arguments", "OPTIONS", "auto_grid", "settings_from", "main", "demo", "isometry_rows", "claims", "decide_claims",
 ]
@@ -128,9 +130,8 @@ def main(args: argparse.Namespace) -> Path:
         if setup.data != "mnist":
             raise ValueError("--decoders needs training images; it is available with --data mnist (pass --decoders 0)")
         tx, _ = data.mnist_tensors("train", limit=n_dec + n_dec // 4)
-        decoders, drows = get_decoders(setup.run, lm.model, lm.name, layers, tx[:n_dec], tx[n_dec:], seed=args.seed,
-                                       device=args.device, progress=setup.progress)
-        setup.run.write_table("decoders", drows)
+        decoders = shared_decoders(setup.run, {lm.name: lm.model}, {lm.name: layers}, tx[:n_dec], tx[n_dec:],
+                                   seed=args.seed, device=args.device, progress=setup.progress)[0][lm.name]
     analyse(setup.run, lm.model, lm.name, images, names, layers=layers, settings=settings, batch_size=args.batch_size,
             decoders=decoders, device=args.device, progress=setup.progress)
     summ = finish_run(setup.run, t0=setup.t0)

@@ -26,7 +26,7 @@ from ...discard import InformationDiscarding
 from ...distributed import Unit, gather_table, is_main, run_units
 from ...results import RunDir
 from .measure import (ANALYSIS, DEFAULT_LAYERS, H_ISOMETRY, analyse, block_layers, convergence, default_layers,
-                      finish_run, get_decoders)
+                      finish_run, shared_decoders)
 
 
 def _testbed() -> Any:
@@ -89,12 +89,12 @@ def _photos(size: int, views: str) -> tuple[torch.Tensor, list[str], int]:
     return x, list(names), len(names)
 
 
-QUICK_CLAIMS = {"n": 3, "batch": 2, "stage_batch": 2, "steps": 15, "samples": 2, "stages": 5, "stage_n": 3, "dec_train": 100, "dec_val": 50,
-                "dec_epochs": 1, "dec_width": 4, "photos": 3, "photo_size": 64, "photo_views": "full", "photo_steps": 5,
+QUICK_CLAIMS = {"n": 3, "batch": 2, "stage_batch": 2, "steps": 15, "samples": 2, "stages": 5, "stage_n": 3,
+                "dec_train": 100, "dec_val": 50, "dec_epochs": 1, "dec_width": 4, "photos": 3, "photo_size": 64, "photo_views": "full", "photo_steps": 5,
                 "photo_samples": 2, "iso_widths": (1, 3), "iso_sizes": (28,), "iso_n": 3, "iso_steps": 15}
 """A smoke test: every row is filled, most are inconclusive by n (and the trio by its lowered size)."""
-FULL_CLAIMS = {"n": 100, "batch": 25, "stage_batch": 15, "steps": 100, "samples": 8, "stages": 99, "stage_n": 30, "dec_train": 1000, "dec_val": 250,
-               "dec_epochs": 30, "dec_width": 16, "photos": None, "photo_size": None, "photo_views": "full",
+FULL_CLAIMS = {"n": 100, "batch": 25, "stage_batch": 15, "steps": 100, "samples": 8, "stages": 99, "stage_n": 30,
+               "dec_train": 1000, "dec_val": 250, "dec_epochs": 30, "dec_width": 16, "photos": None, "photo_size": None, "photo_views": "full",
                "photo_steps": 100, "photo_samples": 8, "iso_widths": (1, 3, 8), "iso_sizes": (28, 56), "iso_n": 4,
                "iso_steps": 100}
 """The claims' protocol: 100 test digits per model (D1, D2, D5), 30 per stage at every stage checkpoint (D4),
@@ -244,22 +244,12 @@ def claims(out: Path, *, quick: bool, device: str = "cpu", progress: bool = True
     loaded = {name: load() for name, (load, _, _) in nets.items()}
     layer_sets = {name: CLAIM_LAYERS.get(name) or DEFAULT_LAYERS.get(name) or default_layers(model, name)
                   for name, model in loaded.items()}
-    # the decoders first, every (model, layer) a unit shared out over the ranks; then each rank loads them all
-    jobs = [(name, layer) for name, layers in layer_sets.items() for layer in layers]
-
-    def fit(u: Unit) -> list[dict[str, Any]]:
-        name, layer = jobs[u.indices[0]]
-        return get_decoders(run, loaded[name], name, [layer], tx[:cfg["dec_train"]], tx[cfg["dec_train"]:],
-                            max_epochs=cfg["dec_epochs"], width=cfg["dec_width"], device=device, progress=False)[1]
-    run_units(run, "decoders", [Unit(key=f"{n}-{l}", indices=(k,)) for k, (n, l) in enumerate(jobs)], fit,
-              desc="decoders", progress=progress, work=f"one decoder per (model, layer): {len(jobs)} decoders x "
-              f"{cfg['dec_train']} training digits, up to {cfg['dec_epochs']} epochs each")
-    gather_table(run, "decoders")  # a barrier: every decoder is saved before any rank loads them
+    decoders, _ = shared_decoders(run, loaded, layer_sets, tx[:cfg["dec_train"]], tx[cfg["dec_train"]:],
+                                  max_epochs=cfg["dec_epochs"], width=cfg["dec_width"], device=device,
+                                  progress=progress)
     accs = {}
     for name, (_, stages, load_stage) in nets.items():
-        model, layers = loaded[name], layer_sets[name]
-        decs, _ = get_decoders(run, model, name, layers, tx[:cfg["dec_train"]], tx[cfg["dec_train"]:],
-                               max_epochs=cfg["dec_epochs"], width=cfg["dec_width"], device=device, progress=False)
+        model, layers, decs = loaded[name], layer_sets[name], decoders[name]
         rows_st = list(stages())
         pick = rows_st if len(rows_st) <= cfg["stages"] else [rows_st[round(i * (len(rows_st) - 1) / (cfg["stages"] - 1))]
                                                               for i in range(cfg["stages"])]
