@@ -87,16 +87,16 @@ def split_papers(papers: Sequence[str], world: int) -> tuple[list[str], list[str
 
 
 def _run_paper(run: RunDir, out: Path, paper: str, *, quick: bool, device: str, progress: bool, rank: int,
-               world: int, write: bool) -> None:
-    """One paper's claims into ``out/<paper>``; its rows and wall time as parts (by ``write`` ranks)."""
+               world: int, ranks: int) -> None:
+    """One paper's claims into ``out/<paper>`` on ``ranks`` processes (1, or every rank at once); its rows and
+    wall time as parts, written by one of them."""
     mod = importlib.import_module(PAPERS[paper].runner)
     if not hasattr(mod, "claims"):
         raise ValueError(f"the {paper} runner has no claims() yet")
     _progress.say(f"[reproduce] {paper}", progress=progress)
     s = time.perf_counter()
     rows = check_rows(paper, mod.claims(out / paper, quick=quick, device=device, progress=progress))
-    if write:
-        ranks = world if PAPERS[paper].all_ranks and world > 1 else 1
+    if ranks == 1 or is_main():
         run.write_part("seconds", paper, [{"paper": paper, "seconds": round(time.perf_counter() - s, 1),
                                             "rank": rank, "world": world, "ranks_used": ranks}])
         run.write_part("claims", paper, rows)
@@ -132,13 +132,13 @@ def reproduce(out: str | Path, *, papers: Sequence[str] | str | None = None, qui
         if run.has_part("claims", paper):
             continue
         _run_paper(run, out, paper, quick=quick, device=device, progress=progress, rank=rank, world=world,
-                   write=is_main())
+                   ranks=world)
     for paper in shard(alone, world)[rank]:
         if run.has_part("claims", paper):
             continue
         with single_process():
             _run_paper(run, out, paper, quick=quick, device=device, progress=progress, rank=rank, world=world,
-                       write=True)
+                       ranks=1)
     barrier()
     rows: list[dict[str, Any]] = []
     if is_main():
